@@ -1,0 +1,232 @@
+"""The schema, as an ordered list of named migrations applied at start-up.
+
+Times are ISO-8601 UTC strings (``YYYY-MM-DDTHH:MM:SS.ffffff+00:00``, which sort correctly as
+text), except in the ``jobs`` and ``leases`` tables, whose hot paths compare epoch seconds.
+Append new steps; never edit an applied one.
+"""
+
+from __future__ import annotations
+
+from sqlite_utils import Database
+from sqlite_utils.migrations import Migrations
+
+migrations = Migrations("outlook_integration")
+
+
+def _run(db: Database, script: str) -> None:
+    """Run each statement of ``script`` inside the migration's transaction.
+
+    ``executescript`` would commit first, so a failing migration could leave half a schema.
+    """
+    for statement in script.split(";"):
+        if statement.strip():
+            db.execute(statement)
+
+
+@migrations(name="m001_initial")
+def m001_initial(db: Database) -> None:
+    _run(
+        db,
+        """
+        -- Entra ID tenants seen by the service and what their admins have granted.
+        CREATE TABLE tenants (
+            id TEXT PRIMARY KEY,
+            consent_state TEXT NOT NULL DEFAULT 'unknown',
+                -- unknown | user_consented | admin_consented | awaiting_approval | denied
+            consent_detail TEXT,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL
+        );
+
+        -- A user's mailbox the user explicitly connected; keyed by (tenant id, object id).
+        CREATE TABLE connections (
+            id INTEGER PRIMARY KEY,
+            tenant_id TEXT NOT NULL REFERENCES tenants(id),
+            user_id TEXT NOT NULL,
+            email TEXT,
+            display_name TEXT,
+            status TEXT NOT NULL DEFAULT 'active',  -- active | reconnect_required | disconnected
+            status_reason TEXT,
+            token_cache BLOB,                       -- msal SerializableTokenCache, encrypted
+            granted_scopes TEXT,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            UNIQUE (tenant_id, user_id)
+        );
+
+        CREATE TABLE records (
+            id INTEGER PRIMARY KEY,
+            title TEXT NOT NULL,
+            external_id TEXT,
+            created_at TEXT NOT NULL
+        );
+        CREATE INDEX records_external_id ON records(external_id);
+
+        -- Which mailboxes were connected from which record.
+        CREATE TABLE record_connections (
+            record_id INTEGER NOT NULL REFERENCES records(id),
+            connection_id INTEGER NOT NULL REFERENCES connections(id),
+            created_at TEXT NOT NULL,
+            PRIMARY KEY (record_id, connection_id)
+        );
+
+        -- The record's conversation: one row per email, whichever mailboxes hold copies.
+        CREATE TABLE messages (
+            id INTEGER PRIMARY KEY,
+            record_id INTEGER NOT NULL REFERENCES records(id),
+            internet_message_id TEXT NOT NULL,
+            subject TEXT,
+            from_address TEXT,
+            from_name TEXT,
+            to_addresses TEXT NOT NULL DEFAULT '[]',   -- JSON list of {"name", "address"}
+            cc_addresses TEXT NOT NULL DEFAULT '[]',
+            sent_at TEXT,
+            direction TEXT NOT NULL,                   -- inbound | outbound
+            source TEXT NOT NULL,                      -- upload | graph | sent
+            automated INTEGER NOT NULL DEFAULT 0,
+            in_reply_to TEXT,
+            references_ids TEXT NOT NULL DEFAULT '[]', -- JSON list of Message-IDs
+            body_type TEXT,
+            body TEXT,
+            body_preview TEXT,
+            deleted_at TEXT,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            UNIQUE (record_id, internet_message_id)
+        );
+        CREATE INDEX messages_record_sent ON messages(record_id, sent_at);
+
+        -- Where a linked message lives in a connected mailbox (Graph immutable id).
+        CREATE TABLE message_copies (
+            connection_id INTEGER NOT NULL REFERENCES connections(id),
+            graph_id TEXT NOT NULL,
+            message_id INTEGER NOT NULL REFERENCES messages(id),
+            conversation_id TEXT,
+            change_key TEXT,
+            received_at TEXT,
+            deleted_at TEXT,
+            updated_at TEXT NOT NULL,
+            PRIMARY KEY (connection_id, graph_id)
+        );
+        CREATE INDEX message_copies_message ON message_copies(message_id);
+
+        -- Thread keys: the Message-IDs known for a record (generated = the service minted it).
+        CREATE TABLE thread_message_ids (
+            message_id TEXT NOT NULL,
+            record_id INTEGER NOT NULL REFERENCES records(id),
+            generated INTEGER NOT NULL DEFAULT 0,
+            PRIMARY KEY (message_id, record_id)
+        );
+
+        -- Thread keys: Graph conversationIds seen on linked messages, per mailbox.
+        CREATE TABLE thread_conversations (
+            connection_id INTEGER NOT NULL REFERENCES connections(id),
+            conversation_id TEXT NOT NULL,
+            record_id INTEGER NOT NULL REFERENCES records(id),
+            PRIMARY KEY (connection_id, conversation_id, record_id)
+        );
+
+        -- Graph change-notification subscriptions. The clientState is stored encrypted.
+        CREATE TABLE subscriptions (
+            id TEXT PRIMARY KEY,
+            connection_id INTEGER NOT NULL REFERENCES connections(id),
+            resource TEXT NOT NULL,
+            change_type TEXT NOT NULL,
+            client_state BLOB NOT NULL,
+            status TEXT NOT NULL DEFAULT 'active',  -- active | replaced | removed | expired
+            expires_at TEXT NOT NULL,
+            routable_until TEXT NOT NULL,           -- notifications accepted until then
+            replaced_by TEXT,
+            renewed_at TEXT,
+            reauthorized_at TEXT,
+            last_error TEXT,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL
+        );
+        CREATE INDEX subscriptions_connection ON subscriptions(connection_id);
+        CREATE INDEX subscriptions_expiry ON subscriptions(status, expires_at);
+
+        -- The durable work queue: notifications, lifecycle events, sends, subscribe, reconcile.
+        -- Payloads hold ids only: never a subject, body or address.
+        CREATE TABLE jobs (
+            id INTEGER PRIMARY KEY,
+            kind TEXT NOT NULL,
+            dedupe_key TEXT UNIQUE,
+            connection_id INTEGER,
+            payload TEXT NOT NULL DEFAULT '{}',
+            state TEXT NOT NULL DEFAULT 'queued',   -- queued | running | done | dead
+            attempts INTEGER NOT NULL DEFAULT 0,
+            run_after REAL NOT NULL,
+            lease_owner TEXT,
+            lease_expires_at REAL,
+            last_error TEXT,
+            created_at REAL NOT NULL,
+            updated_at REAL NOT NULL,
+            finished_at REAL
+        );
+        CREATE INDEX jobs_ready ON jobs(state, run_after);
+        CREATE INDEX jobs_lease ON jobs(state, lease_expires_at);
+
+        -- Send requests, one per Idempotency-Key.
+        CREATE TABLE outbox (
+            id INTEGER PRIMARY KEY,
+            idempotency_key TEXT NOT NULL UNIQUE,
+            record_id INTEGER NOT NULL REFERENCES records(id),
+            connection_id INTEGER NOT NULL REFERENCES connections(id),
+            request TEXT NOT NULL,                  -- JSON of the API body
+            automated INTEGER NOT NULL DEFAULT 0,
+            status TEXT NOT NULL DEFAULT 'queued',  -- queued | sending | sent | failed
+            error TEXT,
+            draft_id TEXT,
+            internet_message_id TEXT,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            sent_at TEXT
+        );
+
+        -- Delta-query state per mailbox folder.
+        CREATE TABLE delta_state (
+            connection_id INTEGER NOT NULL REFERENCES connections(id),
+            folder TEXT NOT NULL,
+            delta_link TEXT,
+            last_received_at TEXT,
+            synced_at TEXT,
+            PRIMARY KEY (connection_id, folder)
+        );
+
+        -- OAuth flows in progress (msal's flow dict, encrypted), keyed by an opaque session id.
+        CREATE TABLE auth_flows (
+            id TEXT PRIMARY KEY,
+            kind TEXT NOT NULL,                     -- connect | admin_consent
+            record_id INTEGER,
+            flow BLOB NOT NULL,
+            expires_at TEXT NOT NULL
+        );
+
+        -- Leases (the scheduler leader) and heartbeats (workers), in epoch seconds.
+        CREATE TABLE leases (
+            name TEXT PRIMARY KEY,
+            owner TEXT NOT NULL,
+            expires_at REAL NOT NULL
+        );
+        CREATE TABLE heartbeats (
+            name TEXT PRIMARY KEY,
+            beat_at REAL NOT NULL
+        );
+
+        -- Problems an operator must fix (for example an expired client secret).
+        CREATE TABLE app_errors (
+            code TEXT PRIMARY KEY,
+            message TEXT NOT NULL,
+            first_seen_at TEXT NOT NULL,
+            last_seen_at TEXT NOT NULL
+        );
+        """
+    )
+
+
+def migrate(db: Database) -> list[str]:
+    """Apply pending migrations; return the names applied."""
+    pending = [migration.name for migration in migrations.pending(db)]
+    migrations.apply(db)
+    return pending
