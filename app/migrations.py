@@ -38,7 +38,7 @@ def m001_initial(db: Database) -> None:
             updated_at TEXT NOT NULL
         );
 
-        -- A user's mailbox the user explicitly connected; keyed by (tenant id, object id).
+        -- A user's mailbox the user explicitly connected, keyed by (tenant id, object id).
         CREATE TABLE connections (
             id INTEGER PRIMARY KEY,
             tenant_id TEXT NOT NULL REFERENCES tenants(id),
