@@ -1,0 +1,41 @@
+"""The Outlook Integration service: a Flask application built by :func:`create_app`."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from flask import Flask
+
+MAX_REQUEST_BYTES = 10 * 1024 * 1024  # uploaded emails are the largest bodies we accept
+
+
+def create_app(config: Mapping[str, Any] | None = None) -> Flask:
+    """Create and configure an instance of the service.
+
+    Settings come from the environment (and ``.env``); ``config`` overrides them, which is how
+    tests and sandbox mode point the service at a database or an emulator. Nothing starts here:
+    the worker and scheduler run from ``python -m app`` or ``flask --app wsgi worker``.
+    """
+    from app import api, cli, health, storage
+    from app.config import SETTINGS_BY_NAME, load_settings, read_dotenv
+    from app.crypto import Cipher
+    from app.errors import register_error_handlers
+
+    config = dict(config or {})
+    environ = {**read_dotenv(Path(".env")), **os.environ}
+    app = Flask(__name__)
+    app.config.update(load_settings(environ, overrides=config))
+    app.config.update({key: value for key, value in config.items() if key not in SETTINGS_BY_NAME})
+    app.config["MAX_CONTENT_LENGTH"] = MAX_REQUEST_BYTES
+    app.secret_key = app.config["SECRET_KEY"]
+    app.extensions["cipher"] = Cipher(app.config["TOKEN_ENCRYPTION_KEYS"])
+
+    storage.init_app(app)
+    register_error_handlers(app)
+    app.register_blueprint(health.bp)
+    app.register_blueprint(api.bp)
+    cli.init_app(app)
+    return app

@@ -39,6 +39,12 @@ def thread_db(path: str | Path) -> Database:
     return cache[key]
 
 
+def close_thread_dbs() -> None:
+    """Close this thread's connections (threads that end, and tests, call this)."""
+    for db in _local.__dict__.pop("databases", {}).values():
+        db.close()
+
+
 def get_db() -> Database:
     """The current thread's connection to the application's database."""
     return thread_db(current_app.config["DATABASE_PATH"])

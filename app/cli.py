@@ -1,0 +1,47 @@
+"""Operator commands under ``flask --app wsgi``."""
+
+from __future__ import annotations
+
+import click
+from flask.cli import AppGroup
+from flask import Flask, current_app
+
+from app.crypto import ENCRYPTED_COLUMNS, DecryptionError
+from app.migrations import migrate
+from app.storage import get_db
+
+db_group = AppGroup("db", help="Database schema commands.")
+keys_group = AppGroup("keys", help="Token-encryption key commands.")
+
+
+@db_group.command("upgrade")
+def db_upgrade_command() -> None:
+    """Apply pending schema migrations."""
+    applied = migrate(get_db())
+    click.echo(f"applied: {', '.join(applied)}" if applied else "schema is up to date")
+
+
+@keys_group.command("rotate")
+def keys_rotate_command() -> None:
+    """Re-encrypt every stored secret with the newest key of TOKEN_ENCRYPTION_KEYS.
+
+    Add the new key in front of the list, run this, then remove the old key.
+    """
+    cipher = current_app.extensions["cipher"]
+    db = get_db()
+    total = 0
+    try:
+        with db.atomic():
+            for table, pk, column in ENCRYPTED_COLUMNS:
+                rows = db.query(f"SELECT {pk} AS pk, {column} AS value FROM {table} WHERE {column} IS NOT NULL")
+                for row in list(rows):
+                    db.execute(f"UPDATE {table} SET {column} = ? WHERE {pk} = ?", [cipher.rotate(row["value"]), row["pk"]])
+                    total += 1
+    except DecryptionError as e:
+        raise click.ClickException(f"{e}; nothing was changed") from None
+    click.echo(f"re-encrypted {total} stored secret(s) with the newest key")
+
+
+def init_app(app: Flask) -> None:
+    app.cli.add_command(db_group)
+    app.cli.add_command(keys_group)

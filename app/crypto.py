@@ -1,0 +1,58 @@
+"""Encryption at rest for tokens and other secrets, with rotatable keys.
+
+Built on :class:`cryptography.fernet.MultiFernet`: the first key of ``TOKEN_ENCRYPTION_KEYS``
+encrypts, every key decrypts, so rotation is "add a new key in front, re-encrypt, later drop
+the old key".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from cryptography.fernet import Fernet, InvalidToken, MultiFernet
+
+
+class DecryptionError(Exception):
+    """Stored ciphertext cannot be decrypted with any configured key (wrong or missing key)."""
+
+
+class Cipher:
+    """Encrypts with the newest key, decrypts with any configured key."""
+
+    def __init__(self, keys: Iterable[str | bytes]) -> None:
+        fernets = [Fernet(key) for key in keys]
+        if not fernets:
+            raise ValueError("at least one encryption key is required")
+        self._fernet = MultiFernet(fernets)
+
+    def encrypt(self, plaintext: str | bytes) -> bytes:
+        data = plaintext.encode() if isinstance(plaintext, str) else plaintext
+        return self._fernet.encrypt(data)
+
+    def decrypt(self, ciphertext: bytes) -> bytes:
+        try:
+            return self._fernet.decrypt(ciphertext)
+        except InvalidToken:
+            raise DecryptionError(
+                "stored secret cannot be decrypted with any key in TOKEN_ENCRYPTION_KEYS"
+            ) from None
+
+    def decrypt_text(self, ciphertext: bytes) -> str:
+        return self.decrypt(ciphertext).decode()
+
+    def rotate(self, ciphertext: bytes) -> bytes:
+        """Re-encrypt ``ciphertext`` with the newest key (raises :class:`DecryptionError`)."""
+        try:
+            return self._fernet.rotate(ciphertext)
+        except InvalidToken:
+            raise DecryptionError(
+                "stored secret cannot be decrypted with any key in TOKEN_ENCRYPTION_KEYS"
+            ) from None
+
+
+# Columns that hold ciphertext; `keys rotate` re-encrypts each of them.
+ENCRYPTED_COLUMNS: tuple[tuple[str, str, str], ...] = (
+    ("connections", "id", "token_cache"),
+    ("subscriptions", "id", "client_state"),
+    ("auth_flows", "id", "flow"),
+)

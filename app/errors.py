@@ -1,0 +1,39 @@
+"""JSON errors for the API: ``{"error": {"code": ..., "message": ...}}`` with a fitting status."""
+
+from __future__ import annotations
+
+from flask import Flask, Response, jsonify, request
+from werkzeug.exceptions import HTTPException
+
+
+class APIError(Exception):
+    """An error the API reports to its caller as JSON."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+def error_response(status: int, code: str, message: str) -> Response:
+    rv = jsonify({"error": {"code": code, "message": message}})
+    rv.status_code = status
+    return rv
+
+
+def _wants_json() -> bool:
+    return request.path.startswith(("/api/", "/webhooks/")) or request.accept_mimetypes.best == "application/json"
+
+
+def register_error_handlers(app: Flask) -> None:
+    @app.errorhandler(APIError)
+    def handle_api_error(e: APIError) -> Response:
+        return error_response(e.status, e.code, e.message)
+
+    @app.errorhandler(HTTPException)
+    def handle_http_exception(e: HTTPException):
+        if not _wants_json():
+            return e
+        code = (e.name or "error").lower().replace(" ", "_")
+        return error_response(e.code or 500, code, e.description or e.name)

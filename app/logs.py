@@ -1,0 +1,63 @@
+"""Logging set-up for the process: readable text by default, JSON lines when configured.
+
+Context such as the request id, connection id and subscription id travels in ``extra=`` (or
+the :data:`log_context` variable) and is printed as ``key=value`` pairs or JSON fields. Callers
+never pass tokens, secrets, clientState values, subjects or bodies.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import json
+import logging
+import sys
+from typing import Any
+
+CONTEXT_FIELDS = ("request_id", "connection_id", "subscription_id", "job_id", "worker")
+
+log_context: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar("log_context", default={})
+
+
+def _context(record: logging.LogRecord) -> dict[str, Any]:
+    fields = dict(log_context.get())
+    for name in CONTEXT_FIELDS:
+        value = getattr(record, name, None)
+        if value is not None:
+            fields[name] = value
+    return fields
+
+
+class TextFormatter(logging.Formatter):
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = super().format(record)
+        fields = _context(record)
+        if fields:
+            line += " " + " ".join(f"{key}={value}" for key, value in fields.items())
+        return line
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S%z"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+            **_context(record),
+        }
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, default=str)
+
+
+def configure_logging(level: str = "INFO", fmt: str = "text") -> None:
+    """Send the service's logs to stderr; called once by ``python -m app``."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    logging.getLogger("waitress.queue").setLevel(logging.ERROR)  # "task queue depth" noise under load

@@ -1,0 +1,64 @@
+"""A leader lease in SQLite, so only one process runs the scheduled jobs at a time.
+
+Any number of processes may run a scheduler (``python -m app``, ``flask --app wsgi worker``,
+several gunicorn workers); each scheduled job first checks :meth:`Leadership.is_leader`, and
+only the holder of the unexpired lease row does the work.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+import uuid
+from collections.abc import Callable
+
+from sqlite_utils import Database
+
+log = logging.getLogger(__name__)
+
+LEASE_NAME = "scheduler"
+
+
+def acquire_lease(db: Database, name: str, owner: str, ttl: float, now: float) -> bool:
+    """Take or extend lease ``name`` for ``owner``; True when ``owner`` holds it afterwards."""
+    rows = db.query(
+        """
+        INSERT INTO leases (name, owner, expires_at) VALUES (:name, :owner, :expires)
+        ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, expires_at = excluded.expires_at
+        WHERE leases.owner = excluded.owner OR leases.expires_at < :now
+        RETURNING owner
+        """,
+        {"name": name, "owner": owner, "expires": now + ttl, "now": now},
+    )
+    return bool(list(rows))
+
+
+def release_lease(db: Database, name: str, owner: str) -> None:
+    db.execute("DELETE FROM leases WHERE name = ? AND owner = ?", [name, owner])
+
+
+class Leadership:
+    """This process's claim on the scheduler lease."""
+
+    def __init__(self, db_factory: Callable[[], Database], *, ttl: float = 60.0,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._db_factory = db_factory
+        self._ttl = ttl
+        self._clock = clock
+        self._leader = False
+
+    def is_leader(self) -> bool:
+        """Refresh the lease and say whether this process holds it."""
+        leader = acquire_lease(self._db_factory(), LEASE_NAME, self.owner, self._ttl, self._clock())
+        if leader != self._leader:
+            log.info("Scheduler %s: %s leadership", self.owner, "took" if leader else "lost")
+        self._leader = leader
+        return leader
+
+    def resign(self) -> None:
+        if self._leader:
+            release_lease(self._db_factory(), LEASE_NAME, self.owner)
+            self._leader = False
