@@ -19,10 +19,11 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     tests and sandbox mode point the service at a database or an emulator. Nothing starts here:
     the worker and scheduler run from ``python -m app`` or ``flask --app wsgi worker``.
     """
-    from app import api, cli, health, storage
+    from app import api, auth, cli, health, pages, storage, webhooks
     from app.config import SETTINGS_BY_NAME, load_settings, read_dotenv
     from app.crypto import Cipher
     from app.errors import register_error_handlers
+    from app.services import build_services
 
     config = dict(config or {})
     environ = {**read_dotenv(Path(".env")), **os.environ}
@@ -33,9 +34,13 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.secret_key = app.config["SECRET_KEY"]
     app.extensions["cipher"] = Cipher(app.config["TOKEN_ENCRYPTION_KEYS"])
 
+    services = build_services(app)
+    app.extensions.update(services=services, identity=services.identity, queue=services.queue,
+                          subscription_directory=webhooks.SubscriptionDirectory(), wake_workers=lambda: None)
+
     storage.init_app(app)
     register_error_handlers(app)
-    app.register_blueprint(health.bp)
-    app.register_blueprint(api.bp)
+    for blueprint in (health.bp, api.bp, auth.bp, pages.bp, webhooks.bp):
+        app.register_blueprint(blueprint)
     cli.init_app(app)
     return app

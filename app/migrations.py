@@ -38,6 +38,16 @@ def m001_initial(db: Database) -> None:
             updated_at TEXT NOT NULL
         );
 
+        -- Sign-ins that ended at "admin approval required" (Option 2) or a declined consent.
+        -- Entra's error redirect names no tenant, so the record remembers the attempt.
+        CREATE TABLE consent_requests (
+            id INTEGER PRIMARY KEY,
+            record_id INTEGER REFERENCES records(id),
+            outcome TEXT NOT NULL,                  -- approval_requested | approval_required | declined
+            error_code TEXT,
+            created_at TEXT NOT NULL
+        );
+
         -- A user's mailbox the user explicitly connected, keyed by (tenant id, object id).
         CREATE TABLE connections (
             id INTEGER PRIMARY KEY,

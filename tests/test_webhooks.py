@@ -1,0 +1,148 @@
+"""The notification receiver: handshake, verification, one-transaction persistence, never a 500."""
+
+import json
+import sqlite3
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from app.storage import thread_db
+from app.timeutil import iso
+
+TENANT = "8f4c6b0e-0000-4000-8000-000000000001"
+SECRET = "a-client-state-of-at-least-32-characters!"
+
+
+@pytest.fixture
+def db(app):
+    return thread_db(app.config["DATABASE_PATH"])
+
+
+@pytest.fixture
+def subscription(app, db) -> str:
+    now = datetime.now(timezone.utc)
+    db["tenants"].insert({"id": TENANT, "created_at": iso(now), "updated_at": iso(now)})
+    db["connections"].insert({"id": 7, "tenant_id": TENANT, "user_id": "user-1", "created_at": iso(now),
+                              "updated_at": iso(now)})
+    db["subscriptions"].insert({
+        "id": "sub-1", "connection_id": 7, "resource": "/users/user-1/messages", "change_type": "created,updated,deleted",
+        "client_state": app.extensions["cipher"].encrypt(SECRET), "expires_at": iso(now + timedelta(days=3)),
+        "routable_until": iso(now + timedelta(days=3)), "created_at": iso(now), "updated_at": iso(now)})
+    return "sub-1"
+
+
+def notification(subscription_id="sub-1", *, client_state=SECRET, tenant=TENANT, change="created",
+                 message_id="AAMkAD-1", etag='W/"CQAAAB"'):
+    return {
+        "subscriptionId": subscription_id, "clientState": client_state, "tenantId": tenant, "changeType": change,
+        "subscriptionExpirationDateTime": "2030-01-01T00:00:00Z",
+        "resource": f"Users/user-1/Messages/{message_id}",
+        "resourceData": {"@odata.type": "#Microsoft.Graph.Message", "@odata.id": f"Users/user-1/Messages/{message_id}",
+                         "@odata.etag": etag, "id": message_id},
+    }
+
+
+def post(client, *items, path="/webhooks/graph"):
+    return client.post(path, json={"value": list(items)})
+
+
+def jobs(db):
+    return list(db.query("SELECT kind, dedupe_key, connection_id, payload FROM jobs ORDER BY id"))
+
+
+@pytest.mark.parametrize("path", ["/webhooks/graph", "/webhooks/graph/lifecycle"])
+def test_validation_handshake_echoes_the_decoded_token(client, db, path):
+    rv = client.post(f"{path}?validationToken=Validation%3A+Testing+client+application+reachability%2B%2F",
+                     data="", content_type="text/plain; charset=utf-8")
+    assert rv.status_code == 200
+    assert rv.mimetype == "text/plain"
+    assert rv.get_data(as_text=True) == "Validation: Testing client application reachability+/"
+    assert jobs(db) == []
+
+
+def test_genuine_notification_is_queued_with_ids_only(client, db, subscription):
+    rv = post(client, notification())
+    assert rv.status_code == 202
+    [job] = jobs(db)
+    assert job["kind"] == "message" and job["connection_id"] == 7
+    payload = json.loads(job["payload"])
+    assert payload["message_id"] == "AAMkAD-1" and payload["change_type"] == "created"
+    assert set(payload) == {"subscription_id", "message_id", "change_type", "received_at"}
+
+
+def test_replays_are_stored_once_but_a_new_version_is_new_work(client, db, subscription):
+    for _ in range(3):
+        assert post(client, notification(), notification()).status_code == 202
+    post(client, notification(change="updated", etag='W/"CQAAAC"'))
+    assert len(jobs(db)) == 2
+
+
+@pytest.mark.parametrize(
+    "item",
+    [
+        notification(client_state="forged"),
+        notification(client_state=SECRET[:-1]),
+        notification(subscription_id="unknown"),
+        notification(tenant="another-tenant"),
+        notification(change="exploded"),
+        {"subscriptionId": "sub-1"},
+        "not an object",
+    ],
+)
+def test_forged_or_malformed_items_get_202_and_change_nothing(client, db, subscription, item):
+    rv = post(client, item)
+    assert rv.status_code == 202
+    assert jobs(db) == []
+
+
+def test_a_batch_keeps_its_genuine_items_and_drops_the_rest(client, db, subscription):
+    rv = post(client, notification(client_state="forged", message_id="evil"), notification(message_id="good"))
+    assert rv.status_code == 202
+    assert [json.loads(j["payload"])["message_id"] for j in jobs(db)] == ["good"]
+
+
+def test_lifecycle_event_is_queued(client, db, subscription):
+    item = {k: v for k, v in notification().items() if k not in ("changeType", "resource", "resourceData")}
+    item["lifecycleEvent"] = "reauthorizationRequired"
+    assert post(client, item, path="/webhooks/graph/lifecycle").status_code == 202
+    [job] = jobs(db)
+    assert job["kind"] == "lifecycle"
+    assert json.loads(job["payload"])["event"] == "reauthorizationRequired"
+
+
+def test_replaced_subscription_stays_routable_until_its_time(client, db, subscription):
+    db.execute("UPDATE subscriptions SET status = 'replaced', routable_until = ?",
+               [iso(datetime.now(timezone.utc) + timedelta(hours=1))])
+    assert post(client, notification()).status_code == 202
+    assert len(jobs(db)) == 1
+
+
+def test_subscription_past_its_routable_time_is_unknown(client, db, subscription):
+    db.execute("UPDATE subscriptions SET routable_until = ?", [iso(datetime.now(timezone.utc) - timedelta(seconds=1))])
+    assert post(client, notification()).status_code == 202
+    assert jobs(db) == []
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "status"),
+    [
+        ({"data": "{broken", "content_type": "application/json"}, 400),
+        ({"data": json.dumps({"value": "nope"}), "content_type": "application/json"}, 400),
+        ({"data": json.dumps([1, 2]), "content_type": "application/json"}, 400),
+        ({"data": "value=1", "content_type": "application/x-www-form-urlencoded"}, 415),
+        ({"data": b"\xff\xfe\x00", "content_type": "application/json"}, 400),
+        ({"data": json.dumps({"value": ["x" * 1024] * 1100}), "content_type": "application/json"}, 413),
+    ],
+)
+def test_malformed_deliveries_get_a_4xx(client, db, subscription, kwargs, status):
+    rv = client.post("/webhooks/graph", **kwargs)
+    assert rv.status_code == status
+    assert jobs(db) == []
+
+
+def test_storage_failure_answers_503_so_graph_retries(app, client, db, subscription, monkeypatch):
+    def broken(*args, **kwargs):
+        raise sqlite3.OperationalError("database is locked")
+
+    monkeypatch.setattr(app.extensions["queue"], "enqueue_many", broken)
+    assert post(client, notification()).status_code == 503
