@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass
 
@@ -9,7 +10,11 @@ from sqlite_utils import Database
 
 from app.crypto import Cipher
 from app.identity import SignIn
+from app.services import Services
 from app.timeutil import now_iso
+from subscriptions.manager import remove_subscriptions
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -144,3 +149,31 @@ def save_connection(db: Database, cipher: Cipher, sign_in: SignIn, record_id: in
         queue.enqueue("connect", {"connection_id": connection_id, "record_id": record_id},
                       connection_id=connection_id)
     return connection_id
+
+
+def mark_reconnect_required(services: Services, connection_id: int, reason: str) -> None:
+    """The user's grant is gone: stop touching the mailbox until they connect again.
+
+    Subscriptions are removed locally (no token is left to delete them on Graph; Graph drops
+    them itself), pending sends fail with the reason, and the record page offers Reconnect.
+    """
+    services.identity.forget(connection_id)
+    db = services.db()
+    now = now_iso()
+    with db.atomic():
+        db.execute("UPDATE connections SET status = 'reconnect_required', status_reason = ?, updated_at = ? "
+                   "WHERE id = ? AND status = 'active'", [reason, now, connection_id])
+        db.execute("UPDATE outbox SET status = 'failed', error = ?, updated_at = ? "
+                   "WHERE connection_id = ? AND status IN ('queued', 'sending')",
+                   [f"reconnect_required: {reason}", now, connection_id])
+        remove_subscriptions(services, connection_id, on_graph=False)
+    log.warning("Connection needs reconnecting: %s", reason, extra={"connection_id": connection_id})
+
+
+def disconnect(services: Services, connection_id: int) -> None:
+    """Delete the Graph subscriptions, wipe the tokens, keep the records' history."""
+    remove_subscriptions(services, connection_id, on_graph=True)
+    services.identity.forget(connection_id)
+    services.db().execute(
+        "UPDATE connections SET status = 'disconnected', status_reason = 'disconnected by the user', "
+        "token_cache = NULL, updated_at = ? WHERE id = ?", [now_iso(), connection_id])

@@ -142,6 +142,26 @@ class GraphClient:
             results[ids[int(item["id"])]] = (int(item["status"]), item.get("body"), item.get("headers") or {})
         return results
 
+    def get_message(self, message_id: str, select: str) -> dict:
+        return self.request("get_message", "GET", f"/me/messages/{message_id}", params={"$select": select})
+
+    def create_draft(self, message: dict[str, Any]) -> dict:
+        return self.request("create_draft", "POST", "/me/messages", json=message)
+
+    def create_reply(self, message_id: str) -> dict:
+        """A reply draft; Exchange sets In-Reply-To and References from the original."""
+        return self.request("create_reply", "POST", f"/me/messages/{message_id}/createReply", json={})
+
+    def update_draft(self, message_id: str, changes: dict[str, Any]) -> dict:
+        return self.request("update_draft", "PATCH", f"/me/messages/{message_id}", json=changes)
+
+    def send_draft(self, message_id: str) -> None:
+        self.request("send_draft", "POST", f"/me/messages/{message_id}/send", headers={"Content-Length": "0"})
+
+    def delete_draft(self, message_id: str) -> None:
+        """Delete one of the service's own unsent drafts (the only mailbox item it ever deletes)."""
+        self.request("delete_draft", "DELETE", f"/me/messages/{message_id}")
+
     def find_messages(self, filter_: str, select: str, *, top: int = 50) -> Iterator[dict]:
         """Messages of the mailbox matching an OData ``$filter``, following ``@odata.nextLink``."""
         page = self.request("list_messages", "GET", "/me/messages",
@@ -168,6 +188,19 @@ class GraphClient:
         while "@odata.nextLink" in page:
             page = self.request(operation, "GET", page["@odata.nextLink"])
             yield from page.get("value", [])
+
+    # -- subscriptions -----------------------------------------------------------------------
+
+    def create_subscription(self, body: dict[str, Any]) -> dict:
+        return self.request("create_subscription", "POST", "/subscriptions", json=body)
+
+    def renew_subscription(self, subscription_id: str, expiration: str) -> dict:
+        """PATCH a new expiry; this also reauthorizes the subscription."""
+        return self.request("renew_subscription", "PATCH", f"/subscriptions/{subscription_id}",
+                            json={"expirationDateTime": expiration})
+
+    def delete_subscription(self, subscription_id: str) -> None:
+        self.request("delete_subscription", "DELETE", f"/subscriptions/{subscription_id}")
 
     # -- the signed-in user ----------------------------------------------------------------
 

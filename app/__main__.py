@@ -1,0 +1,74 @@
+"""``python -m app``: the whole service in one process.
+
+A multi-threaded waitress server, the worker threads and the scheduler; in sandbox mode (no
+``AZURE_CLIENT_ID``) also the embedded Microsoft emulator, seeded with demo data. SIGINT or
+SIGTERM stops the server, lets the workers finish their jobs, and exits cleanly.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+from waitress import create_server
+
+from app import create_app
+from app.config import ConfigError, load_settings, read_dotenv
+from app.logs import configure_logging
+from app.runtime import Runtime
+
+log = logging.getLogger("app")
+
+
+class _Stop(BaseException):
+    """Raised in the main thread by the signal handler to leave the server loop."""
+
+
+def _on_signal(signum: int, frame: Any) -> None:
+    raise _Stop(signal.Signals(signum).name)
+
+
+def main() -> int:
+    environ = {**read_dotenv(Path(".env")), **os.environ}
+    try:
+        settings = load_settings(environ)
+    except ConfigError as e:
+        print(f"configuration error: {e}", file=sys.stderr)
+        return 2
+    configure_logging(settings["LOG_LEVEL"], settings["LOG_FORMAT"])
+    emulator, overrides = None, {}
+    if settings["SANDBOX"]:
+        from app.sandbox import start_sandbox
+
+        emulator, overrides = start_sandbox(settings)
+    app = create_app(overrides)
+    runtime = Runtime(app)
+    server = create_server(app, host=settings["HOST"], port=settings["PORT"], threads=settings["WEB_THREADS"],
+                           ident="outlook-integration")
+    signal.signal(signal.SIGINT, _on_signal)
+    signal.signal(signal.SIGTERM, _on_signal)
+    runtime.start()
+    try:
+        log.info("Serving on http://%s:%s", settings["HOST"], server.effective_port)
+        if emulator is not None:
+            from app.sandbox import announce
+
+            announce(app, emulator)
+        server.run()
+    except _Stop as stop:
+        log.info("Received %s, shutting down", stop)
+    finally:
+        server.task_dispatcher.shutdown()  # finish requests in flight (up to 5 s)
+        server.close()
+        runtime.stop()
+        if emulator is not None:
+            emulator.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

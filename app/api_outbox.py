@@ -1,0 +1,124 @@
+"""Sending mail as a connected user: ``POST /api/records/{id}/messages`` and ``GET /api/outbox/{id}``.
+
+The request, its ``Idempotency-Key`` (unique) and the worker's job are written in one transaction,
+so a repeated key returns the original request and is never sent twice.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from flask import current_app, jsonify, request
+
+from app.api import bp, get_record, json_body, optional_string, required_string
+from app.errors import APIError
+from app.storage import get_db
+from app.timeutil import now_iso
+
+EMAIL = re.compile(r"^[^@\s<>,;\"]+@[^@\s<>,;\"]+\.[^@\s<>,;\"]+$")
+MAX_RECIPIENTS = 100
+MAX_BODY = 1_000_000
+
+
+def _addresses(body: dict[str, Any], field: str, *, required: bool) -> list[str]:
+    value = body.get(field)
+    if value is None and not required:
+        return []
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise APIError(422, "invalid_field", f"'{field}' must be a list of email addresses.")
+    if len(value) > MAX_RECIPIENTS:
+        raise APIError(422, "invalid_field", f"'{field}' holds at most {MAX_RECIPIENTS} addresses.")
+    bad = [address for address in value if len(address) > 254 or not EMAIL.match(address.strip())]
+    if bad:
+        raise APIError(422, "invalid_address", f"'{field}' has invalid email address(es): {', '.join(bad[:5])}.")
+    return [address.strip() for address in value]
+
+
+def _flag(body: dict[str, Any], field: str) -> bool:
+    value = body.get(field, False)
+    if not isinstance(value, bool):
+        raise APIError(422, "invalid_field", f"'{field}' must be true or false.")
+    return value
+
+
+def parse_send_request(body: dict[str, Any]) -> dict[str, Any]:
+    """The validated send request, normalised; raises :class:`APIError` (422) naming the field."""
+    connection_id = body.get("connection_id")
+    if not isinstance(connection_id, int) or isinstance(connection_id, bool):
+        raise APIError(422, "missing_field", "'connection_id' is required and must be an integer.")
+    reply = _flag(body, "reply")
+    body_type = body.get("body_type", "text")
+    if body_type not in ("text", "html"):
+        raise APIError(422, "invalid_field", "'body_type' must be \"text\" or \"html\".")
+    request_ = {
+        "connection_id": connection_id,
+        "to": _addresses(body, "to", required=not reply),
+        "cc": _addresses(body, "cc", required=False),
+        "subject": optional_string(body, "subject", max_length=998),
+        "body": required_string(body, "body", max_length=MAX_BODY),
+        "body_type": body_type,
+        "reply": reply,
+        "automated": _flag(body, "automated"),
+    }
+    if not reply and not request_["to"]:
+        raise APIError(422, "missing_field", "'to' needs at least one address for a new message.")
+    return request_
+
+
+def _active_connection(connection_id: int) -> None:
+    rows = list(get_db().query("SELECT status FROM connections WHERE id = ?", [connection_id]))
+    if not rows:
+        raise APIError(422, "unknown_connection", f"Connection {connection_id} does not exist.")
+    if rows[0]["status"] != "active":
+        raise APIError(409, "connection_not_active",
+                       f"Connection {connection_id} is {rows[0]['status']}; the user must connect Outlook again.")
+
+
+def outbox_entry(outbox_id: int) -> dict[str, Any]:
+    rows = list(get_db().query(
+        "SELECT id, record_id, connection_id, status, error, automated, internet_message_id, created_at, "
+        "updated_at, sent_at, request FROM outbox WHERE id = ?", [outbox_id]))
+    if not rows:
+        raise APIError(404, "outbox_not_found", f"Send request {outbox_id} does not exist.")
+    row = rows[0]
+    stored = json.loads(row.pop("request"))
+    return {**row, "automated": bool(row["automated"]), "reply": stored["reply"], "to": stored["to"],
+            "cc": stored["cc"], "subject": stored["subject"]}
+
+
+@bp.post("/records/<int:record_id>/messages")
+def send_message(record_id: int):
+    key = request.headers.get("Idempotency-Key", "").strip()
+    if not key or len(key) > 200:
+        raise APIError(400, "missing_idempotency_key", "Send requests need an Idempotency-Key header (1-200 chars).")
+    get_record(record_id)
+    send = parse_send_request(json_body())
+    _active_connection(send["connection_id"])
+    stored = json.dumps(send, sort_keys=True)
+    db = get_db()
+    now = now_iso()
+    with db.atomic():
+        rows = list(db.query(
+            """
+            INSERT INTO outbox (idempotency_key, record_id, connection_id, request, automated, status,
+                                created_at, updated_at)
+            VALUES (?, ?, ?, ?, ?, 'queued', ?, ?) ON CONFLICT (idempotency_key) DO NOTHING RETURNING id
+            """, [key, record_id, send["connection_id"], stored, int(send["automated"]), now, now]))
+        if rows:
+            current_app.extensions["queue"].enqueue("send", {"outbox_id": rows[0]["id"]},
+                                                    dedupe_key=f"send|{rows[0]['id']}",
+                                                    connection_id=send["connection_id"])
+    if rows:
+        current_app.extensions["wake_workers"]()
+        return jsonify({"id": rows[0]["id"], "status": "queued"}), 202
+    existing = list(db.query("SELECT id, record_id, request, status FROM outbox WHERE idempotency_key = ?", [key]))[0]
+    if existing["record_id"] != record_id or existing["request"] != stored:
+        raise APIError(409, "idempotency_key_reused", "This Idempotency-Key was used for a different request.")
+    return jsonify({"id": existing["id"], "status": existing["status"]}), 202
+
+
+@bp.get("/outbox/<int:outbox_id>")
+def show_outbox(outbox_id: int):
+    return jsonify(outbox_entry(outbox_id))

@@ -1,0 +1,145 @@
+"""Creating, renewing and removing a connection's Graph subscription.
+
+One subscription per connection on ``/users/{id}/messages`` (inbox and sent items alike), with a
+lifecycle URL (it can only be set at creation). Its ``clientState`` is random per subscription and
+stored encrypted, so a copy of the database alone cannot forge notifications. Graph decides the
+expiry; we always store the one it granted.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import secrets
+from datetime import datetime, timedelta
+from typing import Any
+
+from app.graph import GraphClient, GraphError, NotFound
+from app.identity import IdentityConfigError, IdentityUnavailable, ReconnectRequired
+from app.services import Services
+from app.timeutil import iso, now_iso, parse_iso
+
+log = logging.getLogger(__name__)
+
+CHANGE_TYPES = "created,updated,deleted"
+MAX_LIFETIME = timedelta(minutes=10_080)  # current Graph docs for Outlook resources
+OLDER_MAX_LIFETIME = timedelta(minutes=4_230)  # older docs; some tenants still enforce it
+LIFETIME_MARGIN = timedelta(minutes=15)
+EXPIRY_REJECTED = re.compile(r"expiration", re.IGNORECASE)
+DUPLICATE_ID = re.compile(r"Subscription Id <?([0-9a-fA-F-]{36})>? already exists")
+
+
+def lifetimes(preferred: timedelta = MAX_LIFETIME) -> list[timedelta]:
+    """Lifetimes to ask for, longest first: the configured maximum, then the older 4,230-minute limit."""
+    return [preferred - LIFETIME_MARGIN] + ([OLDER_MAX_LIFETIME - LIFETIME_MARGIN]
+                                            if preferred > OLDER_MAX_LIFETIME else [])
+
+
+def _connection(services: Services, connection_id: int) -> dict[str, Any]:
+    rows = list(services.db().query("SELECT id, user_id, status FROM connections WHERE id = ?", [connection_id]))
+    if not rows:
+        raise LookupError(f"connection {connection_id} does not exist")
+    return rows[0]
+
+
+def _request_body(services: Services, user_id: str, client_state: str, expires: datetime) -> dict[str, Any]:
+    base = services.config["PUBLIC_BASE_URL"]
+    return {
+        "changeType": CHANGE_TYPES,
+        "notificationUrl": f"{base}/webhooks/graph",
+        "lifecycleNotificationUrl": f"{base}/webhooks/graph/lifecycle",
+        "resource": f"/users/{user_id}/messages",
+        "expirationDateTime": iso(expires),
+        "clientState": client_state,
+    }
+
+
+def _post_subscription(graph: GraphClient, body_for: Any, now: datetime) -> dict[str, Any]:
+    """POST with the longest lifetime Graph accepts; clear a leftover duplicate (409) once."""
+    cleared_duplicate = False
+    options = lifetimes()
+    while True:
+        try:
+            return graph.create_subscription(body_for(now + options[0]))
+        except GraphError as e:
+            duplicate = DUPLICATE_ID.search(e.message)
+            if e.status == 409 and duplicate and not cleared_duplicate:
+                # A subscription from an earlier attempt whose clientState we never stored.
+                graph.delete_subscription(duplicate.group(1))
+                cleared_duplicate = True
+            elif e.status == 400 and EXPIRY_REJECTED.search(e.message) and len(options) > 1:
+                log.info("Subscriptions: lifetime %s rejected, retrying with %s", options[0], options[1])
+                options = options[1:]
+            else:
+                raise
+
+
+def create_subscription(services: Services, connection_id: int, now: datetime) -> str:
+    """Create the connection's subscription and retire any earlier one; return the new id.
+
+    Must run in the worker: Graph validates the notification URL while this call is in flight.
+    """
+    connection = _connection(services, connection_id)
+    client_state = secrets.token_urlsafe(48)
+    graph = services.graph_for(connection_id)
+    created = _post_subscription(
+        graph, lambda expires: _request_body(services, connection["user_id"], client_state, expires), now)
+    granted = iso(parse_iso(created["expirationDateTime"]))
+    db = services.db()
+    with db.atomic():
+        db.execute(
+            "UPDATE subscriptions SET status = 'replaced', replaced_by = ?, updated_at = ? "
+            "WHERE connection_id = ? AND status = 'active'", [created["id"], now_iso(), connection_id])
+        db.execute(
+            """
+            INSERT INTO subscriptions (id, connection_id, resource, change_type, client_state, status, expires_at,
+                                       routable_until, created_at, updated_at)
+            VALUES (?, ?, ?, ?, ?, 'active', ?, ?, ?, ?)
+            """,
+            [created["id"], connection_id, created.get("resource") or f"/users/{connection['user_id']}/messages",
+             CHANGE_TYPES, services.cipher.encrypt(client_state), granted, granted, iso(now), iso(now)])
+    log.info("Subscriptions: created, expires %s", granted,
+             extra={"connection_id": connection_id, "subscription_id": created["id"]})
+    return created["id"]
+
+
+def renew_subscription(services: Services, subscription: dict[str, Any], now: datetime) -> str:
+    """PATCH a later expiry (which also reauthorizes); store what Graph granted."""
+    graph = services.graph_for(subscription["connection_id"])
+    renewed = None
+    for lifetime in lifetimes():
+        try:
+            renewed = graph.renew_subscription(subscription["id"], iso(now + lifetime))
+            break
+        except GraphError as e:
+            if not (e.status == 400 and EXPIRY_REJECTED.search(e.message)):
+                raise
+    if renewed is None:
+        raise GraphError(400, "ExpiryRejected", "Graph rejected every subscription lifetime")
+    granted = iso(parse_iso(renewed["expirationDateTime"]))
+    services.db().execute(
+        "UPDATE subscriptions SET expires_at = ?, routable_until = ?, renewed_at = ?, last_error = NULL, "
+        "updated_at = ? WHERE id = ?", [granted, granted, iso(now), iso(now), subscription["id"]])
+    return granted
+
+
+def remove_subscriptions(services: Services, connection_id: int, *, on_graph: bool) -> int:
+    """Stop a connection's subscriptions: deleted on Graph when ``on_graph`` (best effort, the
+    grant may already be gone) and always locally. Returns how many were active."""
+    db = services.db()
+    active = [row["id"] for row in db.query(
+        "SELECT id FROM subscriptions WHERE connection_id = ? AND status = 'active'", [connection_id])]
+    if on_graph:
+        graph = services.graph_for(connection_id)
+        for subscription_id in active:
+            try:
+                graph.delete_subscription(subscription_id)
+            except NotFound:
+                pass
+            except (GraphError, ReconnectRequired, IdentityUnavailable, IdentityConfigError) as e:
+                # The grant may already be gone; the local removal below still stops processing.
+                log.warning("Subscriptions: could not delete on Graph (%s)", type(e).__name__,
+                            extra={"subscription_id": subscription_id})
+    db.execute("UPDATE subscriptions SET status = 'removed', routable_until = ?, updated_at = ? "
+               "WHERE connection_id = ? AND status IN ('active', 'replaced')", [now_iso(), now_iso(), connection_id])
+    return len(active)
