@@ -1,0 +1,110 @@
+"""The identity platform's records: tenants, users, app registrations, grants and tokens.
+
+Plain data; :class:`~emulator.directory.Directory` owns them and changes them under its lock.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from .scopes import Scopes
+
+
+@dataclass
+class Tenant:
+    id: str
+    name: str
+    user_consent_allowed: bool = True
+    """Whether non-admins may consent to the mail scopes themselves (user consent settings)."""
+    admin_consent_workflow: bool = True
+    """Whether users who cannot consent may request an admin's approval."""
+    removed_clients: set[str] = field(default_factory=set)
+    """Apps removed in Enterprise applications (service principal deleted) and not consented to since."""
+
+
+@dataclass
+class User:
+    id: str
+    tenant_id: str
+    email: str
+    display_name: str
+    admin: bool = False
+    """Global Administrator: sees "Consent on behalf of your organization"."""
+    disabled: bool = False
+    tokens_valid_from: datetime | None = None
+    """Set by "revoke sessions": tokens issued earlier stop working (AADSTS50173)."""
+
+
+@dataclass
+class App:
+    client_id: str
+    client_secret: str
+    secret_expires_at: datetime
+    redirect_uris: tuple[str, ...]
+    display_name: str
+    permissions: frozenset[str]
+    """The statically configured Graph permissions, what ``.default`` stands for."""
+
+
+@dataclass
+class Grant:
+    """A delegated permission grant (oAuth2PermissionGrant); ``user_id`` None = tenant-wide (AllPrincipals)."""
+
+    client_id: str
+    tenant_id: str
+    user_id: str | None
+    scopes: frozenset[str]
+    granted_at: datetime
+
+
+@dataclass
+class ApprovalRequest:
+    """A request a user made through the admin consent workflow."""
+
+    id: str
+    tenant_id: str
+    user_id: str
+    client_id: str
+    scopes: frozenset[str]
+    justification: str
+    requested_at: datetime
+    status: str = "pending"
+
+
+@dataclass
+class AuthCode:
+    code: str
+    client_id: str
+    redirect_uri: str
+    user_id: str
+    tenant_id: str
+    scopes: Scopes
+    code_challenge: str
+    nonce: str | None
+    issued_at: datetime
+    redeemed: bool = False
+
+
+@dataclass
+class RefreshToken:
+    token: str
+    client_id: str
+    user_id: str
+    tenant_id: str
+    scopes: Scopes
+    issued_at: datetime
+    inactive: bool = False
+    """Forced by a fault hook: the next use fails with AADSTS700082."""
+    rotated: bool = False
+    """Already exchanged for a newer refresh token."""
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who an access token speaks for, as Graph sees it."""
+
+    tenant_id: str
+    user_id: str
+    client_id: str
+    scopes: frozenset[str]
