@@ -19,7 +19,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     tests and sandbox mode point the service at a database or an emulator. Nothing starts here:
     the worker and scheduler run from ``python -m app`` or ``flask --app wsgi worker``.
     """
-    from app import api, api_mailboxes, api_outbox, auth, cli, health, pages, storage, webhooks  # noqa: F401
+    from app import admin, api, api_mailboxes, api_outbox, auth, cli, health, pages, storage, webhooks  # noqa: F401
     from app.config import SETTINGS_BY_NAME, load_settings, read_dotenv
     from app.crypto import Cipher
     from app.errors import register_error_handlers
@@ -40,7 +40,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
     storage.init_app(app)
     register_error_handlers(app)
-    for blueprint in (health.bp, api.bp, auth.bp, pages.bp, webhooks.bp):
+    for blueprint in (health.bp, api.bp, auth.bp, pages.bp, webhooks.bp, admin.bp):
         app.register_blueprint(blueprint)
     cli.init_app(app)
     return app

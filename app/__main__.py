@@ -44,7 +44,7 @@ def main() -> int:
     if settings["SANDBOX"]:
         from app.sandbox import start_sandbox
 
-        emulator, overrides = start_sandbox(settings)
+        emulator, overrides = start_sandbox(settings, environ)
     app = create_app(overrides)
     runtime = Runtime(app)
     server = create_server(app, host=settings["HOST"], port=settings["PORT"], threads=settings["WEB_THREADS"],

@@ -107,6 +107,8 @@ SETTINGS: tuple[Setting, ...] = (
             "to rotate, then run `flask --app wsgi keys rotate`.", _fernet_keys, True),
     Setting("SECRET_KEY", None, "Signs the browser session cookie.", _text, True),
     Setting("API_TOKEN", None, "Bearer token required on every `/api/*` call.", _text, True),
+    Setting("ADMIN_PASSWORD", None, "Optional password for the `/admin` page (the `API_TOKEN` always works too).",
+            _text),
     Setting("ALLOWED_TENANTS", (), "Optional comma-separated tenant ids allowed to connect; empty means all.",
             _csv),
     Setting("RENEWAL_INTERVAL_SECONDS", 300, "How often the subscription renewal job runs.", _positive_int),

@@ -1,8 +1,13 @@
-"""Liveness: ``GET /healthz`` answers as long as the process serves requests."""
+"""Liveness (``/healthz``), readiness (``/readyz``) and Prometheus metrics (``/metrics``)."""
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app, jsonify
+from flask import Blueprint, Response, current_app, jsonify
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from app.metrics import registry_for
+from app.readiness import run_checks
+from app.storage import get_db
 
 bp = Blueprint("health", __name__)
 
@@ -10,3 +15,16 @@ bp = Blueprint("health", __name__)
 @bp.get("/healthz")
 def healthz():
     return jsonify({"status": "ok", "sandbox": current_app.config["SANDBOX"]})
+
+
+@bp.get("/readyz")
+def readyz():
+    checks = run_checks(get_db())
+    ready = all(check["ok"] for check in checks.values())
+    return jsonify({"status": "ready" if ready else "not_ready", "checks": checks}), 200 if ready else 503
+
+
+@bp.get("/metrics")
+def metrics():
+    return Response(generate_latest(registry_for(current_app.config["DATABASE_PATH"])),
+                    mimetype=CONTENT_TYPE_LATEST)

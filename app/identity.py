@@ -20,6 +20,7 @@ import requests
 from sqlite_utils import Database
 
 from app.crypto import Cipher
+from app.http import Session
 from subscriptions.leader import acquire_lease, release_lease
 
 log = logging.getLogger(__name__)
@@ -106,12 +107,10 @@ class Identity:
         self._secret = client_secret
         self.authority = f"{authority_host.rstrip('/')}/organizations"
         self._instance_discovery = None if urlsplit(authority_host).hostname in MICROSOFT_AUTHORITY_HOSTS else False
-        self._verify = verify
         self._cipher = cipher
         self._db_factory = db_factory
         self._http_cache: dict = {}
-        self._session = requests.Session()
-        self._session.verify = verify  # msal ignores its own `verify` when given a session
+        self._session = Session(verify)  # msal ignores its own `verify` when given a session
         self._locks: dict[int, threading.Lock] = {}
         self._locks_guard = threading.Lock()
         self._access_tokens: dict[int, tuple[str, float]] = {}
@@ -121,7 +120,7 @@ class Identity:
             return msal.ConfidentialClientApplication(
                 self.client_id, client_credential=self._secret, authority=self.authority,
                 token_cache=cache, http_cache=self._http_cache, instance_discovery=self._instance_discovery,
-                verify=self._verify, http_client=self._session,
+                http_client=self._session,
             )
         except (requests.RequestException, ValueError) as e:
             raise IdentityUnavailable(f"identity platform discovery failed: {type(e).__name__}") from None

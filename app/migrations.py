@@ -106,7 +106,8 @@ def m001_initial(db: Database) -> None:
         );
         CREATE INDEX messages_record_sent ON messages(record_id, sent_at);
 
-        -- Where a linked message lives in a connected mailbox (Graph immutable id).
+        -- Where a linked message lives in a connected mailbox (Graph immutable id), one row per record
+        -- the email belongs to, so a deletion in the mailbox marks every record's entry.
         CREATE TABLE message_copies (
             connection_id INTEGER NOT NULL REFERENCES connections(id),
             graph_id TEXT NOT NULL,
@@ -116,7 +117,7 @@ def m001_initial(db: Database) -> None:
             received_at TEXT,
             deleted_at TEXT,
             updated_at TEXT NOT NULL,
-            PRIMARY KEY (connection_id, graph_id)
+            PRIMARY KEY (connection_id, graph_id, message_id)
         );
         CREATE INDEX message_copies_message ON message_copies(message_id);
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import email
 import email.policy
 import email.utils
+import html
 import re
 from dataclasses import dataclass
 from datetime import timezone
@@ -147,7 +148,7 @@ def _addresses(msg: EmailMessage, name: str) -> tuple[Address, ...]:
     try:
         header = msg[name]
         pairs = [(a.display_name, a.addr_spec) for a in header.addresses] if header is not None else []
-    except Exception:
+    except Exception:  # as in _header
         pairs = email.utils.getaddresses([_raw(msg, name)])
     return tuple(Address(_text(n), _text(a)) for n, a in pairs if a and "@" in a)
 
@@ -169,7 +170,7 @@ def _body(msg: EmailMessage) -> tuple[str | None, str | None]:
     """The text/plain body if there is one, else the text/html one, with its type."""
     try:
         part = msg.get_body(preferencelist=("plain", "html"))
-    except Exception:
+    except Exception:  # a broken MIME structure: keep the headers, drop the body
         return None, None
     if part is None:
         return None, None
@@ -212,8 +213,11 @@ class _TextExtractor(HTMLParser):
             self.chunks.append(data)
 
 
-def _html_text(html: str) -> str:
+def _html_text(markup: str) -> str:
     extractor = _TextExtractor()
-    extractor.feed(html)
-    extractor.close()
+    try:
+        extractor.feed(markup)
+        extractor.close()
+    except AssertionError:  # _markupbase gives up on some malformed declarations, such as "<!["
+        return html.unescape(re.sub(r"<[^>]*>", " ", markup))
     return "".join(extractor.chunks)

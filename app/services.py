@@ -5,13 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-import requests
 from flask import Flask
 from sqlite_utils import Database
 
 from app import metrics
 from app.crypto import Cipher
 from app.graph import GraphClient
+from app.http import Session
 from app.identity import Identity
 from app.storage import thread_db
 from handlers.queue import SqliteQueue
@@ -25,7 +25,7 @@ class Services:
     cipher: Cipher
     identity: Identity
     queue: SqliteQueue
-    session: requests.Session = field(default_factory=requests.Session)
+    session: Session = field(default_factory=Session)
 
     def db(self) -> Database:
         """This thread's database connection."""
@@ -37,7 +37,7 @@ class Services:
             f"{self.config['GRAPH_ENDPOINT']}/v1.0",
             lambda force_refresh=False: self.identity.access_token(connection_id, force_refresh=force_refresh),
             self.session, mailbox=str(connection_id),
-            observe=lambda operation, status: metrics.GRAPH_REQUESTS.labels(operation, str(status)).inc(),
+            observe=metrics.observe_graph,
         )
 
 
@@ -51,6 +51,4 @@ def build_services(app: Flask) -> Services:
         authority_host=config["AZURE_AUTHORITY_HOST"], verify=verify, cipher=cipher,
         db_factory=lambda: thread_db(database),
     )
-    services = Services(dict(config), cipher, identity, SqliteQueue(database))
-    services.session.verify = verify
-    return services
+    return Services(dict(config), cipher, identity, SqliteQueue(database), Session(verify))

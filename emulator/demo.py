@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .server import Emulator
 
 
-def seed_demo(emulator: "Emulator", redirect_uri: str) -> dict[str, Any]:
+def seed_demo(emulator: "Emulator", redirect_uri: str | Sequence[str]) -> dict[str, Any]:
     """Create the demo tenants, users and app registration; return their ids and credentials.
 
     Contoso lets users consent to the mail scopes themselves and has an admin
@@ -16,13 +17,14 @@ def seed_demo(emulator: "Emulator", redirect_uri: str) -> dict[str, Any]:
     consent but has the admin consent workflow, so its user (alex@fabrikam.example) meets the
     "Approval required" page; its admin (admin@fabrikam.example) can grant for everyone.
     """
-    client_id, client_secret = emulator.register_app(redirect_uris=[redirect_uri])
+    redirect_uris = [redirect_uri] if isinstance(redirect_uri, str) else list(redirect_uri)
+    client_id, client_secret = emulator.register_app(redirect_uris=redirect_uris)
     contoso = emulator.add_tenant("Contoso")
     fabrikam = emulator.add_tenant("Fabrikam", user_consent_allowed=False, admin_consent_workflow=True)
     return {
         "client_id": client_id,
         "client_secret": client_secret,
-        "redirect_uri": redirect_uri,
+        "redirect_uri": redirect_uris[0],
         "tenants": {"contoso": contoso, "fabrikam": fabrikam},
         "users": {
             "contoso_admin": emulator.add_user(contoso, "admin@contoso.example", display_name="Contoso Admin",

@@ -11,12 +11,14 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from typing import Any
 
+from app import metrics
 from app.connections import mark_reconnect_required
 from app.graph import GraphError, NotFound, Throttled
 from app.identity import IdentityConfigError, IdentityUnavailable, ReconnectRequired
 from app.services import Services
-from app.timeutil import iso, now_iso, parse_iso
+from app.timeutil import iso, now_iso, parse_iso, utcnow
 from subscriptions.manager import renew_subscription
+from subscriptions.reconcile import enqueue_reconcile
 
 log = logging.getLogger(__name__)
 
@@ -24,6 +26,8 @@ RENEW_WITHIN = timedelta(hours=24)
 RENEWAL_CONCURRENCY = 8
 TENANT_WRITES_PER_WINDOW = 450  # Graph allows 500 subscription writes per 20 s per tenant; keep a margin
 TENANT_WINDOW_SECONDS = 20.0
+DONE_RETENTION_SECONDS = 86_400.0
+DEAD_RETENTION_SECONDS = 14 * 86_400.0
 
 
 class TenantRateLimit:
@@ -112,7 +116,7 @@ def _note_error(services: Services, subscription_id: str, error: Exception) -> N
 def renew_due(services: Services, now: datetime | None = None, *,
               limiter: TenantRateLimit | None = None) -> dict[str, int]:
     """Renew every due subscription with bounded concurrency, jitter, and per-tenant rate limits."""
-    now = now or datetime.now().astimezone()
+    now = now or utcnow()
     limiter = limiter or TenantRateLimit()
     due = due_subscriptions(services, now)
     random.shuffle(due)  # jitter: no tenant is always first, retries spread out
@@ -125,6 +129,37 @@ def renew_due(services: Services, now: datetime | None = None, *,
     with ThreadPoolExecutor(RENEWAL_CONCURRENCY, thread_name_prefix="renewal") as pool:
         for outcome in pool.map(renew, due):
             outcomes[outcome] += 1
+            metrics.RENEWALS.labels(outcome).inc()
     if due:
         log.info("Renewal: %d due, outcomes %s", len(due), dict(outcomes))
     return dict(outcomes)
+
+
+def reconcile_due(services: Services, interval_seconds: float, now: datetime | None = None) -> int:
+    """Queue a reconcile for every active connection not synced within ``interval_seconds``."""
+    now = now or utcnow()
+    cutoff = iso(now - timedelta(seconds=interval_seconds))
+    rows = list(services.db().query(
+        """
+        SELECT c.id FROM connections c WHERE c.status = 'active' AND NOT EXISTS (
+            SELECT 1 FROM delta_state d WHERE d.connection_id = c.id AND d.synced_at >= ?)
+        """, [cutoff]))
+    for row in rows:
+        enqueue_reconcile(services, row["id"], "scheduled")
+    return len(rows)
+
+
+def reconcile_all(services: Services) -> int:
+    """At start-up: catch up on whatever arrived while the service was down."""
+    rows = list(services.db().query("SELECT id FROM connections WHERE status = 'active'"))
+    for row in rows:
+        enqueue_reconcile(services, row["id"], "startup")
+    return len(rows)
+
+
+def prune(services: Services, now: float | None = None) -> int:
+    """Drop finished jobs after a day (dead letters after two weeks) and expired sign-in flows."""
+    now = time.time() if now is None else now
+    removed = services.queue.prune(DONE_RETENTION_SECONDS, dead_older_than=DEAD_RETENTION_SECONDS, now=now)
+    services.db().execute("DELETE FROM auth_flows WHERE expires_at < ?", [now_iso()])
+    return removed

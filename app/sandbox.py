@@ -1,0 +1,103 @@
+"""Sandbox mode: the embedded emulator stands in for Microsoft, seeded with a demo to click through.
+
+The emulator keeps its state in memory, so a sandbox run starts from a fresh sandbox database
+too (unless ``DATABASE_PATH`` is set): tokens from an earlier run could not work anyway.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from email.message import EmailMessage
+from email.utils import format_datetime, make_msgid
+from pathlib import Path
+from typing import Any
+
+from flask import Flask
+
+from app.storage import thread_db
+from app.timeutil import now_iso, utcnow
+from app.uploads import store_upload
+from emulator import Emulator
+
+log = logging.getLogger(__name__)
+
+SANDBOX_DATABASE = "var/sandbox.db"
+DEMO_VENDOR = ("Dana Whitfield", "dana@acme.example")
+
+
+def start_sandbox(settings: dict[str, Any], environ: dict[str, str]) -> tuple[Emulator, dict[str, Any]]:
+    """Start the emulator and return it with the settings that point the service at it."""
+    emulator = Emulator().start()
+    base = settings["PUBLIC_BASE_URL"]
+    demo = emulator.seed_demo([f"{base}/auth/callback", f"{base}/admin/consent/callback"])
+    database = settings["DATABASE_PATH"]
+    if "DATABASE_PATH" not in environ:
+        database = SANDBOX_DATABASE
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{database}{suffix}").unlink(missing_ok=True)
+    overrides = {
+        "SANDBOX": True,
+        "SANDBOX_DEMO": demo,
+        "DATABASE_PATH": database,
+        "AZURE_CLIENT_ID": demo["client_id"],
+        "AZURE_CLIENT_SECRET": demo["client_secret"],
+        "AZURE_AUTHORITY_HOST": environ.get("AZURE_AUTHORITY_HOST") or emulator.authority_host,
+        "GRAPH_ENDPOINT": environ.get("GRAPH_ENDPOINT") or emulator.graph_endpoint,
+        "REQUESTS_CA_BUNDLE": _trust_bundle(environ.get("REQUESTS_CA_BUNDLE"), emulator),
+        **{name: settings[name] for name in ("TOKEN_ENCRYPTION_KEYS", "SECRET_KEY", "API_TOKEN")},
+    }
+    return emulator, overrides
+
+
+def _trust_bundle(configured: str | None, emulator: Emulator) -> str:
+    """The emulator's CA, plus the configured bundle's CAs when one is set (both must be trusted)."""
+    if not configured:
+        return emulator.ca_file
+    combined = Path(emulator.ca_file).with_name("combined-ca.pem")
+    combined.write_bytes(Path(configured).read_bytes() + b"\n" + Path(emulator.ca_file).read_bytes())
+    return str(combined)
+
+
+def demo_email(megan: str) -> EmailMessage:
+    """The vendor's first email to Megan, as the user would upload it to the record."""
+    message = EmailMessage()
+    message["Message-ID"] = make_msgid(domain="acme.example")
+    message["From"] = f"{DEMO_VENDOR[0]} <{DEMO_VENDOR[1]}>"
+    message["To"] = f"Megan Bowen <{megan}>"
+    message["Subject"] = "Onboarding documents for Acme Corp"
+    message["Date"] = format_datetime(utcnow())
+    message.set_content("Hi Megan,\n\nAttached are our W-9 and banking details for the vendor file.\n\nDana")
+    return message
+
+
+def seed_demo_record(app: Flask, emulator: Emulator) -> int:
+    """A record with an uploaded email whose conversation already sits in Megan's mailbox."""
+    users = app.config["SANDBOX_DEMO"]["users"]
+    megan = "megan@contoso.example"
+    email = demo_email(megan)
+    emulator.deliver_email(users["megan"], subject=email["Subject"], body=email.get_content(),
+                           sender={"name": DEMO_VENDOR[0], "address": DEMO_VENDOR[1]}, to=[megan],
+                           internet_message_id=email["Message-ID"])
+    db = thread_db(app.config["DATABASE_PATH"])
+    record_id = db.execute("INSERT INTO records (title, external_id, created_at) VALUES (?, ?, ?)",
+                           ["Acme Corp — vendor onboarding", "VEND-1001", now_iso()]).lastrowid
+    store_upload(db, record_id, bytes(email))
+    return record_id
+
+
+def announce(app: Flask, emulator: Emulator) -> None:
+    """Print what a person trying the sandbox needs: where to click, and the API token."""
+    record_id = seed_demo_record(app, emulator)
+    base = app.config["PUBLIC_BASE_URL"]
+    lines = [
+        "",
+        "Sandbox mode: Microsoft is played by the embedded emulator.",
+        f"  Demo record:       {base}/records/{record_id}",
+        f"  Emulator controls: {emulator.base_url}/_emulator/",
+        f"  Admin page:        {base}/admin",
+        f"  API token:         {app.config['API_TOKEN']}",
+        "  Sign in as megan@contoso.example (user consent allowed) or alex@fabrikam.example (needs admin approval).",
+        "",
+    ]
+    print("\n".join(lines), file=sys.stderr, flush=True)

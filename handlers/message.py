@@ -1,0 +1,66 @@
+"""The message handler: fetch what changed (up to 20 per ``$batch``) and link it to record threads."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+
+from app import metrics
+from app.graph import error_from
+from app.services import Services
+from handlers.errors import PermanentError, RetryLater
+from handlers.failures import graph_failures
+from handlers.linking import MESSAGE_SELECT, link_graph_message, load_connection, mark_message_deleted
+from handlers.queue import Job
+
+log = logging.getLogger(__name__)
+
+
+def _batch_item_outcome(services: Services, connection_id: int, status: int, body: object,
+                        headers: Mapping) -> Exception | None:
+    """What a failed ``$batch`` item means for its jobs (None: nothing left to do)."""
+    if status == 404:  # deleted since, or a transient Outbox copy; a later notification covers it
+        return None
+    if status == 0:
+        return RetryLater("missing_batch_response")
+    try:
+        with graph_failures(services, connection_id):
+            raise error_from(status, body, headers)
+    except (RetryLater, PermanentError) as e:
+        return e
+
+
+def handle_messages(services: Services, jobs: list[Job]) -> dict[int, Exception | None]:
+    """Process a batch of message jobs of one connection; return each job's outcome."""
+    connection_id = jobs[0].connection_id
+    connection = load_connection(services, connection_id)
+    if connection is None or connection["status"] != "active":
+        return {job.id: None for job in jobs}  # disconnected: its notifications no longer matter
+    outcomes: dict[int, Exception | None] = {}
+    fetch: dict[str, list[Job]] = {}
+    for job in jobs:
+        if job.payload["change_type"] == "deleted":
+            mark_message_deleted(services, connection_id, job.payload["message_id"])
+            outcomes[job.id] = None
+        else:
+            fetch.setdefault(job.payload["message_id"], []).append(job)
+    if not fetch:
+        return outcomes
+    try:
+        with graph_failures(services, connection_id):
+            results = services.graph_for(connection_id).get_messages(list(fetch), MESSAGE_SELECT)
+    except (RetryLater, PermanentError) as e:
+        return {**outcomes, **{job.id: e for group in fetch.values() for job in group}}
+    now = time.time()
+    for message_id, group in fetch.items():
+        status, body, headers = results.get(message_id, (0, None, {}))
+        outcome = None
+        if status == 200:
+            if link_graph_message(services, connection, body):
+                for job in group:
+                    metrics.NOTIFICATION_TO_LINKED.observe(max(0.0, now - job.payload.get("received_at", now)))
+        else:
+            outcome = _batch_item_outcome(services, connection_id, status, body, headers)
+        outcomes.update({job.id: outcome for job in group})
+    return outcomes

@@ -1,0 +1,226 @@
+"""Worker threads: claim jobs, run their handler, record the outcome in the queue.
+
+A handler is a plain function of one :class:`~handlers.queue.Job`. It raises
+:class:`~handlers.errors.RetryLater` for a transient failure, :class:`~handlers.errors.PermanentError`
+when retrying cannot help; any other ``Exception`` is logged and retried like a transient one
+(``BaseException`` is never caught). A :class:`BatchHandler` takes several ready jobs of one kind and
+one mailbox at once, so the message handler can fetch them in one Graph ``$batch``.
+
+While a worker runs, a companion thread beats every third of the lease: it writes the worker's
+``heartbeats`` row and extends the lease of the jobs in hand, so a long job is not reaped.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from handlers.errors import JobError, PermanentError, RetryLater
+from handlers.queue import Job, Queue
+from handlers.retry import Retry
+
+log = logging.getLogger(__name__)
+
+Outcome = Exception | None
+
+
+@dataclass(frozen=True)
+class BatchHandler:
+    """Runs up to ``size`` jobs of one kind and one connection in one call.
+
+    ``handle`` returns each job's outcome by job id: an exception, treated as if that job alone had
+    raised it, or ``None`` (or no entry) for done. If ``handle`` raises, every job of the batch fails.
+    """
+
+    handle: Callable[[list[Job]], Mapping[int, Outcome]]
+    size: int = 20
+
+
+Handler = Callable[[Job], None] | BatchHandler
+
+
+class Worker:
+    """One worker loop (rq's ``work()``), run in its own thread by :class:`WorkerPool`.
+
+    :param on_outcome: called with the job, ``"done"``, ``"retry"`` or ``"dead"``, and the reason
+        slug, after each outcome is recorded (for metrics).
+    """
+
+    def __init__(self, queue: Queue, handlers: Mapping[str, Handler], *, worker_id: str,
+                 lease_seconds: float = 60.0, retry_policy: Retry = Retry(), clock: Callable[[], float] = time.time,
+                 stop_event: threading.Event | None = None, poll_interval: float = 1.0,
+                 reap_interval: float = 30.0,
+                 on_outcome: Callable[[Job, str, str | None], None] | None = None) -> None:
+        self.queue, self.handlers, self.worker_id = queue, handlers, worker_id
+        self.lease_seconds, self.retry_policy, self.clock = lease_seconds, retry_policy, clock
+        self.stop_event = stop_event or threading.Event()
+        self.poll_interval, self.reap_interval, self.on_outcome = poll_interval, reap_interval, on_outcome
+        self._wake = threading.Event()
+        self._in_hand: tuple[int, ...] = ()
+        self._next_reap = 0.0
+
+    def notify(self) -> None:
+        """Wake the worker now: work was just enqueued (else it looks again every ``poll_interval``)."""
+        self._wake.set()
+
+    def run(self) -> None:
+        """Work until the stop event is set; the job in hand is finished first."""
+        log.info("Worker %s: started", self.worker_id)
+        beating = threading.Event()
+        beater = threading.Thread(target=self._beat_until, args=(beating,), name=f"{self.worker_id} heartbeat",
+                                  daemon=True)
+        beater.start()
+        try:
+            while not self.stop_event.is_set():
+                try:
+                    busy = self.work_once()
+                except Exception:
+                    log.error("Worker %s: could not claim or settle a job", self.worker_id, exc_info=True)
+                    busy = False
+                if not busy and not self.stop_event.is_set():
+                    self._wake.wait(self.poll_interval)
+        finally:
+            beating.set()
+            beater.join()
+            self.queue.disconnect()
+            log.info("Worker %s: stopped", self.worker_id)
+
+    def work_once(self) -> bool:
+        """Reap expired leases if due, then claim and run the next ready job (or batch).
+
+        Returns False when there was nothing to do. Jobs claimed after a stop was requested are
+        released untouched.
+        """
+        now = self.clock()
+        if now >= self._next_reap:
+            self._next_reap = now + self.reap_interval
+            reaped = self.queue.reap_expired(now, max_attempts=self.retry_policy.max_attempts)
+            if any(reaped):
+                log.warning("Worker %s: reaped expired leases: %d re-queued, %d abandoned",
+                            self.worker_id, reaped.requeued, reaped.dead)
+        self._wake.clear()  # before claiming, so a notify() during the claim is not lost
+        jobs = self._claim(now)
+        if jobs and self.stop_event.is_set():
+            for job in jobs:
+                self.queue.release(job.id, self.worker_id)
+            return False
+        self._in_hand = tuple(job.id for job in jobs)
+        try:
+            outcomes = self._dispatch(jobs) if jobs else {}
+            for job in jobs:
+                self._record(job, outcomes.get(job.id))
+        finally:
+            self._in_hand = ()
+        return bool(jobs)
+
+    def _claim(self, now: float) -> list[Job]:
+        job = self.queue.claim(self.worker_id, self.lease_seconds, now=now)
+        if job is None:
+            return []
+        handler = self.handlers.get(job.kind)
+        if not isinstance(handler, BatchHandler):
+            return [job]
+        more = self.queue.claim_batch(self.worker_id, self.lease_seconds, kind=job.kind,
+                                      connection_id=job.connection_id, limit=handler.size - 1, now=now)
+        return [job, *more]
+
+    def _dispatch(self, jobs: list[Job]) -> dict[int, Outcome]:
+        handler = self.handlers.get(jobs[0].kind)
+        log.debug("Worker %s: running %s job(s) %s", self.worker_id, jobs[0].kind, [job.id for job in jobs])
+        try:
+            if handler is None:
+                raise PermanentError("unknown_kind")
+            if isinstance(handler, BatchHandler):
+                return dict(handler.handle(jobs))
+            handler(jobs[0])
+            return {}
+        except Exception as e:
+            return {job.id: e for job in jobs}
+
+    def _record(self, job: Job, error: Outcome) -> None:
+        """Complete, retry or dead-letter ``job`` according to what its handler raised."""
+        reason = None
+        if error is None:
+            outcome, recorded = "done", self.queue.complete(job.id, self.worker_id)
+        elif isinstance(error, PermanentError) or job.attempts >= self.retry_policy.max_attempts:
+            reason = self._reason(job, error)
+            outcome, recorded = "dead", self.queue.dead_letter(job.id, self.worker_id, reason)
+        else:
+            reason = self._reason(job, error)
+            retry_after = error.retry_after if isinstance(error, RetryLater) else None
+            delay = self.retry_policy.next_delay(job.attempts, retry_after)
+            outcome, recorded = "retry", self.queue.retry(job.id, self.worker_id, delay, reason, now=self.clock())
+        if not recorded:
+            log.warning("Worker %s: lost the lease on job %s (%s); its outcome (%s) was not recorded",
+                        self.worker_id, job.id, job.kind, outcome)
+            return
+        log.log(logging.WARNING if outcome == "dead" else logging.INFO, "Worker %s: job %s (%s) %s%s",
+                self.worker_id, job.id, job.kind, outcome, f" ({reason})" if reason else "")
+        if self.on_outcome is not None:
+            self.on_outcome(job, outcome, reason)
+
+    def _reason(self, job: Job, error: Exception) -> str:
+        """The reason slug of a failure; an unexpected one is logged with its traceback."""
+        if isinstance(error, JobError):
+            return error.reason
+        log.error("Worker %s: job %s (%s) failed unexpectedly", self.worker_id, job.id, job.kind, exc_info=error)
+        return f"unexpected_{type(error).__name__}"
+
+    def _beat_until(self, stop: threading.Event) -> None:
+        """Heartbeat thread: mark the worker alive and extend the leases in hand until ``stop``."""
+        try:
+            while True:
+                try:
+                    now = self.clock()
+                    self.queue.heartbeat(self.worker_id, now)
+                    for job_id in self._in_hand:
+                        self.queue.extend_lease(job_id, self.worker_id, self.lease_seconds, now=now)
+                except Exception:
+                    log.warning("Worker %s: heartbeat failed", self.worker_id, exc_info=True)
+                if stop.wait(self.lease_seconds / 3):
+                    return
+        finally:
+            self.queue.disconnect()
+
+
+class WorkerPool:
+    """``n`` workers in threads, sharing one stop event.
+
+    :param name: prefix of the worker ids (default ``host:pid``), so leases name their owner.
+    :param options: passed to each :class:`Worker`.
+    """
+
+    def __init__(self, n: int, queue: Queue, handlers: Mapping[str, Handler], *, name: str | None = None,
+                 **options) -> None:
+        if n < 1:
+            raise ValueError(f"a worker pool needs at least 1 worker, got {n!r}")
+        prefix = name or f"{socket.gethostname()}:{os.getpid()}"
+        self.stop_event = threading.Event()
+        self.workers = [Worker(queue, handlers, worker_id=f"{prefix}:{i}", stop_event=self.stop_event, **options)
+                        for i in range(n)]
+        self._threads: list[threading.Thread] = []
+
+    def start(self) -> None:
+        self._threads = [threading.Thread(target=worker.run, name=f"worker {worker.worker_id}", daemon=True)
+                         for worker in self.workers]
+        for thread in self._threads:
+            thread.start()
+
+    def notify(self) -> None:
+        """Wake every idle worker (the enqueuer calls this after committing new jobs)."""
+        for worker in self.workers:
+            worker.notify()
+
+    def stop(self, timeout: float = 30.0) -> bool:
+        """Ask every worker to stop after its current job and wait; False if some are still running."""
+        self.stop_event.set()
+        self.notify()
+        deadline = time.monotonic() + timeout
+        for thread in self._threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        return not any(thread.is_alive() for thread in self._threads)

@@ -1,0 +1,88 @@
+"""Runs the real service on loopback: waitress in a thread, plus its workers and scheduler."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+from urllib.parse import urljoin
+
+import requests
+from waitress import create_server
+
+from app import create_app
+from app.runtime import Runtime
+from emulator import Emulator
+
+
+class _LateApp:
+    """A WSGI app whose target is set after the server knows its port (the app needs its URL)."""
+
+    target: Any = None
+
+    def __call__(self, environ, start_response):
+        return self.target(environ, start_response)
+
+
+class ServiceServer:
+    """The service, configured against ``emulator``, served at ``base_url``."""
+
+    def __init__(self, emulator: Emulator, config: dict[str, Any], *, workers: int = 2,
+                 scheduler: bool = False) -> None:
+        self._late = _LateApp()
+        self._server = create_server(self._late, host="127.0.0.1", port=0, threads=8)
+        self.base_url = f"http://127.0.0.1:{self._server.effective_port}"
+        self.emulator = emulator
+        self.demo = emulator.seed_demo([f"{self.base_url}/auth/callback", f"{self.base_url}/admin/consent/callback"])
+        self.app = create_app({
+            **config,
+            "PUBLIC_BASE_URL": self.base_url,
+            "AZURE_CLIENT_ID": self.demo["client_id"],
+            "AZURE_CLIENT_SECRET": self.demo["client_secret"],
+            "AZURE_AUTHORITY_HOST": emulator.authority_host,
+            "GRAPH_ENDPOINT": emulator.graph_endpoint,
+            "REQUESTS_CA_BUNDLE": emulator.ca_file,
+        })
+        self._late.target = self.app
+        self.runtime = Runtime(self.app, workers=workers, scheduler=scheduler)
+        self._thread = threading.Thread(target=self._server.run, name="service", daemon=True)
+
+    @property
+    def services(self):
+        return self.app.extensions["services"]
+
+    def start(self) -> "ServiceServer":
+        self._thread.start()
+        self.runtime.start()
+        return self
+
+    def stop(self) -> None:
+        self.runtime.stop(timeout=10)
+        self._server.task_dispatcher.shutdown()
+        self._server.close()
+        self._thread.join(5)
+
+    def url(self, path: str) -> str:
+        return urljoin(self.base_url, path)
+
+
+class Browser:
+    """A user's browser: keeps the service's cookies and lets the emulator play the Microsoft pages."""
+
+    def __init__(self, service: ServiceServer) -> None:
+        self.service = service
+        self.http = requests.Session()
+
+    def get(self, path_or_url: str, **kwargs) -> requests.Response:
+        return self.http.get(self.service.url(path_or_url), allow_redirects=False, timeout=30, **kwargs)
+
+    def start_connect(self, record_id: int) -> str:
+        """Click Connect Outlook; return the authorize URL the service redirects to."""
+        rv = self.get(f"/connect/outlook?record_id={record_id}")
+        assert rv.status_code == 302, rv.text
+        return rv.headers["Location"]
+
+    def connect(self, record_id: int, user: str, **choices) -> requests.Response:
+        """The whole Connect Outlook round trip as ``user``; returns the service's callback answer."""
+        auth_uri = self.start_connect(record_id)
+        callback = self.service.emulator.authorize(auth_uri, self.service.demo["users"][user], **choices)
+        return self.get(callback)

@@ -1,0 +1,221 @@
+"""Connect Outlook end to end: msal against the emulator over real HTTPS, the service over real HTTP."""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import datetime, timezone
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+
+from app.identity import ReconnectRequired
+from app.services import build_services
+from app.storage import thread_db
+from subscriptions.jobs import renew_one
+from tests.e2e.harness import Browser, ServiceServer
+from tests.e2e.waiting import wait_for
+
+
+def db_of(service):
+    return thread_db(service.app.config["DATABASE_PATH"])
+
+
+def connections(service):
+    return list(db_of(service).query("SELECT * FROM connections ORDER BY id"))
+
+
+def active_subscription(service, connection_id):
+    return wait_for(lambda: list(db_of(service).query(
+        "SELECT * FROM subscriptions WHERE connection_id = ? AND status = 'active'", [connection_id])),
+        message="an active subscription")
+
+
+def test_a_user_connects_and_gets_a_subscription(service, browser, api):
+    record = api.create_record()
+    rv = browser.connect(record["id"], "megan")
+    assert rv.status_code == 302
+    assert rv.headers["Location"].startswith(f"/records/{record['id']}")
+    page = browser.get(rv.headers["Location"])
+    assert "Outlook is connected" in page.text
+    [connection] = connections(service)
+    assert connection["status"] == "active" and connection["email"] == "megan@contoso.example"
+    [subscription] = active_subscription(service, connection["id"])
+    assert subscription["resource"] == f"/users/{connection['user_id']}/messages"
+    [graph_side] = service.emulator.subscription_list()
+    assert graph_side["id"] == subscription["id"]
+    assert graph_side["notificationUrl"] == f"{service.base_url}/webhooks/graph"
+    assert graph_side["lifecycleNotificationUrl"] == f"{service.base_url}/webhooks/graph/lifecycle"
+    assert len(graph_side["clientState"]) >= 32
+    assert api.get("/api/connections").json()["connections"][0]["status"] == "active"
+    assert "Connected" in browser.get(f"/records/{record['id']}").text
+
+
+def test_tokens_never_sit_in_the_database_or_logs_in_clear(service, browser, api, caplog):
+    caplog.set_level(logging.DEBUG)
+    record = api.create_record()
+    browser.connect(record["id"], "megan")
+    [connection] = connections(service)
+    token = service.services.identity.access_token(connection["id"], force_refresh=True)
+    cache = service.services.cipher.decrypt_text(connection["token_cache"])
+    refresh_token = next(iter(json.loads(cache)["RefreshToken"].values()))["secret"]
+    raw = b"".join(Path(p).read_bytes() for p in Path(service.app.config["DATABASE_PATH"]).parent.glob("service.db*"))
+    for secret in (token, refresh_token, service.demo["client_secret"]):
+        assert secret.encode() not in raw
+        assert secret not in caplog.text
+
+
+def test_admin_consents_for_the_organization_then_a_second_user_needs_no_admin(service, browser, api):
+    record = api.create_record()
+    browser.connect(record["id"], "contoso_admin", on_behalf_of_org=True)
+    second = Browser(service)
+    auth_uri = second.start_connect(record["id"])
+    # accept=False: had the consent page been shown, declining would fail the sign-in.
+    callback = service.emulator.authorize(auth_uri, service.demo["users"]["megan"], accept=False)
+    assert "code=" in callback
+    assert second.get(callback).status_code == 302
+    assert [c["email"] for c in connections(service)] == ["admin@contoso.example", "megan@contoso.example"]
+
+
+def test_admin_consent_endpoint_success_is_recorded(service, browser, api):
+    rv = browser.get("/admin/consent")
+    assert rv.status_code == 302
+    url = rv.headers["Location"]
+    assert "/organizations/v2.0/adminconsent" in url
+    callback = service.emulator.admin_consent(url, service.demo["users"]["fabrikam_admin"])
+    page = browser.get(callback)
+    assert page.status_code == 200 and "Admin consent recorded" in page.text
+    tenants = api.get("/api/tenants").json()["tenants"]
+    assert [t["consent_state"] for t in tenants] == ["admin_consented"]
+    assert tenants[0]["id"] == service.demo["tenants"]["fabrikam"]
+
+
+def test_admin_consent_cancel_is_shown_and_nothing_recorded(service, browser, api):
+    url = browser.get("/admin/consent").headers["Location"]
+    callback = service.emulator.admin_consent(url, service.demo["users"]["fabrikam_admin"], accept=False)
+    page = browser.get(callback)
+    assert page.status_code == 400 and "Admin consent was not granted" in page.text
+    assert api.get("/api/tenants").json()["tenants"] == []
+
+
+def test_admin_consent_with_a_forged_state_is_refused(service, browser, api):
+    url = browser.get("/admin/consent").headers["Location"]
+    callback = service.emulator.admin_consent(url, service.demo["users"]["fabrikam_admin"])
+    forged = callback.replace("state=", "state=x")
+    assert browser.get(forged).status_code == 400
+    assert api.get("/api/tenants").json()["tenants"] == []
+
+
+def test_approval_required_explains_what_to_do_and_the_record_remembers(service, browser, api):
+    record = api.create_record()
+    rv = browser.connect(record["id"], "alex", request_approval=True)
+    assert rv.status_code == 403
+    assert "Waiting for admin approval" in rv.text and "/admin/consent" in rv.text
+    assert "Awaiting admin approval" in browser.get(f"/records/{record['id']}").text
+    assert connections(service) == []
+
+
+def test_approval_required_answers_json_to_api_clients(service, browser, api):
+    record = api.create_record()
+    auth_uri = browser.start_connect(record["id"])
+    callback = service.emulator.authorize(auth_uri, service.demo["users"]["alex"], request_approval=True)
+    rv = browser.get(callback, headers={"Accept": "application/json"})
+    assert rv.status_code == 403
+    assert rv.json()["error"]["code"] == "approval_requested"
+    assert "admin" in rv.json()["error"]["what_next"]
+
+
+def test_declined_consent_says_so(service, browser, api):
+    record = api.create_record()
+    rv = browser.connect(record["id"], "megan", accept=False)
+    assert rv.status_code == 400 and "Consent declined" in rv.text
+    assert connections(service) == []
+
+
+def test_a_replayed_callback_is_refused_and_stores_nothing_new(service, browser, api):
+    record = api.create_record()
+    auth_uri = browser.start_connect(record["id"])
+    callback = service.emulator.authorize(auth_uri, service.demo["users"]["megan"])
+    assert browser.get(callback).status_code == 302
+    before = connections(service)
+    assert browser.get(callback).status_code == 400
+    assert Browser(service).get(callback).status_code == 400
+    assert connections(service) == before
+
+
+def test_a_callback_with_a_mismatched_state_is_refused(service, browser, api):
+    record = api.create_record()
+    auth_uri = browser.start_connect(record["id"])
+    callback = service.emulator.authorize(auth_uri, service.demo["users"]["megan"])
+    query = parse_qs(urlsplit(callback).query)
+    forged = f"/auth/callback?code={query['code'][0]}&state=forged"
+    assert browser.get(forged).status_code == 400
+    assert connections(service) == []
+
+
+def test_a_tenant_outside_the_allowlist_is_refused(emulator, app_config):
+    server = ServiceServer(emulator, {**app_config, "ALLOWED_TENANTS": "00000000-0000-0000-0000-000000000000"})
+    server.start()
+    try:
+        browser = Browser(server)
+        record = server.app.test_client().post("/api/records", json={"title": "x"},
+                                               headers={"Authorization": "Bearer test-api-token"}).get_json()
+        rv = browser.connect(record["id"], "megan")
+        assert rv.status_code == 403 and "Organization not allowed" in rv.text
+        assert connections(server) == []
+    finally:
+        server.stop()
+
+
+def test_refresh_token_rotation_is_persisted(emulator, app_config):
+    emulator.directory.revoke_rotated_refresh_tokens = True  # only the newest refresh token works
+    server = ServiceServer(emulator, app_config).start()
+    try:
+        record = server.app.test_client().post("/api/records", json={"title": "x"},
+                                               headers={"Authorization": "Bearer test-api-token"}).get_json()
+        Browser(server).connect(record["id"], "megan")
+        [connection] = connections(server)
+        identity = server.services.identity
+        for _ in range(3):
+            identity.access_token(connection["id"], force_refresh=True)
+        identity.forget(connection["id"])
+        # A fresh process (a new Identity) must find the newest refresh token in the database.
+        assert build_services(server.app).identity.access_token(connection["id"], force_refresh=True)
+    finally:
+        server.stop()
+
+
+def test_revoked_grant_turns_reconnect_required_then_reconnecting_restores_it(service, browser, api):
+    record = api.create_record()
+    browser.connect(record["id"], "megan")
+    [connection] = connections(service)
+    active_subscription(service, connection["id"])
+    subscription = active_subscription(service, connection["id"])[0]
+    service.emulator.revoke_user(service.demo["users"]["megan"])
+    service.services.identity.forget(connection["id"])
+    with pytest.raises(ReconnectRequired):
+        service.services.identity.access_token(connection["id"], force_refresh=True)
+    assert renew_one(service.services, subscription, datetime.now(timezone.utc)) == "reconnect_required"
+    [broken] = connections(service)
+    assert broken["status"] == "reconnect_required" and "AADSTS50173" in broken["status_reason"]
+    assert "Reconnect Outlook" in browser.get(f"/records/{record['id']}").text
+    assert api.get("/api/subscriptions").json()["subscriptions"] == []
+
+    browser.connect(record["id"], "megan")
+    [restored] = connections(service)
+    assert restored["id"] == connection["id"] and restored["status"] == "active"
+    active_subscription(service, connection["id"])
+
+
+def test_disconnect_deletes_subscriptions_wipes_tokens_and_keeps_history(service, browser, api):
+    record = api.create_record()
+    browser.connect(record["id"], "megan")
+    [connection] = connections(service)
+    active_subscription(service, connection["id"])
+    rv = api.delete(f"/api/connections/{connection['id']}")
+    assert rv.status_code == 200 and rv.json()["status"] == "disconnected"
+    assert service.emulator.subscription_list() == []
+    [gone] = connections(service)
+    assert gone["token_cache"] is None
+    assert api.get(f"/api/records/{record['id']}").status_code == 200

@@ -1,0 +1,245 @@
+"""The worker: outcomes of handlers, batching, reaping, waking, heartbeats and a warm stop."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from app.migrations import migrate
+from app.storage import open_db
+from handlers.errors import PermanentError, RetryLater
+from handlers.queue import Job, SqliteQueue
+from handlers.retry import Retry
+from handlers.worker import BatchHandler, Worker, WorkerPool
+
+T0 = 1_700_000_000.0
+NO_JITTER = Retry(max_attempts=3, base_delay=10, cap=100, jitter=0)
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    path = tmp_path / "worker.db"
+    with open_db(path) as db:
+        migrate(db)
+    return path
+
+
+@pytest.fixture
+def queue(db_path: Path) -> SqliteQueue:
+    return SqliteQueue(db_path, max_attempts=3)
+
+
+def make_worker(queue, handlers, **options) -> Worker:
+    options = {"worker_id": "w1", "lease_seconds": 30, "retry_policy": NO_JITTER, "clock": lambda: T0, **options}
+    return Worker(queue, handlers, **options)
+
+
+def job_row(queue, job_id) -> dict:
+    return queue._connect()["jobs"].get(job_id)
+
+
+def wait_for(condition, timeout: float = 2.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
+
+
+def test_a_successful_job_is_done(queue):
+    seen, outcomes = [], []
+    job_id = queue.enqueue("message", {"graph_id": "AAMk1"}, run_after=T0)
+    worker = make_worker(queue, {"message": seen.append}, on_outcome=lambda j, o, r: outcomes.append((j.id, o, r)))
+    assert worker.work_once()
+    assert [job.payload for job in seen] == [{"graph_id": "AAMk1"}]
+    assert job_row(queue, job_id)["state"] == "done"
+    assert outcomes == [(job_id, "done", None)]
+    assert not worker.work_once()
+
+
+def raiser(error):
+    def handle(job: Job) -> None:
+        raise error
+    return handle
+
+
+def test_retry_later_waits_at_least_retry_after(queue):
+    job_id = queue.enqueue("message", {}, run_after=T0)
+    make_worker(queue, {"message": raiser(RetryLater("throttled", retry_after=45))}).work_once()
+    row = job_row(queue, job_id)
+    assert (row["state"], row["run_after"], row["last_error"]) == ("queued", T0 + 45, "throttled")
+
+
+def test_retry_later_backs_off_exponentially(queue):
+    job_id = queue.enqueue("message", {}, run_after=T0)
+    handlers = {"message": raiser(RetryLater("server_error"))}
+    make_worker(queue, handlers).work_once()
+    assert job_row(queue, job_id)["run_after"] == T0 + 10
+    make_worker(queue, handlers, clock=lambda: T0 + 10).work_once()
+    assert job_row(queue, job_id)["run_after"] == T0 + 10 + 20
+
+
+def test_a_job_out_of_attempts_is_dead_lettered_with_its_reason(queue):
+    job_id = queue.enqueue("message", {}, run_after=T0)
+    for attempt in range(3):
+        clock = T0 + attempt * 1000
+        make_worker(queue, {"message": raiser(RetryLater("server_error"))}, clock=lambda: clock).work_once()
+    row = job_row(queue, job_id)
+    assert (row["state"], row["attempts"], row["last_error"]) == ("dead", 3, "server_error")
+
+
+def test_permanent_error_is_dead_lettered_at_once(queue):
+    job_id = queue.enqueue("message", {}, run_after=T0)
+    make_worker(queue, {"message": raiser(PermanentError("invalid_grant"))}).work_once()
+    row = job_row(queue, job_id)
+    assert (row["state"], row["attempts"], row["last_error"]) == ("dead", 1, "invalid_grant")
+
+
+def test_unexpected_error_is_logged_and_retried(queue, caplog):
+    job_id = queue.enqueue("message", {"graph_id": "opaque-graph-id"}, run_after=T0)
+    with caplog.at_level(logging.INFO, logger="handlers.worker"):
+        make_worker(queue, {"message": raiser(KeyError("from"))}).work_once()
+    row = job_row(queue, job_id)
+    assert (row["state"], row["last_error"]) == ("queued", "unexpected_KeyError")
+    failure = next(r for r in caplog.records if r.levelno == logging.ERROR)
+    assert failure.getMessage() == f"Worker w1: job {job_id} (message) failed unexpectedly"
+    assert failure.exc_info[0] is KeyError
+    assert all("opaque-graph-id" not in r.getMessage() for r in caplog.records)
+
+
+def test_base_exceptions_are_not_caught(queue):
+    job_id = queue.enqueue("message", {}, run_after=T0)
+    with pytest.raises(KeyboardInterrupt):
+        make_worker(queue, {"message": raiser(KeyboardInterrupt())}).work_once()
+    assert job_row(queue, job_id)["state"] == "running"  # its lease will run out and it is reaped
+
+
+def test_a_job_of_unknown_kind_is_dead_lettered(queue):
+    job_id = queue.enqueue("mystery", {}, run_after=T0)
+    make_worker(queue, {}).work_once()
+    assert (job_row(queue, job_id)["state"], job_row(queue, job_id)["last_error"]) == ("dead", "unknown_kind")
+
+
+def test_a_batch_handler_gets_jobs_of_one_connection_and_settles_each(queue):
+    ok, throttled, gone = (queue.enqueue("message", {}, connection_id=1, run_after=T0) for _ in range(3))
+    other = queue.enqueue("message", {}, connection_id=2, run_after=T0)
+    batches = []
+
+    def handle(jobs):
+        batches.append([job.id for job in jobs])
+        return {throttled: RetryLater("throttled", retry_after=60), gone: PermanentError("bad_payload")}
+
+    worker = make_worker(queue, {"message": BatchHandler(handle, size=20)})
+    worker.work_once()
+    assert batches == [[ok, throttled, gone]]
+    assert [job_row(queue, i)["state"] for i in (ok, throttled, gone, other)] == ["done", "queued", "dead", "queued"]
+    worker.work_once()
+    assert batches[-1] == [other]
+
+
+def test_a_batch_handler_that_raises_fails_every_job(queue):
+    ids = [queue.enqueue("message", {}, connection_id=1, run_after=T0) for _ in range(3)]
+    make_worker(queue, {"message": BatchHandler(raiser(RetryLater("throttled")), size=2)}).work_once()
+    assert [job_row(queue, i)["last_error"] for i in ids] == ["throttled", "throttled", None]
+
+
+def test_jobs_claimed_after_a_stop_request_are_released(queue):
+    job_id = queue.enqueue("message", {}, run_after=T0)
+    stop = threading.Event()
+
+    class StopsWhileClaiming(SqliteQueue):
+        def claim(self, *args, **kwargs):
+            stop.set()
+            return super().claim(*args, **kwargs)
+
+    ran = []
+    worker = make_worker(StopsWhileClaiming(queue._connect), {"message": ran.append}, stop_event=stop)
+    assert not worker.work_once()
+    assert ran == []
+    assert (job_row(queue, job_id)["state"], job_row(queue, job_id)["attempts"]) == ("queued", 0)
+
+
+def test_a_lost_lease_is_reported_not_overwritten(queue, caplog):
+    job_id = queue.enqueue("message", {}, run_after=T0)
+
+    def slow(job):  # meanwhile the lease runs out and another worker takes the job
+        queue.reap_expired(now=T0 + 31)
+        queue.claim("w2", 30, now=T0 + 31)
+
+    with caplog.at_level(logging.WARNING, logger="handlers.worker"):
+        make_worker(queue, {"message": slow}).work_once()
+    assert job_row(queue, job_id)["lease_owner"] == "w2"
+    assert "lost the lease on job" in caplog.text
+
+
+def test_expired_leases_are_reaped_now_and_then(queue):
+    now = [T0]
+    done = []
+    worker = make_worker(queue, {"message": done.append}, reap_interval=60, clock=lambda: now[0])
+    first = queue.enqueue("message", {}, run_after=T0 - 100)
+    queue.claim("crashed", 30, now=T0 - 100)
+    assert worker.work_once()
+    second = queue.enqueue("message", {}, run_after=T0 - 100)
+    queue.claim("crashed", 30, now=T0 - 100)
+    now[0] = T0 + 59
+    assert not worker.work_once()  # the next reap is not due yet
+    now[0] = T0 + 60
+    assert worker.work_once()
+    assert [job.id for job in done] == [first, second]
+
+
+def test_reaping_gives_up_after_the_retry_policys_attempts(queue):
+    job_id = queue.enqueue("message", {}, run_after=T0 - 100)
+    queue.claim("crashed", 30, now=T0 - 100)
+    make_worker(queue, {}, retry_policy=Retry(max_attempts=1)).work_once()
+    assert (job_row(queue, job_id)["state"], job_row(queue, job_id)["last_error"]) == ("dead", "abandoned")
+
+
+def test_pool_wakes_on_notify_heartbeats_and_stops(db_path, queue):
+    done = threading.Event()
+    pool = WorkerPool(2, SqliteQueue(db_path), {"message": lambda job: done.set()}, name="test",
+                      lease_seconds=30, poll_interval=10)
+    pool.start()
+    try:
+        wait_for(lambda: len(list(queue._connect()["heartbeats"].rows)) == 2)
+        time.sleep(0.05)  # both workers are now idle, waiting up to 10 s
+        job_id = queue.enqueue("message", {})
+        pool.notify()
+        assert done.wait(1.0)
+        wait_for(lambda: job_row(queue, job_id)["state"] == "done")
+    finally:
+        assert pool.stop(timeout=2)
+    assert {row["name"] for row in queue._connect()["heartbeats"].rows} == {"test:0", "test:1"}
+
+
+def test_a_long_job_keeps_its_lease_and_a_stop_lets_it_finish(db_path, queue):
+    started, release = threading.Event(), threading.Event()
+
+    def long_job(job):
+        started.set()
+        release.wait(2)
+
+    first = queue.enqueue("message", {})
+    pool = WorkerPool(1, SqliteQueue(db_path), {"message": long_job}, lease_seconds=0.3, poll_interval=0.05)
+    pool.start()
+    try:
+        assert started.wait(1)
+        second = queue.enqueue("message", {})
+        lease = job_row(queue, first)["lease_expires_at"]
+        wait_for(lambda: job_row(queue, first)["lease_expires_at"] > lease)
+        time.sleep(0.35)  # longer than the lease itself
+        assert queue.reap_expired() == (0, 0)
+        pool.stop_event.set()
+        release.set()
+    finally:
+        assert pool.stop(timeout=2)
+    assert job_row(queue, first)["state"] == "done"
+    assert (job_row(queue, second)["state"], job_row(queue, second)["attempts"]) == ("queued", 0)
+
+
+def test_pool_needs_a_worker(queue):
+    with pytest.raises(ValueError, match="0"):
+        WorkerPool(0, queue, {})
