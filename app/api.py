@@ -8,7 +8,9 @@ from typing import Any
 from flask import Blueprint, current_app, jsonify, request
 
 from app.errors import APIError
+from app.rfc822 import InvalidEmail
 from app.storage import get_db
+from app.threads import store_upload, thread
 from app.timeutil import now_iso
 
 bp = Blueprint("api", __name__, url_prefix="/api")
@@ -77,3 +79,22 @@ def create_record():
 @bp.get("/records/<int:record_id>")
 def show_record(record_id: int):
     return jsonify(get_record(record_id))
+
+
+@bp.post("/records/<int:record_id>/emails")
+def upload_email(record_id: int):
+    """Attach an uploaded email (raw RFC 822, ``Content-Type: message/rfc822``) to the record."""
+    get_record(record_id)
+    if request.mimetype != "message/rfc822":
+        raise APIError(415, "unsupported_media_type", "Upload the raw email with Content-Type: message/rfc822.")
+    try:
+        message = store_upload(get_db(), record_id, request.get_data())
+    except InvalidEmail as e:
+        raise APIError(422, "invalid_email", e.reason) from None
+    return jsonify(message), 201
+
+
+@bp.get("/records/<int:record_id>/thread")
+def show_thread(record_id: int):
+    get_record(record_id)
+    return jsonify({"record_id": record_id, "messages": thread(get_db(), record_id)})

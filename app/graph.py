@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -24,6 +25,7 @@ DEFAULT_TIMEOUT = 30.0
 
 _semaphores: dict[str, threading.BoundedSemaphore] = {}
 _semaphores_lock = threading.Lock()
+_blocked_until: dict[str, float] = {}  # mailbox → monotonic time its Retry-After runs out
 
 
 class GraphError(Exception):
@@ -97,13 +99,27 @@ class GraphClient:
         self.base_url = base_url.rstrip("/")
         self._token_provider = token_provider
         self._session = session
+        self._mailbox = mailbox
         self._semaphore = mailbox_semaphore(mailbox)
         self._timeout = timeout
         self._observe = observe or (lambda operation, status: None)
 
     # -- transport -------------------------------------------------------------------------
 
+    def _hold_off(self, retry_after: float | None) -> None:
+        """Graph throttles per app and mailbox: after a Retry-After, nothing goes to this mailbox
+        until it has passed (an early retry only earns another 429)."""
+        if retry_after:
+            until = time.monotonic() + retry_after
+            _blocked_until[self._mailbox] = max(_blocked_until.get(self._mailbox, 0.0), until)
+
+    def _check_not_blocked(self, operation: str) -> None:
+        remaining = _blocked_until.get(self._mailbox, 0.0) - time.monotonic()
+        if remaining > 0:
+            raise Throttled(429, "held_off", f"{operation} waits for the mailbox's Retry-After", remaining)
+
     def _send(self, operation: str, method: str, url: str, token: str, **kwargs: Any) -> requests.Response:
+        self._check_not_blocked(operation)
         headers = {"Authorization": f"Bearer {token}", "Prefer": IMMUTABLE_IDS, **kwargs.pop("headers", {})}
         with self._semaphore:
             try:
@@ -112,6 +128,8 @@ class GraphClient:
                 self._observe(operation, 0)
                 raise Throttled(0, "network_error", type(e).__name__, None) from None
         self._observe(operation, rv.status_code)
+        if rv.status_code in (429, 503):
+            self._hold_off(retry_after_seconds(rv.headers))
         return rv
 
     def request(self, operation: str, method: str, path: str, **kwargs: Any) -> Any:
@@ -139,7 +157,10 @@ class GraphClient:
         body = self.request("batch_get_messages", "POST", "/$batch", json={"requests": requests_})
         results = {}
         for item in body.get("responses", []):
-            results[ids[int(item["id"])]] = (int(item["status"]), item.get("body"), item.get("headers") or {})
+            status, headers = int(item["status"]), item.get("headers") or {}
+            if status in (429, 503):
+                self._hold_off(retry_after_seconds(headers))
+            results[ids[int(item["id"])]] = (status, item.get("body"), headers)
         return results
 
     def get_message(self, message_id: str, select: str) -> dict:

@@ -39,7 +39,7 @@ class KnownSubscription:
 @dataclass(frozen=True)
 class Accepted:
     kind: str  # "message" or "lifecycle"
-    dedupe_key: str
+    dedupe_key: str | None
     connection_id: int
     payload: dict[str, Any]
 
@@ -98,9 +98,12 @@ def _change(item: dict, subscription: KnownSubscription, received_at: float) -> 
     message_id = _text(resource_data, "id")
     if message_id is None or len(message_id) > 512:
         return "malformed_item"
-    version = "deleted" if change_type == "deleted" else (_text(resource_data, "@odata.etag") or change_type)
+    # Replays of one version of a message collapse into one job; without an etag there is no
+    # version to compare, so the item is kept (processing is idempotent anyway).
+    version = "deleted" if change_type == "deleted" else _text(resource_data, "@odata.etag")
+    dedupe_key = f"msg|{subscription.connection_id}|{message_id}|{version}" if version else None
     return Accepted(
-        "message", f"msg|{subscription.connection_id}|{message_id}|{version}", subscription.connection_id,
+        "message", dedupe_key, subscription.connection_id,
         {"subscription_id": item["subscriptionId"], "message_id": message_id, "change_type": change_type,
          "received_at": received_at},
     )

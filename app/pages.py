@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from flask import Blueprint, abort, jsonify, render_template, request
@@ -10,6 +9,7 @@ from sqlite_utils import Database
 
 from app.connections import ConsentProblem
 from app.storage import get_db
+from app.threads import thread
 
 bp = Blueprint("pages", __name__)
 
@@ -52,12 +52,6 @@ def mailbox_state(db: Database, record_id: int) -> dict[str, Any]:
     return {"state": "not_connected", "connections": []}
 
 
-def thread_messages(db: Database, record_id: int) -> list[dict[str, Any]]:
-    rows = db.query(
-        "SELECT * FROM messages WHERE record_id = ? ORDER BY COALESCE(sent_at, created_at), id", [record_id])
-    return [{**row, "to": json.loads(row["to_addresses"]), "cc": json.loads(row["cc_addresses"])} for row in rows]
-
-
 @bp.get("/records/<int:record_id>")
 def record(record_id: int):
     db = get_db()
@@ -66,5 +60,5 @@ def record(record_id: int):
         abort(404, f"Record {record_id} does not exist.")
     return render_template(
         "record.html", record=rows[0], mailbox=mailbox_state(db, record_id),
-        messages=thread_messages(db, record_id), connected=request.args.get("connected", type=int),
+        messages=thread(db, record_id), connected=request.args.get("connected", type=int),
     )

@@ -3,18 +3,31 @@
 from __future__ import annotations
 
 import logging
+from functools import partial
 
 from flask import Flask
 
+from app import metrics
+from app.services import Services
+
 from handlers.dispatch import build_handlers
-from handlers.retry import Retry
+from handlers.queue import Job
+from handlers.retry import JOB_RETRY
 from handlers.worker import WorkerPool
 from subscriptions.leader import Leadership
 from subscriptions.scheduler import build_scheduler, periodic_jobs
 
 log = logging.getLogger(__name__)
 
-RETRY_POLICY = Retry(max_attempts=12, base_delay=2.0, cap=900.0)
+
+
+def record_outcome(services: Services, job: Job, outcome: str, reason: str | None) -> None:
+    """Count every finished job; a send that ran out of retries is failed visibly."""
+    metrics.JOB_OUTCOMES.labels(job.kind, outcome).inc()
+    if job.kind == "send" and outcome == "dead":
+        services.db().execute(
+            "UPDATE outbox SET status = 'failed', error = COALESCE(error, ?) WHERE id = ? AND status NOT IN ('sent', 'failed')",
+            [f"gave up: {reason}", job.payload["outbox_id"]])
 
 
 class Runtime:
@@ -23,7 +36,7 @@ class Runtime:
     def __init__(self, app: Flask, *, workers: int | None = None, scheduler: bool = True) -> None:
         services = app.extensions["services"]
         self.pool = WorkerPool(workers or app.config["WORKER_THREADS"], services.queue, build_handlers(services),
-                               retry_policy=RETRY_POLICY)
+                               retry_policy=JOB_RETRY, on_outcome=partial(record_outcome, services))
         app.extensions["wake_workers"] = self.pool.notify
         self.leadership = Leadership(services.db)
         self.scheduler = build_scheduler(self.leadership, periodic_jobs(services)) if scheduler else None

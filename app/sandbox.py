@@ -17,7 +17,7 @@ from flask import Flask
 
 from app.storage import thread_db
 from app.timeutil import now_iso, utcnow
-from app.uploads import store_upload
+from app.threads import store_upload
 from emulator import Emulator
 
 log = logging.getLogger(__name__)

@@ -15,6 +15,7 @@ from app.http import Session
 from app.identity import Identity
 from app.storage import thread_db
 from handlers.queue import SqliteQueue
+from handlers.retry import JOB_RETRY
 
 
 @dataclass
@@ -51,4 +52,5 @@ def build_services(app: Flask) -> Services:
         authority_host=config["AZURE_AUTHORITY_HOST"], verify=verify, cipher=cipher,
         db_factory=lambda: thread_db(database),
     )
-    return Services(dict(config), cipher, identity, SqliteQueue(database), Session(verify))
+    return Services(dict(config), cipher, identity, SqliteQueue(database, max_attempts=JOB_RETRY.max_attempts),
+                    Session(verify))

@@ -11,7 +11,6 @@ import importlib
 import ipaddress
 import logging
 import shutil
-import ssl
 import tempfile
 import threading
 import weakref
@@ -19,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 from flask import Flask
-from werkzeug.serving import BaseWSGIServer, make_server
 
 from .admin_consent import AdminConsentFlow
 from .authorize_flow import AuthorizeFlow
@@ -30,14 +28,11 @@ from .directory import Directory
 from .entities import Principal
 from .identity import create_identity_blueprint
 from .requestlog import RecordingMiddleware, RequestLog
+from .serving import HttpsServer
 from .tls import create_certificates
 from .tokens import TokenIssuer
 
 log = logging.getLogger(__name__)
-
-POLL_INTERVAL = 0.02
-"""Seconds between the server loop's shutdown checks: stop() waits up to this long."""
-
 
 class Emulator:
     """The Microsoft identity platform and Graph, on ``https://{host}:{port}``.
@@ -63,7 +58,7 @@ class Emulator:
         self.faults = _graph_part("faults", "Faults", self.clock)
         self.subscriptions = _graph_part("subscriptions", "SubscriptionService", self)
         self.app = self._create_app()
-        self._server: BaseWSGIServer | None = None
+        self._server: HttpsServer | None = None
         self._thread: threading.Thread | None = None
 
     # -- lifecycle -----------------------------------------------------------------------------
@@ -72,10 +67,9 @@ class Emulator:
         """Serve in a daemon thread; with ``port=0`` the system picks a free port. Runs once."""
         if self._server is not None or not self._delete_tls.alive:
             raise RuntimeError("an emulator starts once: it is running or was stopped")
-        self._server = _https_server(self.host, self.port, self.app, self.tls.server_context())
+        self._server = HttpsServer(self.host, self.port, self.app, self.tls.server_context())
         self.port = self._server.server_port
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": POLL_INTERVAL},
-                                        name=f"emulator-{self.port}", daemon=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, name=f"emulator-{self.port}", daemon=True)
         self._thread.start()
         if self.subscriptions is not None:
             self.subscriptions.start()
@@ -83,13 +77,13 @@ class Emulator:
         return self
 
     def stop(self) -> None:
-        """Stop serving and delivering, and delete the certificate files."""
+        """Stop serving and delivering, close every connection, and delete the certificate files."""
         if self.subscriptions is not None:
             self.subscriptions.stop()
         if self._server is not None:
             self._server.shutdown()
-            self._server.server_close()
             self._thread.join()
+            self._server.server_close()
             self._server = self._thread = None
         self._delete_tls()
 
@@ -257,18 +251,6 @@ def _graph_part(module: str, name: str, *args: Any) -> Any:
         log.warning("Emulator: %s is missing (%s); running without it", module, e)
         return None
     return factory(*args) if args else factory
-
-
-def _https_server(host: str, port: int, app: Flask, context: ssl.SSLContext) -> BaseWSGIServer:
-    """A threaded werkzeug server whose TLS handshakes run in the request threads.
-
-    Werkzeug's own ``ssl_context=`` handshakes inside ``accept()``, on the one serving thread,
-    so a client that connects and stays silent would stall every other request.
-    """
-    server = make_server(host, port, app, threaded=True)
-    server.socket = context.wrap_socket(server.socket, server_side=True, do_handshake_on_connect=False)
-    server.ssl_context = context  # werkzeug reads it to set wsgi.url_scheme to https
-    return server
 
 
 def _subject_names(host: str) -> tuple[tuple[str, ...], tuple[str, ...]]:

@@ -153,13 +153,13 @@ class SqliteQueue:
                 now: float | None = None) -> int | None:
         """Add a job; return its id, or None when a job with ``dedupe_key`` already exists."""
         job = NewJob(kind, payload, dedupe_key, connection_id, run_after)
-        cursor = self._connect().execute(_INSERT, self._insert_params(job, self._now(now)))
+        cursor = self.db.execute(_INSERT, self._insert_params(job, self._now(now)))
         return cursor.lastrowid if cursor.rowcount == 1 else None
 
     def enqueue_many(self, items: Iterable[NewJob], *, now: float | None = None) -> int:
         """Add every job in one transaction, skipping duplicate ``dedupe_key``\\ s; return how many were added."""
         now = self._now(now)
-        db = self._connect()
+        db = self.db
         with db.atomic():
             cursor = db.conn.executemany(_INSERT, [self._insert_params(job, now) for job in items])
         return max(cursor.rowcount, 0)
@@ -231,7 +231,7 @@ class SqliteQueue:
 
     def dead_letters(self, limit: int = 100) -> list[Job]:
         """The most recently dead-lettered jobs first."""
-        rows = self._connect().query(
+        rows = self.db.query(
             "SELECT * FROM jobs WHERE state = 'dead' ORDER BY finished_at DESC, id DESC LIMIT ?", [limit]
         )
         return [Job.from_row(row) for row in rows]
@@ -239,7 +239,7 @@ class SqliteQueue:
     def retry_dead(self, ids: Iterable[int] | None = None, now: float | None = None) -> int:
         """Queue dead jobs again with a fresh attempt count: those in ``ids``, or all of them."""
         where = "state = 'dead'" + ("" if ids is None else " AND id IN (SELECT value FROM json_each(:ids))")
-        cursor = self._connect().execute(
+        cursor = self.db.execute(
             f"UPDATE jobs SET state = 'queued', attempts = 0, run_after = :now, finished_at = NULL,"
             f" updated_at = :now WHERE {where}",
             {"now": self._now(now), "ids": json.dumps(list(ids or []))},
@@ -254,7 +254,7 @@ class SqliteQueue:
             dead_older_than = done_older_than * DEAD_RETENTION_FACTOR
         if done_older_than < 0 or dead_older_than < 0:
             raise ValueError(f"retention must not be negative, got {done_older_than!r}, {dead_older_than!r}")
-        cursor = self._connect().execute(
+        cursor = self.db.execute(
             "DELETE FROM jobs WHERE (state = 'done' AND finished_at < :now - :done)"
             " OR (state = 'dead' AND finished_at < :now - :dead)",
             {"now": self._now(now), "done": done_older_than, "dead": dead_older_than},
@@ -265,7 +265,7 @@ class SqliteQueue:
         """Job counts by state, overall and per kind, and the age of the oldest pending job."""
         by_state = {state.value: 0 for state in JobState}
         by_kind: dict[str, dict[str, int]] = {}
-        rows = self._connect().query("SELECT kind, state, count(*) AS n FROM jobs GROUP BY kind, state")
+        rows = self.db.query("SELECT kind, state, count(*) AS n FROM jobs GROUP BY kind, state")
         for row in rows:
             by_state[row["state"]] += row["n"]
             by_kind.setdefault(row["kind"], {state.value: 0 for state in JobState})[row["state"]] = row["n"]
@@ -280,7 +280,7 @@ class SqliteQueue:
 
     def heartbeat(self, name: str, now: float | None = None) -> None:
         """Record that worker ``name`` is alive (readiness reads the ``heartbeats`` table)."""
-        self._connect().execute(
+        self.db.execute(
             "INSERT INTO heartbeats (name, beat_at) VALUES (?, ?)"
             " ON CONFLICT (name) DO UPDATE SET beat_at = excluded.beat_at",
             [name, self._now(now)],
@@ -291,16 +291,21 @@ class SqliteQueue:
         if self._owns_connections:
             close_thread_dbs()
 
+    @property
+    def db(self) -> Database:
+        """The calling thread's connection."""
+        return self._connect()
+
     def _now(self, now: float | None) -> float:
         return self.clock() if now is None else now
 
     def _query(self, sql: str, params: dict[str, Any]) -> list[dict[str, Any]]:
-        return list(self._connect().query(sql, params))
+        return list(self.db.query(sql, params))
 
     def _update_leased(self, job_id: int, worker_id: str, assignments: str, now: float | None,
                        **params: Any) -> bool:
         """Apply ``assignments`` to a running job, if ``worker_id`` still holds its lease."""
-        cursor = self._connect().execute(
+        cursor = self.db.execute(
             f"UPDATE jobs SET {assignments}, updated_at = :now"
             " WHERE id = :id AND state = 'running' AND lease_owner = :worker",
             {"id": job_id, "worker": worker_id, "now": self._now(now), **params},

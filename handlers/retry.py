@@ -49,3 +49,7 @@ class Retry:
         backoff = min(self.cap, self.base_delay * 2.0 ** min(attempt - 1, _MAX_EXPONENT))
         delay = backoff * (1 - self.jitter * rand())
         return max(delay, retry_after or 0.0)
+
+
+JOB_RETRY = Retry(max_attempts=12, base_delay=2.0, cap=900.0)
+"""The service's policy for queued jobs: about 1.5 hours of retries before a job is dead-lettered."""

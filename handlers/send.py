@@ -22,6 +22,7 @@ from app.timeutil import now_iso
 from handlers.errors import PermanentError, RetryLater
 from handlers.linking import MESSAGE_SELECT, link_sent_message
 from handlers.queue import Job
+from handlers.thread_store import add_message_id
 
 log = logging.getLogger(__name__)
 
@@ -120,8 +121,7 @@ def send(services: Services, outbox_id: int) -> None:
         outbox["internet_message_id"] = mint_message_id(outbox["record_id"])
         with db.atomic():
             _update(services, outbox_id, status="sending", internet_message_id=outbox["internet_message_id"])
-            db.execute("INSERT OR IGNORE INTO thread_message_ids (message_id, record_id, generated) VALUES (?, ?, 1)",
-                       [outbox["internet_message_id"], outbox["record_id"]])
+            add_message_id(db, outbox["record_id"], outbox["internet_message_id"], generated=True)
     graph = services.graph_for(outbox["connection_id"])
     draft = _existing_draft(graph, outbox)
     if draft is None:

@@ -28,7 +28,7 @@ def queue(db_path: Path) -> SqliteQueue:
 
 
 def row(queue: SqliteQueue, job_id: int) -> dict:
-    return queue._connect()["jobs"].get(job_id)
+    return queue.db["jobs"].get(job_id)
 
 
 def test_enqueue_then_claim_leases_the_job(queue):
@@ -176,7 +176,7 @@ def test_prune_deletes_old_done_rows_and_much_older_dead_ones(queue):
             queue.complete(job_id, "w", now=finished)
     queue.enqueue("message", {}, run_after=T0 - 5000)  # queued work is never pruned, however old
     assert queue.prune(done_older_than=50) == 2
-    remaining = {r["id"] for r in queue._connect()["jobs"].rows}
+    remaining = {r["id"] for r in queue.db["jobs"].rows}
     assert done_new in remaining and dead_old in remaining
     assert done_old not in remaining and dead_older not in remaining
     with pytest.raises(ValueError, match="-1"):
@@ -199,7 +199,7 @@ def test_stats_and_oldest_pending_age(queue):
 def test_heartbeat_upserts_one_row_per_worker(queue):
     queue.heartbeat("host:1:0", now=T0)
     queue.heartbeat("host:1:0", now=T0 + 5)
-    assert list(queue._connect()["heartbeats"].rows) == [{"name": "host:1:0", "beat_at": T0 + 5}]
+    assert list(queue.db["heartbeats"].rows) == [{"name": "host:1:0", "beat_at": T0 + 5}]
 
 
 def test_two_workers_never_claim_the_same_job(db_path):

@@ -39,7 +39,7 @@ def make_worker(queue, handlers, **options) -> Worker:
 
 
 def job_row(queue, job_id) -> dict:
-    return queue._connect()["jobs"].get(job_id)
+    return queue.db["jobs"].get(job_id)
 
 
 def wait_for(condition, timeout: float = 2.0) -> None:
@@ -146,7 +146,7 @@ def test_a_batch_handler_that_raises_fails_every_job(queue):
     assert [job_row(queue, i)["last_error"] for i in ids] == ["throttled", "throttled", None]
 
 
-def test_jobs_claimed_after_a_stop_request_are_released(queue):
+def test_jobs_claimed_after_a_stop_request_are_released(db_path, queue):
     job_id = queue.enqueue("message", {}, run_after=T0)
     stop = threading.Event()
 
@@ -156,7 +156,7 @@ def test_jobs_claimed_after_a_stop_request_are_released(queue):
             return super().claim(*args, **kwargs)
 
     ran = []
-    worker = make_worker(StopsWhileClaiming(queue._connect), {"message": ran.append}, stop_event=stop)
+    worker = make_worker(StopsWhileClaiming(db_path), {"message": ran.append}, stop_event=stop)
     assert not worker.work_once()
     assert ran == []
     assert (job_row(queue, job_id)["state"], job_row(queue, job_id)["attempts"]) == ("queued", 0)
@@ -204,7 +204,7 @@ def test_pool_wakes_on_notify_heartbeats_and_stops(db_path, queue):
                       lease_seconds=30, poll_interval=10)
     pool.start()
     try:
-        wait_for(lambda: len(list(queue._connect()["heartbeats"].rows)) == 2)
+        wait_for(lambda: len(list(queue.db["heartbeats"].rows)) == 2)
         time.sleep(0.05)  # both workers are now idle, waiting up to 10 s
         job_id = queue.enqueue("message", {})
         pool.notify()
@@ -212,7 +212,7 @@ def test_pool_wakes_on_notify_heartbeats_and_stops(db_path, queue):
         wait_for(lambda: job_row(queue, job_id)["state"] == "done")
     finally:
         assert pool.stop(timeout=2)
-    assert {row["name"] for row in queue._connect()["heartbeats"].rows} == {"test:0", "test:1"}
+    assert {row["name"] for row in queue.db["heartbeats"].rows} == {"test:0", "test:1"}
 
 
 def test_a_long_job_keeps_its_lease_and_a_stop_lets_it_finish(db_path, queue):

@@ -7,7 +7,7 @@ from typing import Any
 from urllib.parse import urljoin
 
 import requests
-from waitress import create_server
+from waitress import create_server, wasyncore
 
 from app import create_app
 from app.runtime import Runtime
@@ -58,7 +58,7 @@ class ServiceServer:
     def stop(self) -> None:
         self.runtime.stop(timeout=10)
         self._server.task_dispatcher.shutdown()
-        self._server.close()
+        wasyncore.close_all(self._server._map)  # kept-alive client connections too, so the loop ends
         self._thread.join(5)
 
     def url(self, path: str) -> str:

@@ -1,21 +1,17 @@
 """Helpers for the Graph tests: signed-in users with a requests session, and a notification receiver.
 
-Test modules import the fixtures they use (``from graph_support import alice, receiver``). One
-emulator serves a whole test module (starting one takes most of a second); each test gets a fresh
-tenant with its own users, and the fault and delivery settings are restored after it.
+The fixtures that build them (``world``, ``alice``, ``bob``, ``receiver``, ``make_receiver``) are in
+``conftest.py``.
 """
 
 from __future__ import annotations
 
-import copy
 import json
 import threading
-import uuid
 import time
-from collections.abc import Iterator
+import uuid
 from dataclasses import dataclass, field
 
-import pytest
 import requests
 from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
@@ -115,7 +111,7 @@ class Receiver:
         self._cond = threading.Condition()
         self._server = make_server("127.0.0.1", 0, self._app, threaded=True)
         self.url = f"http://127.0.0.1:{self._server.server_port}/notify"
-        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.01,), daemon=True)
         self._thread.start()
 
     def stop(self) -> None:
@@ -162,49 +158,3 @@ class Receiver:
         if self.validation == "encoded":
             return Response(request.query_string.decode().split("validationToken=")[1], content_type="text/plain")
         return Response(token, content_type="text/plain; charset=utf-8")
-
-
-@pytest.fixture(scope="module")
-def shared_emulator() -> Iterator[Emulator]:
-    emu = Emulator()
-    emu.start()
-    yield emu
-    emu.stop()
-
-
-@pytest.fixture
-def emu(shared_emulator: Emulator) -> Iterator[Emulator]:
-    """The module's emulator, with fault, subscription and delivery settings restored after the test."""
-    faults = copy.copy(vars(shared_emulator.faults))
-    subscription_config = copy.copy(shared_emulator.subscriptions.config)
-    delivery_config = copy.copy(shared_emulator.subscriptions.delivery.config)
-    yield shared_emulator
-    shared_emulator.faults.clear()
-    for name in ("concurrency_limit", "rate_limit", "rate_window", "concurrency_retry_after", "retry_after_penalty"):
-        setattr(shared_emulator.faults, name, faults[name])
-    shared_emulator.subscriptions.config = subscription_config
-    shared_emulator.subscriptions.delivery.config = delivery_config
-
-
-@pytest.fixture
-def world(emu: Emulator) -> Iterator[World]:
-    rv = World(emu)
-    yield rv
-    rv.close()
-
-
-@pytest.fixture
-def alice(world: World) -> GraphUser:
-    return world.user("alice")
-
-
-@pytest.fixture
-def bob(world: World) -> GraphUser:
-    return world.user("bob")
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    rv = Receiver()
-    yield rv
-    rv.stop()

@@ -6,11 +6,10 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
-from .graph_support import alice, bob, emu, shared_emulator, world  # noqa: F401
 
 
-def test_429_has_retry_after_and_early_retries_are_throttled_again(emu, alice, bob):
-    emu.faults.add_rule(429, path="/messages", times=1, retry_after=30)
+def test_429_has_retry_after_and_early_retries_are_throttled_again(emulator, alice, bob):
+    emulator.faults.add_rule(429, path="/messages", times=1, retry_after=30)
     rv = alice.get("/me/messages", headers={"client-request-id": "c-1"})
     assert rv.status_code == 429 and rv.headers["Retry-After"] == "30"
     error = rv.json()["error"]
@@ -20,14 +19,14 @@ def test_429_has_retry_after_and_early_retries_are_throttled_again(emu, alice, b
     assert early.status_code == 429 and 0 < int(early.headers["Retry-After"]) <= 30
     assert alice.get("/me").status_code == 429  # the throttle key is the mailbox, not the URL
     assert bob.get("/me/messages").status_code == 200
-    emu.clock.advance(timedelta(seconds=31))
+    emulator.clock.advance(timedelta(seconds=31))
     assert alice.get("/me/messages").status_code == 200
-    assert emu.faults.throttled == {"injected": 1, "penalty": 2}
+    assert emulator.faults.throttled == {"injected": 1, "penalty": 2}
 
 
-def test_server_errors_by_method_path_and_nth_call(emu, alice):
-    emu.faults.add_rule(503, method="POST", path="/sendMail", retry_after=2)
-    emu.faults.add_rule(500, path="/mailFolders", nth=3)
+def test_server_errors_by_method_path_and_nth_call(emulator, alice):
+    emulator.faults.add_rule(503, method="POST", path="/sendMail", retry_after=2)
+    emulator.faults.add_rule(500, path="/mailFolders", nth=3)
     rv = alice.post("/me/sendMail", json={"message": {"toRecipients": [{"emailAddress": {"address": "a@b.example"}}]}})
     assert rv.status_code == 503 and rv.headers["Retry-After"] == "2"
     assert alice.get("/me/messages").status_code == 200
@@ -35,24 +34,24 @@ def test_server_errors_by_method_path_and_nth_call(emu, alice):
     assert statuses == [200, 200, 500, 200]
 
 
-def test_random_failures_follow_the_rate(emu, alice):
-    emu.faults.add_rule(502, rate=0.5)
+def test_random_failures_follow_the_rate(emulator, alice):
+    emulator.faults.add_rule(502, rate=0.5)
     statuses = [alice.get("/me").status_code for _ in range(40)]
     assert {200, 502} == set(statuses)
 
 
-def test_added_latency(emu, alice):
-    emu.faults.set_latency(150)
+def test_added_latency(emulator, alice):
+    emulator.faults.set_latency(150)
     started = time.monotonic()
     assert alice.get("/me").status_code == 200
     assert time.monotonic() - started >= 0.15
-    emu.faults.set_latency((0, 10))
+    emulator.faults.set_latency((0, 10))
     assert alice.get("/me").status_code == 200
 
 
-def test_more_than_four_in_flight_per_mailbox_is_throttled(emu, world, alice, bob):
-    emu.faults.set_latency(400)
-    emu.faults.retry_after_penalty = False
+def test_more_than_four_in_flight_per_mailbox_is_throttled(emulator, world, alice, bob):
+    emulator.faults.set_latency(400)
+    emulator.faults.retry_after_penalty = False
     with ThreadPoolExecutor(max_workers=8) as pool:
         mine = [pool.submit(alice.get, "/me") for _ in range(6)]
         theirs = [pool.submit(bob.get, "/me") for _ in range(2)]
@@ -63,12 +62,12 @@ def test_more_than_four_in_flight_per_mailbox_is_throttled(emu, world, alice, bo
     assert throttled[0].json()["error"]["code"] == "ApplicationThrottled"
     assert "MailboxConcurrency" in throttled[0].json()["error"]["message"]
     assert throttled[0].headers["Retry-After"] == "1"
-    assert emu.faults.peak_in_flight[(world.client_id, alice.id)] == 4
+    assert emulator.faults.peak_in_flight[(world.client_id, alice.id)] == 4
 
 
-def test_request_rate_per_mailbox(emu, alice, bob):
-    emu.faults.rate_limit = 5
+def test_request_rate_per_mailbox(emulator, alice, bob):
+    emulator.faults.rate_limit = 5
     assert [alice.get("/me").status_code for _ in range(6)] == [200] * 5 + [429]
     assert bob.get("/me").status_code == 200
-    emu.clock.advance(timedelta(minutes=10))
+    emulator.clock.advance(timedelta(minutes=10))
     assert alice.get("/me").status_code == 200

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import threading
 
-from .graph_support import alice, emu, shared_emulator, world  # noqa: F401
 
 
 def batch(user, requests_, **kwargs):
@@ -16,8 +15,8 @@ def by_id(rv):
     return {r["id"]: r for r in rv.json()["responses"]}
 
 
-def test_partial_failure_keeps_outer_200(emu, alice):
-    message = emu.mail.deliver(alice.id, subject="Hi", body="x", sender="c@customer.example", to=[alice.email])
+def test_partial_failure_keeps_outer_200(emulator, alice):
+    message = emulator.mail.deliver(alice.id, subject="Hi", body="x", sender="c@customer.example", to=[alice.email])
     responses = by_id(batch(alice, [
         {"id": "1", "method": "GET", "url": f"/me/messages/{message['id']}?$select=subject"},
         {"id": "2", "method": "GET", "url": f"/me/messages/{message['id'][:-6]}AAAAA="},
@@ -55,8 +54,8 @@ def test_failed_dependency_is_424(alice):
     assert responses["c"]["status"] == 200
 
 
-def test_faults_apply_per_sub_request(emu, alice):
-    emu.faults.add_rule(429, path=r"^/me$", nth=2, retry_after=7)
+def test_faults_apply_per_sub_request(emulator, alice):
+    emulator.faults.add_rule(429, path=r"^/me$", nth=2, retry_after=7)
     responses = by_id(batch(alice, [
         {"id": "0", "method": "GET", "url": "/me"},
         {"id": "1", "method": "GET", "url": "/me", "dependsOn": ["0"]},
@@ -67,10 +66,10 @@ def test_faults_apply_per_sub_request(emu, alice):
     assert responses["x"]["status"] == 429  # the same mailbox retried before Retry-After passed
 
 
-def test_sub_requests_count_against_mailbox_concurrency(emu, alice):
-    emu.faults.set_latency(300)
-    emu.faults.concurrency_limit = 3
-    emu.faults.retry_after_penalty = False
+def test_sub_requests_count_against_mailbox_concurrency(emulator, alice):
+    emulator.faults.set_latency(300)
+    emulator.faults.concurrency_limit = 3
+    emulator.faults.retry_after_penalty = False
     results = []
     outside = threading.Thread(target=lambda: results.append(alice.get("/me").status_code))
     rv = None
@@ -87,4 +86,4 @@ def test_sub_requests_count_against_mailbox_concurrency(emu, alice):
     assert statuses.count(429) >= 1
     throttled = [r for r in rv.json()["responses"] if r["status"] == 429]
     assert all("MailboxConcurrency" in r["body"]["error"]["message"] for r in throttled)
-    assert max(emu.faults.peak_in_flight.values()) == 3
+    assert max(emulator.faults.peak_in_flight.values()) == 3

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from .graph_support import alice, emu, shared_emulator, world  # noqa: F401
 
 INBOX_DELTA = "/me/mailFolders('inbox')/messages/delta"
 
 
-def deliver(emu, user, subject="Hello", **fields):
-    return emu.mail.deliver(user.id, subject=subject, body="text", sender="carol@customer.example",
+def deliver(emulator, user, subject="Hello", **fields):
+    return emulator.mail.deliver(user.id, subject=subject, body="text", sender="carol@customer.example",
                             to=[user.email], **fields)
 
 
@@ -28,9 +27,9 @@ def round_of(user, url, **headers):
         url = page["@odata.nextLink"]
 
 
-def test_initial_round_pages_then_returns_a_delta_link(emu, alice):
+def test_initial_round_pages_then_returns_a_delta_link(emulator, alice):
     for n in range(7):
-        deliver(emu, alice, f"Message {n}")
+        deliver(emulator, alice, f"Message {n}")
     first = alice.get(INBOX_DELTA, params={"$select": "subject"}, headers={"Prefer": "odata.maxpagesize=3"})
     assert first.headers["Preference-Applied"] == "odata.maxpagesize=3"
     assert len(first.json()["value"]) == 3 and "$skiptoken=" in first.json()["@odata.nextLink"]
@@ -42,15 +41,15 @@ def test_initial_round_pages_then_returns_a_delta_link(emu, alice):
     assert again == []
 
 
-def test_next_round_reports_changes_and_removals(emu, alice):
-    kept = deliver(emu, alice, "Kept")
-    moved = deliver(emu, alice, "Moved")
-    trashed = deliver(emu, alice, "Trashed")
+def test_next_round_reports_changes_and_removals(emulator, alice):
+    kept = deliver(emulator, alice, "Kept")
+    moved = deliver(emulator, alice, "Moved")
+    trashed = deliver(emulator, alice, "Trashed")
     _, delta_link, _ = round_of(alice, alice.root + INBOX_DELTA)
-    new = deliver(emu, alice, "New")
-    emu.mail.update(alice.id, kept["id"], {"isRead": True})
-    emu.mail.move(alice.id, moved["id"], "archive")
-    emu.mail.delete(alice.id, trashed["id"])
+    new = deliver(emulator, alice, "New")
+    emulator.mail.update(alice.id, kept["id"], {"isRead": True})
+    emulator.mail.move(alice.id, moved["id"], "archive")
+    emulator.mail.delete(alice.id, trashed["id"])
     items, next_link, _ = round_of(alice, delta_link)
     by_id = {item["id"]: item for item in items}
     assert by_id[new["id"]]["subject"] == "New"
@@ -60,38 +59,38 @@ def test_next_round_reports_changes_and_removals(emu, alice):
     assert len(items) == 4
 
     trash_link = round_of(alice, alice.root + "/me/mailFolders/deleteditems/messages/delta")[1]
-    gone = emu.mail.get(alice.id, trashed["@emulator.immutableId"])["id"]
-    emu.mail.delete(alice.id, gone)
+    gone = emulator.mail.get(alice.id, trashed["@emulator.immutableId"])["id"]
+    emulator.mail.delete(alice.id, gone)
     [removed], _, _ = round_of(alice, trash_link)
     assert removed == {"@odata.type": "#microsoft.graph.message", "id": gone, "@removed": {"reason": "deleted"}}
 
 
-def test_immutable_ids_and_change_type_filter(emu, alice):
-    first = deliver(emu, alice, "First")
+def test_immutable_ids_and_change_type_filter(emulator, alice):
+    first = deliver(emulator, alice, "First")
     _, delta_link, _ = round_of(alice, alice.root + INBOX_DELTA + "?changeType=created",
                                 Prefer='IdType="ImmutableId"')
-    emu.mail.update(alice.id, first["id"], {"isRead": True})
-    second = deliver(emu, alice, "Second")
+    emulator.mail.update(alice.id, first["id"], {"isRead": True})
+    second = deliver(emulator, alice, "Second")
     items, _, _ = round_of(alice, delta_link, Prefer='IdType="ImmutableId"')
     assert [i["id"] for i in items] == [second["@emulator.immutableId"]]
 
 
-def test_received_filter_on_the_initial_round(emu, alice):
-    deliver(emu, alice, "Old", received_at=emu.clock.now() - timedelta(days=30))
-    deliver(emu, alice, "Recent")
-    since = (emu.clock.now() - timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+def test_received_filter_on_the_initial_round(emulator, alice):
+    deliver(emulator, alice, "Old", received_at=emulator.clock.now() - timedelta(days=30))
+    deliver(emulator, alice, "Recent")
+    since = (emulator.clock.now() - timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
     items, _, _ = round_of(alice, f"{alice.root}{INBOX_DELTA}?$filter=receivedDateTime ge {since}")
     assert [i["subject"] for i in items] == ["Recent"]
     assert alice.get(INBOX_DELTA, params={"$filter": "subject eq 'x'"}).status_code == 400
 
 
-def test_unknown_or_invalidated_tokens_are_410(emu, alice):
-    deliver(emu, alice)
+def test_unknown_or_invalidated_tokens_are_410(emulator, alice):
+    deliver(emulator, alice)
     _, delta_link, _ = round_of(alice, alice.root + INBOX_DELTA)
     rv = alice.get(INBOX_DELTA, params={"$deltatoken": "made-up"})
     assert rv.status_code == 410 and rv.json()["error"]["code"] == "syncStateNotFound"
     assert alice.session.get(delta_link).status_code == 200
-    emu.mail.invalidate_sync_state(alice.id)
+    emulator.mail.invalidate_sync_state(alice.id)
     rv = alice.session.get(delta_link)
     assert rv.status_code == 410
     restart = rv.headers["Location"]

@@ -5,15 +5,14 @@ from __future__ import annotations
 import base64
 from datetime import timedelta
 
-from .graph_support import alice, bob, emu, shared_emulator, world  # noqa: F401
 
 IMMUTABLE = {"Prefer": 'IdType="ImmutableId"'}
 
 
-def inbound(emu, user, **fields):
+def inbound(emulator, user, **fields):
     fields.setdefault("subject", "Quote request")
     fields.setdefault("body", "Please send a quote.")
-    return emu.mail.deliver(user.id, sender="Carol <carol@customer.example>", to=[user.email], **fields)
+    return emulator.mail.deliver(user.id, sender="Carol <carol@customer.example>", to=[user.email], **fields)
 
 
 def test_me_and_request_ids(alice):
@@ -27,7 +26,7 @@ def test_me_and_request_ids(alice):
     assert alice.get("/me", params={"$select": "shoeSize"}).status_code == 400
 
 
-def test_missing_or_expired_token_is_401(emu, alice):
+def test_missing_or_expired_token_is_401(emulator, alice):
     rv = alice.session.get(alice.root + "/me/messages", headers={"Authorization": ""})
     assert rv.status_code == 401
     error = rv.json()["error"]
@@ -35,12 +34,12 @@ def test_missing_or_expired_token_is_401(emu, alice):
     assert set(error["innerError"]) == {"date", "request-id", "client-request-id"}
     assert error["innerError"]["client-request-id"] == rv.headers["request-id"] == rv.headers["client-request-id"]
     assert alice.get("/me/messages").status_code == 200
-    emu.clock.advance(timedelta(hours=2))
+    emulator.clock.advance(timedelta(hours=2))
     assert alice.get("/me/messages").json()["error"]["code"] == "InvalidAuthenticationToken"
 
 
-def test_delegated_token_reaches_only_its_own_mailbox(emu, alice, bob):
-    inbound(emu, alice)
+def test_delegated_token_reaches_only_its_own_mailbox(emulator, alice, bob):
+    inbound(emulator, alice)
     assert alice.get(f"/users/{alice.email.upper()}/messages").status_code == 200
     assert alice.get(f"/users/{alice.id}/messages").status_code == 200
     rv = alice.get(f"/users/{bob.id}/messages")
@@ -55,8 +54,8 @@ def test_missing_scope_is_403(world):
     assert rv.status_code == 403
 
 
-def test_message_has_graph_fields_and_headers_only_when_selected(emu, alice):
-    sent = inbound(emu, alice, headers=[("X-Ticket", "42")])
+def test_message_has_graph_fields_and_headers_only_when_selected(emulator, alice):
+    sent = inbound(emulator, alice, headers=[("X-Ticket", "42")])
     message = alice.get(f"/me/messages/{sent['id']}").json()
     for name in ("id", "internetMessageId", "conversationId", "conversationIndex", "changeKey", "isDraft", "isRead",
                  "parentFolderId", "from", "sender", "toRecipients", "ccRecipients", "replyTo", "subject", "body",
@@ -76,17 +75,17 @@ def test_message_has_graph_fields_and_headers_only_when_selected(emu, alice):
     assert headers["Message-ID"] == message["internetMessageId"] and headers["X-Ticket"] == "42"
 
 
-def test_unknown_select_property_is_400(emu, alice):
-    sent = inbound(emu, alice)
+def test_unknown_select_property_is_400(emulator, alice):
+    sent = inbound(emulator, alice)
     rv = alice.get(f"/me/messages/{sent['id']}", params={"$select": "subject,nope"})
     assert rv.status_code == 400
     assert "nope" in rv.json()["error"]["message"]
 
 
-def test_filters(emu, alice):
-    first = inbound(emu, alice, subject="First")
-    reply = inbound(emu, alice, subject="RE: First", in_reply_to=first["internetMessageId"])
-    inbound(emu, alice, subject="Other")
+def test_filters(emulator, alice):
+    first = inbound(emulator, alice, subject="First")
+    reply = inbound(emulator, alice, subject="RE: First", in_reply_to=first["internetMessageId"])
+    inbound(emulator, alice, subject="Other")
     by_id = alice.get("/me/messages",
                       params={"$filter": f"internetMessageId eq '{first['internetMessageId']}'"}).json()["value"]
     assert [m["id"] for m in by_id] == [first["id"]]
@@ -104,9 +103,9 @@ def test_filters(emu, alice):
     assert rv.status_code == 400 and rv.json()["error"]["code"] == "InefficientFilter"
 
 
-def test_paging_follows_next_link(emu, alice):
+def test_paging_follows_next_link(emulator, alice):
     for n in range(23):
-        inbound(emu, alice, subject=f"Message {n}")
+        inbound(emulator, alice, subject=f"Message {n}")
     seen, url, pages = [], f"{alice.root}/me/messages?$select=subject", 0
     while url:
         page = alice.session.get(url).json()
@@ -117,18 +116,18 @@ def test_paging_follows_next_link(emu, alice):
     assert len(alice.get("/me/messages", params={"$top": 5}).json()["value"]) == 5
 
 
-def test_unknown_and_malformed_ids(emu, alice):
-    sent = inbound(emu, alice)
+def test_unknown_and_malformed_ids(emulator, alice):
+    sent = inbound(emulator, alice)
     rv = alice.get(f"/me/messages/{sent['id'][:-5]}AAAA=")
     assert rv.status_code == 404 and rv.json()["error"]["code"] == "ErrorItemNotFound"
     assert alice.get("/me/messages/not*an*id").status_code == 400
 
 
-def test_rest_id_changes_on_move_but_immutable_id_does_not(emu, alice):
-    sent = inbound(emu, alice)
+def test_rest_id_changes_on_move_but_immutable_id_does_not(emulator, alice):
+    sent = inbound(emulator, alice)
     immutable = alice.get(f"/me/messages/{sent['id']}", headers=IMMUTABLE).json()["id"]
     assert immutable == sent["@emulator.immutableId"] != sent["id"]
-    moved = emu.mail.move(alice.id, sent["id"], "archive")
+    moved = emulator.mail.move(alice.id, sent["id"], "archive")
     assert moved["id"] != sent["id"]
     assert alice.get(f"/me/messages/{sent['id']}").status_code == 404
     assert alice.get(f"/me/messages/{moved['id']}").json()["parentFolderId"] == moved[
@@ -141,22 +140,22 @@ def test_rest_id_changes_on_move_but_immutable_id_does_not(emu, alice):
     assert via_api.status_code == 201 and via_api.json()["id"] == immutable
 
 
-def test_conversations(emu, alice):
-    first = inbound(emu, alice, subject="Order 7")
-    reply = inbound(emu, alice, subject="RE: Order 7", in_reply_to=first["internetMessageId"],
+def test_conversations(emulator, alice):
+    first = inbound(emulator, alice, subject="Order 7")
+    reply = inbound(emulator, alice, subject="RE: Order 7", in_reply_to=first["internetMessageId"],
                     references=[first["internetMessageId"]])
     assert reply["conversationId"] == first["conversationId"]
     assert len(base64.b64decode(reply["conversationIndex"])) == 27
-    external = inbound(emu, alice, subject="RE: Order 7", in_reply_to=first["internetMessageId"],
+    external = inbound(emulator, alice, subject="RE: Order 7", in_reply_to=first["internetMessageId"],
                        new_conversation=True)
     assert external["conversationId"] != first["conversationId"]
-    forced = inbound(emu, alice, subject="Unrelated", conversation_of=first["id"])
+    forced = inbound(emulator, alice, subject="Unrelated", conversation_of=first["id"])
     assert forced["conversationId"] == first["conversationId"]
-    assert inbound(emu, alice, subject="Order 7")["conversationId"] != first["conversationId"]
+    assert inbound(emulator, alice, subject="Order 7")["conversationId"] != first["conversationId"]
 
 
-def test_patch_read_state_on_any_message_but_subject_only_on_drafts(emu, alice):
-    sent = inbound(emu, alice)
+def test_patch_read_state_on_any_message_but_subject_only_on_drafts(emulator, alice):
+    sent = inbound(emulator, alice)
     rv = alice.patch(f"/me/messages/{sent['id']}", json={"isRead": True})
     assert rv.status_code == 200 and rv.json()["isRead"] is True
     assert rv.json()["@odata.etag"] != sent["@odata.etag"]
@@ -165,13 +164,13 @@ def test_patch_read_state_on_any_message_but_subject_only_on_drafts(emu, alice):
     assert alice.patch(f"/me/messages/{sent['id']}", json={"conversationId": "x"}).status_code == 400
 
 
-def test_delete_goes_to_deleted_items_then_for_good(emu, alice):
-    sent = inbound(emu, alice)
+def test_delete_goes_to_deleted_items_then_for_good(emulator, alice):
+    sent = inbound(emulator, alice)
     immutable = sent["@emulator.immutableId"]
     assert alice.delete(f"/me/messages/{sent['id']}").status_code == 204
-    trashed = emu.mail.get(alice.id, immutable)
+    trashed = emulator.mail.get(alice.id, immutable)
     assert trashed["parentFolderId"] == alice.get("/me/mailFolders/deleteditems").json()["id"]
     assert alice.delete(f"/me/messages/{immutable}").status_code == 204
     assert alice.get(f"/me/messages/{immutable}").status_code == 404
-    deletes = emu.requests("DELETE", "/v1.0/me/messages/")
+    deletes = emulator.requests("DELETE", "/v1.0/me/messages/")
     assert [d["path"] for d in deletes[-2:]] == [f"/v1.0/me/messages/{sent['id']}", f"/v1.0/me/messages/{immutable}"]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 
-from .graph_support import alice, bob, emu, shared_emulator, world  # noqa: F401
 
 IMMUTABLE = {"Prefer": 'IdType="ImmutableId"'}
 
@@ -14,8 +13,8 @@ def headers_of(user, message_id):
     return {h["name"]: h["value"] for h in rv.json()["internetMessageHeaders"]}
 
 
-def test_create_reply_threads_the_draft(emu, alice):
-    original = emu.mail.deliver(alice.id, subject="RE: Invoice 12", body="See attached",
+def test_create_reply_threads_the_draft(emulator, alice):
+    original = emulator.mail.deliver(alice.id, subject="RE: Invoice 12", body="See attached",
                                 sender="carol@customer.example", to=[alice.email],
                                 references=["<root@customer.example>"])
     rv = alice.post(f"/me/messages/{original['id']}/createReply", json={"comment": "Thanks!"})
@@ -30,8 +29,8 @@ def test_create_reply_threads_the_draft(emu, alice):
     assert headers["References"] == f"<root@customer.example> {original['internetMessageId']}"
 
 
-def test_send_moves_draft_to_sent_items_keeping_the_immutable_id(emu, alice):
-    original = emu.mail.deliver(alice.id, subject="Hello", body="Hi", sender="carol@customer.example",
+def test_send_moves_draft_to_sent_items_keeping_the_immutable_id(emulator, alice):
+    original = emulator.mail.deliver(alice.id, subject="Hello", body="Hi", sender="carol@customer.example",
                                 to=[alice.email])
     draft = alice.post(f"/me/messages/{original['id']}/createReply", headers=IMMUTABLE).json()
     rest_id = alice.get(f"/me/messages/{draft['id']}").json()["id"]
@@ -45,18 +44,18 @@ def test_send_moves_draft_to_sent_items_keeping_the_immutable_id(emu, alice):
     assert sent["parentFolderId"] == alice.get("/me/mailFolders('SentItems')").json()["id"]
     assert sent["internetMessageId"] == draft["internetMessageId"]
     assert alice.get(f"/me/messages/{rest_id}").status_code == 404
-    assert emu.mail.outbound[-1]["internetMessageId"] == draft["internetMessageId"]
+    assert emulator.mail.outbound[-1]["internetMessageId"] == draft["internetMessageId"]
 
 
-def test_send_mail_json_delivers_a_copy_to_another_emulator_user(emu, alice, bob):
+def test_send_mail_json_delivers_a_copy_to_another_emulator_user(emulator, alice, bob):
     rv = alice.post("/me/sendMail", json={"message": {
         "subject": "Contract", "body": {"contentType": "html", "content": "<p>Draft attached</p>"},
         "toRecipients": [{"emailAddress": {"address": bob.email}}],
         "internetMessageHeaders": [{"name": "x-record-id", "value": "R-1"}],
     }})
     assert rv.status_code == 202 and rv.content == b""
-    [received] = emu.mail.messages(bob.id, "inbox")
-    [sent] = emu.mail.messages(alice.id, "sentitems")
+    [received] = emulator.mail.messages(bob.id, "inbox")
+    [sent] = emulator.mail.messages(alice.id, "sentitems")
     assert received["internetMessageId"] == sent["internetMessageId"]
     assert received["bodyPreview"] == "Draft attached"
     assert {"name": "x-record-id", "value": "R-1"} in received["internetMessageHeaders"]
@@ -64,22 +63,22 @@ def test_send_mail_json_delivers_a_copy_to_another_emulator_user(emu, alice, bob
 
     draft = bob.post(f"/me/messages/{received['id']}/createReply", json={"comment": "Signed"}).json()
     assert bob.post(f"/me/messages/{draft['id']}/send").status_code == 202
-    [answer] = emu.mail.messages(alice.id, "inbox")
+    [answer] = emulator.mail.messages(alice.id, "inbox")
     assert answer["subject"] == "RE: Contract"
     assert answer["conversationId"] == sent["conversationId"]
     assert {"name": "In-Reply-To", "value": sent["internetMessageId"]} in answer["internetMessageHeaders"]
 
 
-def test_send_mail_without_saving_to_sent_items(emu, alice, bob):
+def test_send_mail_without_saving_to_sent_items(emulator, alice, bob):
     rv = alice.post("/me/sendMail", json={"saveToSentItems": False, "message": {
         "subject": "No copy", "toRecipients": [{"emailAddress": {"address": bob.email}}]}})
     assert rv.status_code == 202
-    assert emu.mail.messages(alice.id, "sentitems") == []
-    assert len(emu.mail.messages(bob.id, "inbox")) == 1
+    assert emulator.mail.messages(alice.id, "sentitems") == []
+    assert len(emulator.mail.messages(bob.id, "inbox")) == 1
 
 
-def test_send_mail_mime_keeps_threading_headers(emu, alice):
-    original = emu.mail.deliver(alice.id, subject="Question", body="?", sender="carol@customer.example",
+def test_send_mail_mime_keeps_threading_headers(emulator, alice):
+    original = emulator.mail.deliver(alice.id, subject="Question", body="?", sender="carol@customer.example",
                                 to=[alice.email])
     mime = (f"From: {alice.email}\r\nTo: Carol <carol@customer.example>\r\nSubject: RE: Question\r\n"
             f"Message-ID: <answer-1@contoso.example>\r\nIn-Reply-To: {original['internetMessageId']}\r\n"
@@ -87,11 +86,11 @@ def test_send_mail_mime_keeps_threading_headers(emu, alice):
             "Content-Type: text/plain; charset=utf-8\r\n\r\nAnswer.\r\n")
     rv = alice.post("/me/sendMail", data=base64.b64encode(mime.encode()), headers={"Content-Type": "text/plain"})
     assert rv.status_code == 202 and rv.content == b""
-    [sent] = emu.mail.messages(alice.id, "sentitems")
+    [sent] = emulator.mail.messages(alice.id, "sentitems")
     assert sent["internetMessageId"] == "<answer-1@contoso.example>"
     assert sent["conversationId"] == original["conversationId"]
     assert {"name": "In-Reply-To", "value": original["internetMessageId"]} in sent["internetMessageHeaders"]
-    assert emu.mail.outbound[-1]["toRecipients"][0]["emailAddress"]["address"] == "carol@customer.example"
+    assert emulator.mail.outbound[-1]["toRecipients"][0]["emailAddress"]["address"] == "carol@customer.example"
 
 
 def test_send_mail_rejects_bad_base64(alice):
@@ -119,13 +118,13 @@ def test_drafts_can_change_subject_and_recipients(alice):
     assert alice.post(f"/me/messages/{draft['id']}/send").status_code in (400, 404)
 
 
-def test_reply_takes_comment_or_message_but_not_both(emu, alice):
-    original = emu.mail.deliver(alice.id, subject="Ping", body="ping", sender="carol@customer.example",
+def test_reply_takes_comment_or_message_but_not_both(emulator, alice):
+    original = emulator.mail.deliver(alice.id, subject="Ping", body="ping", sender="carol@customer.example",
                                 to=[alice.email])
     both = {"comment": "pong", "message": {"body": {"contentType": "text", "content": "pong"}}}
     assert alice.post(f"/me/messages/{original['id']}/reply", json=both).status_code == 400
     rv = alice.post(f"/me/messages/{original['id']}/reply", json={"comment": "pong"})
     assert rv.status_code == 202 and rv.content == b""
-    [sent] = emu.mail.messages(alice.id, "sentitems")
+    [sent] = emulator.mail.messages(alice.id, "sentitems")
     assert sent["subject"] == "RE: Ping" and sent["conversationId"] == original["conversationId"]
-    assert emu.mail.messages(alice.id, "drafts") == []
+    assert emulator.mail.messages(alice.id, "drafts") == []

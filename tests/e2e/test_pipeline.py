@@ -1,0 +1,202 @@
+"""The push pipeline end to end: emulator mailbox change → notification → queue → worker → record thread."""
+
+from __future__ import annotations
+
+import time
+from email.message import EmailMessage
+from pathlib import Path
+
+import pytest
+import requests
+
+from app.runtime import Runtime
+from app.storage import thread_db
+from tests.e2e.waiting import wait_for
+
+VENDOR = {"name": "Dana Whitfield", "address": "dana@acme.example"}
+MEGAN = "megan@contoso.example"
+
+
+def upload(api, record_id, message_id="<first.1@acme.example>", subject="Onboarding documents"):
+    email = EmailMessage()
+    email["Message-ID"] = message_id
+    email["From"] = "Dana Whitfield <dana@acme.example>"
+    email["To"] = f"Megan Bowen <{MEGAN}>"
+    email["Subject"] = subject
+    email["Date"] = "Tue, 03 Nov 2026 09:00:00 +0000"
+    email.set_content("Attached are our W-9 and banking details.")
+    rv = api.post(f"/api/records/{record_id}/emails", data=bytes(email),
+                  headers={"Content-Type": "message/rfc822"})
+    assert rv.status_code == 201, rv.text
+    return rv.json()
+
+
+@pytest.fixture
+def megan(service):
+    return service.demo["users"]["megan"]
+
+
+@pytest.fixture
+def connected(service, browser, api, megan):
+    """A record with an uploaded email that also sits in Megan's inbox, and Megan connected."""
+    record = api.create_record()
+    first = service.emulator.deliver_email(megan, subject="Onboarding documents", body="Attached are our W-9...",
+                                           sender=VENDOR, to=[MEGAN], internet_message_id="<first.1@acme.example>")
+    upload(api, record["id"])
+    browser.connect(record["id"], "megan")
+    db = thread_db(service.app.config["DATABASE_PATH"])
+    wait_for(lambda: list(db.query("SELECT 1 FROM subscriptions WHERE status = 'active'")), message="subscription")
+    wait_for(lambda: thread(api, record["id"])[0]["source"] == "upload" and linked_copies(db), message="backfill")
+    return {"record": record, "first": first, "db": db}
+
+
+def linked_copies(db):
+    return list(db.query("SELECT * FROM message_copies"))
+
+
+def thread(api, record_id):
+    rv = api.get(f"/api/records/{record_id}/thread")
+    assert rv.status_code == 200
+    return rv.json()["messages"]
+
+
+def wait_for_thread(api, record_id, count, timeout=15.0):
+    return wait_for(lambda: (lambda messages: messages if len(messages) >= count else None)(thread(api, record_id)),
+                    timeout=timeout, message=f"{count} thread messages")
+
+
+def queue_idle(db):
+    return not list(db.query("SELECT 1 FROM jobs WHERE state IN ('queued', 'running')"))
+
+
+def test_an_inbound_reply_is_on_the_record_within_seconds(service, api, megan, connected):
+    started = time.monotonic()
+    service.emulator.deliver_email(megan, subject="RE: Onboarding documents", body="One more form attached.",
+                                   sender=VENDOR, to=[MEGAN], in_reply_to="<first.1@acme.example>",
+                                   references=["<first.1@acme.example>"], internet_message_id="<reply.2@acme.example>")
+    messages = wait_for_thread(api, connected["record"]["id"], 2)
+    assert time.monotonic() - started < 5
+    reply = messages[1]
+    assert reply["internet_message_id"] == "<reply.2@acme.example>"
+    assert reply["direction"] == "inbound" and reply["source"] == "graph"
+    assert reply["from"]["address"] == "dana@acme.example" and reply["to"][0]["address"] == MEGAN
+    assert reply["body_preview"].startswith("One more form")
+
+
+def test_an_external_reply_with_a_new_conversation_is_linked_by_references(service, api, megan, connected):
+    service.emulator.deliver_email(megan, subject="Re: Onboarding", body="From my phone", sender=VENDOR, to=[MEGAN],
+                                   references=["<first.1@acme.example>"], new_conversation=True,
+                                   internet_message_id="<ext.3@gmail.example>")
+    messages = wait_for_thread(api, connected["record"]["id"], 2)
+    assert messages[1]["internet_message_id"] == "<ext.3@gmail.example>"
+
+
+def test_a_same_conversation_message_without_headers_is_linked(service, api, megan, connected):
+    service.emulator.deliver_email(megan, subject="RE: Onboarding documents", body="Following up", sender=VENDOR,
+                                   to=[MEGAN], conversation_of=connected["first"]["id"],
+                                   internet_message_id="<noheaders.4@acme.example>")
+    messages = wait_for_thread(api, connected["record"]["id"], 2)
+    assert messages[1]["internet_message_id"] == "<noheaders.4@acme.example>"
+
+
+def test_an_unrelated_message_leaves_nothing_behind(service, api, megan, connected):
+    db = connected["db"]
+    subject, body = "Quarterly lunch menu zq81x", "The secret soup is tomato-basil-w7q"
+    before = db["jobs"].count
+    service.emulator.deliver_email(megan, subject=subject, body=body, sender={"address": "chef@canteen.example"},
+                                   to=[MEGAN], new_conversation=True)
+    wait_for(lambda: db["jobs"].count > before and queue_idle(db), message="the notification processed")
+    assert len(thread(api, connected["record"]["id"])) == 1
+    db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    files = Path(service.app.config["DATABASE_PATH"]).parent.glob("service.db*")
+    raw = b"".join(path.read_bytes() for path in files)
+    for secret in (subject, body, "chef@canteen.example"):
+        assert secret.encode() not in raw
+
+
+def test_created_updated_and_replays_give_one_entry(service, api, megan, connected):
+    delivery = service.emulator.subscriptions.delivery.config
+    delivery.replay_rate, delivery.replay_count = 1.0, 3
+    service.emulator.deliver_email(megan, subject="RE: Onboarding documents", body="dup?", sender=VENDOR, to=[MEGAN],
+                                   in_reply_to="<first.1@acme.example>", internet_message_id="<dup.5@acme.example>")
+    wait_for_thread(api, connected["record"]["id"], 2)
+    wait_for(lambda: queue_idle(connected["db"]), message="queue idle")
+    time.sleep(0.5)  # let late replays arrive
+    wait_for(lambda: queue_idle(connected["db"]), message="queue idle")
+    ids = [m["internet_message_id"] for m in thread(api, connected["record"]["id"])]
+    assert ids.count("<dup.5@acme.example>") == 1 and len(ids) == 2
+
+
+def test_updated_arriving_before_created_works(service, api, megan, connected):
+    service.emulator.subscriptions.delivery.config.reorder = True
+    for n in range(5):
+        service.emulator.deliver_email(megan, subject=f"RE: part {n}", body="x", sender=VENDOR, to=[MEGAN],
+                                       in_reply_to="<first.1@acme.example>", internet_message_id=f"<ord.{n}@acme.example>")
+    messages = wait_for_thread(api, connected["record"]["id"], 6)
+    assert len({m["internet_message_id"] for m in messages}) == 6
+
+
+def test_a_forged_client_state_causes_no_graph_call_and_no_change(service, api, megan, connected):
+    subscription = next(connected["db"]["subscriptions"].rows_where("status = 'active'"))
+    wait_for(lambda: queue_idle(connected["db"]), message="connect, backfill and reconcile done")
+    service.emulator.clear_requests()
+    forged = {"value": [{
+        "subscriptionId": subscription["id"], "clientState": "guessed-client-state-value-0123456789",
+        "tenantId": service.demo["tenants"]["contoso"], "changeType": "created",
+        "resource": f"Users/{megan}/Messages/{connected['first']['id']}",
+        "resourceData": {"id": connected["first"]["id"], "@odata.etag": 'W/"x"'}}]}
+    rv = requests.post(service.url("/webhooks/graph"), json=forged, timeout=10)
+    assert rv.status_code == 202
+    time.sleep(0.5)
+    assert not [r for r in service.emulator.requests() if r["path"].startswith("/v1.0")]
+    assert len(thread(api, connected["record"]["id"])) == 1
+
+
+def test_429_with_retry_after_is_honoured(service, api, megan, connected):
+    service.emulator.add_graph_fault(429, path=r"^/me/messages/", method="GET", times=1, retry_after=2)
+    service.emulator.clear_requests()
+    service.emulator.deliver_email(megan, subject="RE: Onboarding documents", body="throttled", sender=VENDOR,
+                                   to=[MEGAN], in_reply_to="<first.1@acme.example>",
+                                   internet_message_id="<throttled.6@acme.example>")
+    wait_for_thread(api, connected["record"]["id"], 2, timeout=20)
+    batches = service.emulator.requests(method="POST", path_prefix="/v1.0/$batch")
+    assert service.emulator.faults.rules[0].fired == 1
+    assert "penalty" not in service.emulator.faults.throttled  # nothing went to the mailbox too early
+    assert (batches[-1]["time"] - batches[0]["time"]).total_seconds() >= 2
+
+
+def test_work_acknowledged_while_the_worker_is_down_is_processed_once_after_restart(service, api, megan, connected):
+    service.runtime.stop(timeout=10)
+    db = connected["db"]
+    service.emulator.deliver_email(megan, subject="RE: Onboarding documents", body="while you were out",
+                                   sender=VENDOR, to=[MEGAN], in_reply_to="<first.1@acme.example>",
+                                   internet_message_id="<down.7@acme.example>")
+    wait_for(lambda: list(db.query("SELECT 1 FROM jobs WHERE kind = 'message' AND state = 'queued'")),
+             message="notifications acknowledged and queued")
+    assert len(thread(api, connected["record"]["id"])) == 1
+    service.runtime = Runtime(service.app, workers=2, scheduler=False)
+    service.runtime.start()
+    messages = wait_for_thread(api, connected["record"]["id"], 2)
+    wait_for(lambda: queue_idle(db), message="queue idle")
+    assert [m["internet_message_id"] for m in thread(api, connected["record"]["id"])].count("<down.7@acme.example>") == 1
+    assert len(messages) == 2
+
+
+def test_a_deleted_message_stays_in_history_marked_deleted(service, api, megan, connected):
+    reply = service.emulator.deliver_email(megan, subject="RE: x", body="to be deleted", sender=VENDOR, to=[MEGAN],
+                                           in_reply_to="<first.1@acme.example>", internet_message_id="<del.8@acme.example>")
+    wait_for_thread(api, connected["record"]["id"], 2)
+    service.emulator.mail.delete(megan, reply["@emulator.immutableId"])
+    service.emulator.mail.delete(megan, reply["@emulator.immutableId"])  # from Deleted Items: gone for good
+    messages = wait_for(lambda: (lambda m: m if m[1]["deleted"] else None)(thread(api, connected["record"]["id"])),
+                        message="marked deleted")
+    assert messages[1]["internet_message_id"] == "<del.8@acme.example>"
+
+
+def test_upload_rejects_what_is_not_an_email(api, service):
+    record = api.create_record()
+    for body, content_type, status in [(b"hello", "message/rfc822", 422), (b"Subject: x\r\n\r\nno id", "message/rfc822", 422),
+                                       (b"x", "text/plain", 415)]:
+        rv = api.post(f"/api/records/{record['id']}/emails", data=body, headers={"Content-Type": content_type})
+        assert rv.status_code == status
+    assert thread(api, record["id"]) == []
