@@ -61,3 +61,4 @@ def configure_logging(level: str = "INFO", fmt: str = "text") -> None:
     root.handlers[:] = [handler]
     root.setLevel(level)
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)  # "task queue depth" noise under load
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)  # one INFO line per job run otherwise

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -49,14 +50,16 @@ class Leadership:
         self._ttl = ttl
         self._clock = clock
         self._leader = False
+        self._lock = threading.Lock()
 
     def is_leader(self) -> bool:
         """Refresh the lease and say whether this process holds it."""
-        leader = acquire_lease(self._db_factory(), LEASE_NAME, self.owner, self._ttl, self._clock())
-        if leader != self._leader:
-            log.info("Scheduler %s: %s leadership", self.owner, "took" if leader else "lost")
-        self._leader = leader
-        return leader
+        with self._lock:
+            leader = acquire_lease(self._db_factory(), LEASE_NAME, self.owner, self._ttl, self._clock())
+            if leader != self._leader:
+                log.info("Scheduler %s: %s leadership", self.owner, "took" if leader else "lost")
+            self._leader = leader
+            return leader
 
     def resign(self) -> None:
         if self._leader:

@@ -50,7 +50,7 @@ def build_scheduler(leadership: Leadership, jobs: list[PeriodicJob]) -> Backgrou
     scheduler = BackgroundScheduler(timezone="UTC")
     for job in jobs:
         scheduler.add_job(
-            _as_leader(leadership, job), "interval", seconds=job.seconds, id=job.id,
+            _as_leader(leadership, job), "interval", seconds=job.seconds, id=job.id, name=job.id,
             replace_existing=True, max_instances=1, coalesce=True, jitter=min(job.seconds / 10, 30),
             next_run_time=datetime.now(timezone.utc) if job.at_start else undefined,
         )

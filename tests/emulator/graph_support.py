@@ -98,7 +98,8 @@ class Receiver:
 
     ``validation`` picks the handshake answer: "echo" (correct), "encoded", "json", "forbidden",
     "slow" (sleeps ``slow_seconds``). ``script`` holds (status, delay) answers for the next
-    notification POSTs; after it runs out, 202 at once.
+    notification POSTs; after it runs out, 202 at once. :meth:`stop` cuts every wait short, so
+    the emulator's delivery threads are not left waiting on a stopped receiver.
     """
 
     validation: str = "echo"
@@ -109,12 +110,14 @@ class Receiver:
 
     def __post_init__(self) -> None:
         self._cond = threading.Condition()
+        self._stopping = threading.Event()
         self._server = make_server("127.0.0.1", 0, self._app, threaded=True)
         self.url = f"http://127.0.0.1:{self._server.server_port}/notify"
         self._thread = threading.Thread(target=self._server.serve_forever, args=(0.01,), daemon=True)
         self._thread.start()
 
     def stop(self) -> None:
+        self._stopping.set()
         self._server.shutdown()
         self._server.server_close()
         self._thread.join()
@@ -138,7 +141,7 @@ class Receiver:
             return self._validate(request)(environ, start_response)
         with self._cond:
             status, delay = self.script.pop(0) if self.script else (202, 0.0)
-        time.sleep(delay)
+        self._stopping.wait(delay)
         with self._cond:
             self.posts.append({**json.loads(request.get_data()), "status": status, "query": dict(request.args)})
             self._cond.notify_all()
@@ -150,7 +153,7 @@ class Receiver:
             self.validations.append({"token": token, "raw": request.query_string.decode(),
                                      "content_type": request.headers.get("Content-Type"), "url": request.base_url})
         if self.validation == "slow":
-            time.sleep(self.slow_seconds)
+            self._stopping.wait(self.slow_seconds)
         if self.validation == "forbidden":
             return Response("no", status=403, content_type="text/plain")
         if self.validation == "json":

@@ -139,21 +139,18 @@ def test_reordering_delays_and_drops(emulator, alice, receiver):
     assert emulator.subscriptions.delivery.dropped == dropped + 1 and len(receiver.items) == 11
 
 
-def test_one_slow_endpoint_does_not_hold_up_another(emulator, alice, bob, receiver):
-    slow = Receiver(script=[(202, 1.0)] * 10)
-    try:
-        emulator.subscriptions.delivery.config.created_then_updated = False
-        subscribe(emulator, alice, slow.url)
-        subscribe(emulator, bob, receiver.url)
-        for n in range(6):
-            deliver(emulator, alice, f"M{n}")
-            time.sleep(0.03)
-        started = time.monotonic()
-        deliver(emulator, bob)
-        receiver.wait_for(1)
-        assert time.monotonic() - started < 0.5
-    finally:
-        slow.stop()
+def test_one_slow_endpoint_does_not_hold_up_another(emulator, alice, bob, receiver, make_receiver):
+    slow = make_receiver(script=[(202, 1.0)] * 10)
+    emulator.subscriptions.delivery.config.created_then_updated = False
+    subscribe(emulator, alice, slow.url)
+    subscribe(emulator, bob, receiver.url)
+    for n in range(6):
+        deliver(emulator, alice, f"M{n}")
+        time.sleep(0.03)
+    started = time.monotonic()
+    deliver(emulator, bob)
+    receiver.wait_for(1)
+    assert time.monotonic() - started < 0.5
 
 
 def test_lifecycle_events(emulator, world, alice, receiver):

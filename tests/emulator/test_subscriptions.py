@@ -48,12 +48,9 @@ def test_wrong_handshake_answers_fail(emulator, alice, receiver, answer):
                                                          "innerError": None}
 
 
-def test_lifecycle_url_is_validated_too(emulator, alice, receiver):
-    bad = Receiver(validation="forbidden")
-    try:
-        assert subscribe(emulator, alice, receiver.url, lifecycleNotificationUrl=bad.url).status_code == 400
-    finally:
-        bad.stop()
+def test_lifecycle_url_is_validated_too(emulator, alice, receiver, make_receiver):
+    bad = make_receiver(validation="forbidden")
+    assert subscribe(emulator, alice, receiver.url, lifecycleNotificationUrl=bad.url).status_code == 400
     assert len(receiver.validations) == 1
 
 
