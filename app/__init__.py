@@ -19,7 +19,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     tests and sandbox mode point the service at a database or an emulator. Nothing starts here:
     the worker and scheduler run from ``python -m app`` or ``flask --app wsgi worker``.
     """
-    from app import admin, api, api_mailboxes, api_outbox, auth, cli, health, pages, storage, webhooks  # noqa: F401
+    from app import admin, api, auth, cli, health, pages, storage, webhooks
+    from app import api_mailboxes, api_outbox  # noqa: F401  (their routes live on api.bp)
     from app.config import SETTINGS_BY_NAME, load_settings, read_dotenv
     from app.crypto import Cipher
     from app.errors import register_error_handlers

@@ -62,8 +62,10 @@ def status():
         tenants=tenants,
         connections=list(db.query("SELECT id, tenant_id, email, status, status_reason, updated_at "
                                   "FROM connections ORDER BY id")),
-        subscriptions=list(db.query("SELECT id, connection_id, status, expires_at, renewed_at, last_error "
-                                    "FROM subscriptions WHERE status IN ('active', 'replaced') ORDER BY expires_at")),
+        subscriptions=list(db.query(
+            "SELECT s.id, s.connection_id, c.email, s.status, s.expires_at, s.renewed_at, s.last_error "
+            "FROM subscriptions s LEFT JOIN connections c ON c.id = s.connection_id "
+            "WHERE s.status IN ('active', 'replaced') ORDER BY s.expires_at")),
         checks=run_checks(db),
         queue=list(db.query("SELECT kind, state, count(*) AS n FROM jobs GROUP BY kind, state ORDER BY kind, state")),
         dead=[{**row, "payload": json.loads(row["payload"])} for row in db.query(

@@ -14,8 +14,8 @@ from flask import current_app, jsonify, request
 
 from app.api import bp, get_record, json_body, optional_string, required_string
 from app.errors import APIError
+from app.outbox import queue_send
 from app.storage import get_db
-from app.timeutil import now_iso
 
 EMAIL = re.compile(r"^[^@\s<>,;\"]+@[^@\s<>,;\"]+\.[^@\s<>,;\"]+$")
 MAX_RECIPIENTS = 100
@@ -67,15 +67,6 @@ def parse_send_request(body: dict[str, Any]) -> dict[str, Any]:
     return request_
 
 
-def _active_connection(connection_id: int) -> None:
-    rows = list(get_db().query("SELECT status FROM connections WHERE id = ?", [connection_id]))
-    if not rows:
-        raise APIError(422, "unknown_connection", f"Connection {connection_id} does not exist.")
-    if rows[0]["status"] != "active":
-        raise APIError(409, "connection_not_active",
-                       f"Connection {connection_id} is {rows[0]['status']}; the user must connect Outlook again.")
-
-
 def outbox_entry(outbox_id: int) -> dict[str, Any]:
     rows = list(get_db().query(
         "SELECT id, record_id, connection_id, status, error, automated, internet_message_id, created_at, "
@@ -95,28 +86,10 @@ def send_message(record_id: int):
         raise APIError(400, "missing_idempotency_key", "Send requests need an Idempotency-Key header (1-200 chars).")
     get_record(record_id)
     send = parse_send_request(json_body())
-    _active_connection(send["connection_id"])
-    stored = json.dumps(send, sort_keys=True)
-    db = get_db()
-    now = now_iso()
-    with db.atomic():
-        rows = list(db.query(
-            """
-            INSERT INTO outbox (idempotency_key, record_id, connection_id, request, automated, status,
-                                created_at, updated_at)
-            VALUES (?, ?, ?, ?, ?, 'queued', ?, ?) ON CONFLICT (idempotency_key) DO NOTHING RETURNING id
-            """, [key, record_id, send["connection_id"], stored, int(send["automated"]), now, now]))
-        if rows:
-            current_app.extensions["queue"].enqueue("send", {"outbox_id": rows[0]["id"]},
-                                                    dedupe_key=f"send|{rows[0]['id']}",
-                                                    connection_id=send["connection_id"])
-    if rows:
+    queued = queue_send(get_db(), current_app.extensions["queue"], record_id, send, key)
+    if queued["created"]:
         current_app.extensions["wake_workers"]()
-        return jsonify({"id": rows[0]["id"], "status": "queued"}), 202
-    existing = list(db.query("SELECT id, record_id, request, status FROM outbox WHERE idempotency_key = ?", [key]))[0]
-    if existing["record_id"] != record_id or existing["request"] != stored:
-        raise APIError(409, "idempotency_key_reused", "This Idempotency-Key was used for a different request.")
-    return jsonify({"id": existing["id"], "status": existing["status"]}), 202
+    return jsonify({"id": queued["id"], "status": queued["status"]}), 202
 
 
 @bp.get("/outbox/<int:outbox_id>")

@@ -8,7 +8,7 @@ from flask import Flask, current_app
 
 from app.crypto import ENCRYPTED_COLUMNS, DecryptionError
 from app.migrations import migrate
-from app.storage import get_db
+from app.storage import get_db, write_transaction
 
 db_group = AppGroup("db", help="Database schema commands.")
 keys_group = AppGroup("keys", help="Token-encryption key commands.")
@@ -31,7 +31,7 @@ def keys_rotate_command() -> None:
     db = get_db()
     total = 0
     try:
-        with db.atomic():
+        with write_transaction(db):
             for table, pk, column in ENCRYPTED_COLUMNS:
                 rows = db.query(f"SELECT {pk} AS pk, {column} AS value FROM {table} WHERE {column} IS NOT NULL")
                 for row in list(rows):

@@ -1,17 +1,36 @@
-"""Server-rendered pages: a record's conversation and mailbox state, and consent outcomes."""
+"""Server-rendered pages: a record's conversation, mailbox state and compose form, and consent outcomes.
+
+The compose form works without JavaScript: it posts to ``/records/<id>/compose``, which checks the
+session's CSRF token, validates with the API's own :func:`parse_send_request`, queues the send with
+the idempotency key minted when the form was rendered (so a double submit sends once), and
+redirects (303) back to the record with a status message.
+"""
 
 from __future__ import annotations
 
+import hmac
+import re
+import secrets
 from typing import Any
 
-from flask import Blueprint, abort, jsonify, render_template, request
+from flask import (Blueprint, abort, current_app, flash, jsonify, redirect, render_template, request, session,
+                   url_for)
 from sqlite_utils import Database
 
+from app.api_outbox import parse_send_request
 from app.connections import ConsentProblem
+from app.errors import APIError
+from app.outbox import queue_send, recent_sends
 from app.storage import get_db
 from app.threads import thread
+from app.timeutil import parse_iso
 
 bp = Blueprint("pages", __name__)
+
+CSRF_SESSION_KEY = "csrf_token"
+FORM_KEY_PREFIX = "page:"  # keeps the form's idempotency keys apart from API callers' keys
+MAX_FORM_KEY = 100
+FIELD_LABELS = {"connection_id": "From", "to": "To", "cc": "Cc", "subject": "Subject", "body": "Message"}
 
 
 def wants_json() -> bool:
@@ -28,6 +47,18 @@ def render_problem(problem: ConsentProblem, status: int, *, record_id: int | Non
                                                         **body}})
         return rv, status
     return render_template("problem.html", problem=problem, record_id=record_id), status
+
+
+@bp.app_template_filter("when")
+def format_when(value: str | None) -> str:
+    """Stored ISO timestamps as people read them: ``3 Nov 2026, 09:00 UTC``."""
+    if not value:
+        return ""
+    try:
+        moment = parse_iso(value)
+    except ValueError:
+        return value
+    return f"{moment.day} {moment:%b %Y, %H:%M} UTC"
 
 
 def mailbox_state(db: Database, record_id: int) -> dict[str, Any]:
@@ -52,13 +83,108 @@ def mailbox_state(db: Database, record_id: int) -> dict[str, Any]:
     return {"state": "not_connected", "connections": []}
 
 
-@bp.get("/records/<int:record_id>")
-def record(record_id: int):
+# -- compose ----------------------------------------------------------------------------------------
+
+def csrf_token() -> str:
+    """This browser session's CSRF token (kept in Flask's signed session cookie)."""
+    if CSRF_SESSION_KEY not in session:
+        session[CSRF_SESSION_KEY] = secrets.token_urlsafe(32)
+    return session[CSRF_SESSION_KEY]
+
+
+def _csrf_valid(given: str) -> bool:
+    expected = session.get(CSRF_SESSION_KEY)
+    return bool(expected) and hmac.compare_digest(given.encode(), expected.encode())
+
+
+def _new_compose(messages: list[dict[str, Any]]) -> dict[str, Any]:
+    """Empty form values, with a fresh idempotency key: one key per rendered form."""
+    return {"mode": "reply" if messages else "new", "connection_id": "", "to": "", "cc": "", "subject": "",
+            "body": "", "idempotency_key": secrets.token_urlsafe(18)}
+
+
+def _split_addresses(text: str) -> list[str]:
+    return [part.strip() for part in re.split(r"[,;\n]", text) if part.strip()]
+
+
+def send_request_from_form(form: dict[str, str]) -> dict[str, Any]:
+    """The compose form's fields in the API's request shape, for :func:`parse_send_request`."""
+    connection = form.get("connection_id", "").strip()
+    return {
+        "connection_id": int(connection) if connection.isdigit() else None,
+        "to": _split_addresses(form.get("to", "")),
+        "cc": _split_addresses(form.get("cc", "")),
+        "subject": form.get("subject", "").strip() or None,
+        "body": form.get("body", ""),
+        "body_type": "text",
+        "reply": form.get("mode") == "reply",
+    }
+
+
+def _field_error(e: APIError) -> dict[str, str]:
+    """An API validation error restated for the form, naming the field by its label."""
+    match = re.match(r"'(\w+)'", e.message)
+    field = match.group(1) if match and match.group(1) in FIELD_LABELS else ""
+    message = e.message
+    if field:
+        message = f"{FIELD_LABELS[field]} {e.message[match.end():].strip()}"
+    if e.code == "connection_not_active":
+        field, message = "connection_id", "That mailbox must be reconnected before it can send mail."
+    return {"field": field, "message": message}
+
+
+def _render_record(record: dict[str, Any], *, compose: dict[str, Any] | None = None,
+                   error: dict[str, str] | None = None, status: int = 200):
     db = get_db()
-    rows = list(db.query("SELECT * FROM records WHERE id = ?", [record_id]))
+    messages = thread(db, record["id"])
+    return render_template(
+        "record.html", record=record, mailbox=mailbox_state(db, record["id"]), messages=messages,
+        connected=request.args.get("connected", type=int), sends=recent_sends(db, record["id"]),
+        compose=compose or _new_compose(messages), error=error, csrf_token=csrf_token(),
+    ), status
+
+
+def _get_record(record_id: int) -> dict[str, Any]:
+    rows = list(get_db().query("SELECT * FROM records WHERE id = ?", [record_id]))
     if not rows:
         abort(404, f"Record {record_id} does not exist.")
-    return render_template(
-        "record.html", record=rows[0], mailbox=mailbox_state(db, record_id),
-        messages=thread(db, record_id), connected=request.args.get("connected", type=int),
-    )
+    return rows[0]
+
+
+@bp.get("/records/<int:record_id>")
+def record(record_id: int):
+    return _render_record(_get_record(record_id))
+
+
+@bp.post("/records/<int:record_id>/compose")
+def compose(record_id: int):
+    record_ = _get_record(record_id)
+    form = {name: request.form.get(name, "") for name in ("mode", "connection_id", "to", "cc", "subject", "body")}
+    key = request.form.get("idempotency_key", "").strip()
+    if not _csrf_valid(request.form.get("csrf_token", "")) or not key or len(key) > MAX_FORM_KEY:
+        # Possibly a cross-site post: show a fresh, empty form rather than what was posted.
+        return _render_record(record_, status=400, error={
+            "field": "", "message": "This form had expired, so nothing was sent. Please write your message again."})
+    values = {**form, "idempotency_key": key}
+    mailboxes = {row["connection_id"] for row in get_db().query(
+        "SELECT connection_id FROM record_connections WHERE record_id = ?", [record_id])}
+    try:
+        send = parse_send_request(send_request_from_form(form))
+        if send["connection_id"] not in mailboxes:
+            raise APIError(422, "unknown_connection", "'connection_id' must be one of this record's mailboxes.")
+        queued = queue_send(get_db(), current_app.extensions["queue"], record_id, send, FORM_KEY_PREFIX + key)
+    except APIError as e:
+        if e.code == "idempotency_key_reused":  # an old form sent again with changes: offer it as new
+            values["idempotency_key"] = _new_compose([])["idempotency_key"]
+            return _render_record(record_, compose=values, status=409, error={"field": "", "message": (
+                "This form was already used to send a message, so nothing was sent now. "
+                "If you want to send this text too, press Send again.")})
+        return _render_record(record_, compose=values, error=_field_error(e), status=e.status)
+    if queued["created"]:
+        current_app.extensions["wake_workers"]()
+        what = "reply" if send["reply"] else "message"
+        flash(f"Your {what} is queued and will be sent from your Outlook mailbox. "
+              f"Its progress is shown under Recent sends.", "ok")
+    else:
+        flash("That message had already been submitted, so it was not sent again.", "ok")
+    return redirect(url_for("pages.record", record_id=record_id, _anchor="sends"), 303)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from flask import Flask
@@ -14,6 +16,7 @@ from app.graph import GraphClient
 from app.http import Session
 from app.identity import Identity
 from app.storage import thread_db
+from app.timeutil import utcnow
 from handlers.queue import SqliteQueue
 from handlers.retry import JOB_RETRY
 
@@ -27,6 +30,7 @@ class Services:
     identity: Identity
     queue: SqliteQueue
     session: Session = field(default_factory=Session)
+    clock: Callable[[], datetime] = utcnow  # tests move time forward by replacing it
 
     def db(self) -> Database:
         """This thread's database connection."""

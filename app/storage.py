@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 from flask import Flask, current_app
@@ -28,6 +30,27 @@ def open_db(path: str | Path) -> Database:
     conn.execute("PRAGMA foreign_keys=ON")
     conn.execute("PRAGMA synchronous=NORMAL")
     return Database(conn, execute_plugins=False)
+
+
+@contextlib.contextmanager
+def write_transaction(db: Database) -> Iterator[Database]:
+    """A transaction that takes the write lock up front (``BEGIN IMMEDIATE``).
+
+    ``db.atomic()`` begins deferred: a transaction that reads before it writes then fails at once
+    with "database is locked" if another connection committed in between (WAL cannot upgrade a
+    stale read snapshot), without waiting for ``busy_timeout``. Use this one for read-then-write.
+    """
+    if db.conn.in_transaction:
+        with db.atomic():
+            yield db
+        return
+    db.conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield db
+    except BaseException:
+        db.conn.execute("ROLLBACK")
+        raise
+    db.conn.execute("COMMIT")
 
 
 def thread_db(path: str | Path) -> Database:

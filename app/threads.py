@@ -8,6 +8,7 @@ from typing import Any
 from sqlite_utils import Database
 
 from app.rfc822 import Address, ParsedEmail, parse_email
+from app.storage import write_transaction
 from app.timeutil import now_iso
 from handlers.thread_store import add_message_id
 
@@ -62,7 +63,7 @@ def store_upload(db: Database, record_id: int, raw: bytes) -> dict[str, Any]:
     """
     parsed = parse_email(raw)
     now = now_iso()
-    with db.atomic():
+    with write_transaction(db):
         rows = db.query(
             """
             INSERT INTO messages (record_id, internet_message_id, subject, from_address, from_name, to_addresses,

@@ -14,6 +14,11 @@ def iso(moment: datetime) -> str:
     return moment.astimezone(timezone.utc).isoformat(timespec="microseconds")
 
 
+def odata(moment: datetime) -> str:
+    """``moment`` as an OData date-time literal, for Graph ``$filter`` expressions."""
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def now_iso() -> str:
     return iso(utcnow())
 

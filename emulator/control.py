@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
 RECENT = 50
 TRUE_WORDS = ("1", "true", "on", "yes")
+FALSE_WORDS = ("0", "false", "off", "no")
 
 
 class NotAvailable(RuntimeError):
@@ -89,6 +90,11 @@ def create_control_blueprint(emulator: "Emulator") -> Blueprint:
         emulator.revoke_user(user_id, code)
         return _reply({"user_id": user_id, "code": code}, 200, f"User {user_id} revoked (AADSTS{code}).")
 
+    @bp.post("/users/<user_id>/invalidate-sync-state")
+    def invalidate_sync_state(user_id: str):
+        emulator.invalidate_sync_state(user_id)
+        return _reply({"user_id": user_id}, 200, f"Delta tokens of {user_id} forgotten: the next delta call gets 410.")
+
     @bp.post("/tenants/<tenant_id>/remove-app")
     def remove_app(tenant_id: str):
         emulator.remove_app(tenant_id)
@@ -118,11 +124,21 @@ def create_control_blueprint(emulator: "Emulator") -> Blueprint:
         emulator.clear_faults()
         return _reply({}, 200, "Faults cleared.")
 
+    @bp.post("/limits")
+    def set_limits():
+        limits = emulator.set_graph_limits(**_settings(_payload(), emulator.set_graph_limits()))
+        return _reply(limits, 200, "Throttling limits changed.")
+
+    @bp.post("/delivery")
+    def configure_delivery():
+        settings = emulator.configure_delivery(**_settings(_payload(), emulator.configure_delivery()))
+        return _reply(settings, 200, "Delivery settings changed.")
+
     @bp.post("/clock/advance")
     def advance_clock():
         seconds = float(_text(_payload(), "seconds"))
-        emulator.clock.advance(seconds)
-        return _reply({"now": emulator.clock.now().isoformat()}, 200, f"Clock advanced {seconds:g} s.")
+        now = emulator.advance_clock(seconds)
+        return _reply({"now": now.isoformat()}, 200, f"Clock advanced {seconds:g} s.")
 
     @bp.get("/requests")
     def list_requests():
@@ -175,6 +191,8 @@ def _state(emulator: "Emulator") -> dict[str, Any]:
         "grants": [_plain(g, scopes=sorted(g.scopes)) for g in directory.grants()],
         "approval_requests": [_plain(r, scopes=sorted(r.scopes)) for r in directory.approval_requests()],
         "subscriptions": emulator.subscription_list(),
+        "delivery": emulator.configure_delivery() if emulator.subscriptions is not None else None,
+        "limits": emulator.set_graph_limits() if emulator.faults is not None else None,
     }
 
 
@@ -212,7 +230,31 @@ def _flag(data: dict[str, Any], name: str, default: bool) -> bool:
     if name not in data:
         return False if _from_form() else default
     value = data[name]
-    return value if isinstance(value, bool) else str(value).lower() in TRUE_WORDS
+    if isinstance(value, bool):
+        return value
+    word = str(value).lower()
+    if word not in TRUE_WORDS + FALSE_WORDS:
+        raise ValueError(f"{name!r} must be true or false, not {value!r}")
+    return word in TRUE_WORDS
+
+
+def _settings(data: dict[str, Any], current: dict[str, Any]) -> dict[str, Any]:
+    """The settings ``data`` changes, each typed like its current value; an unknown name is a ValueError.
+
+    JSON changes only the names it carries. A form sends all its settings, and leaves out an
+    unchecked box: there, a missing boolean means False.
+    """
+    unknown = set(data) - set(current)
+    if unknown:
+        raise ValueError(f"unknown setting(s) {', '.join(sorted(unknown))}: use {', '.join(current)}")
+    changes = {}
+    for name, value in current.items():
+        if isinstance(value, bool):
+            if name in data or _from_form():
+                changes[name] = _flag(data, name, value)
+        elif data.get(name) not in (None, ""):
+            changes[name] = type(value)(data[name])
+    return changes
 
 
 def _list(value: Any) -> list[str]:

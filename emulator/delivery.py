@@ -19,8 +19,8 @@ import random
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass, field
-from typing import Callable
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Any, Callable
 
 import requests
 
@@ -29,7 +29,8 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class DeliveryConfig:
-    """Delivery knobs; read on every use, so tests may change them on a running emulator (except ``workers``).
+    """Delivery knobs; read on every use, so they may change on a running emulator (except ``workers``):
+    :meth:`Delivery.configure` checks a change before making it.
 
     Timeouts and waits are real seconds; ``first_retry``, ``max_backoff`` and ``retry_window`` are
     Graph seconds, multiplied by ``time_scale``. ``created_then_updated`` adds the ``updated``
@@ -58,6 +59,18 @@ class DeliveryConfig:
     drop_rate: float = 0.0
     verify_tls: bool | str = True
     sweep_interval: float = 0.25
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and value < 0:
+                raise ValueError(f"{f.name} must not be negative, not {value}")
+        for name in ("replay_rate", "delay_rate", "drop_rate"):
+            if getattr(self, name) > 1:
+                raise ValueError(f"{name} is a probability (0 to 1), not {getattr(self, name)}")
+        for name in ("batch_size", "workers", "per_url_concurrency"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, not {getattr(self, name)}")
 
 
 @dataclass(frozen=True)
@@ -119,6 +132,19 @@ class Delivery:
                           for i in range(self.config.workers)]
         for thread in self._threads:
             thread.start()
+
+    def configure(self, **knobs: Any) -> dict[str, Any]:
+        """Change :class:`DeliveryConfig` fields, all checked before any applies; returns every field.
+
+        ``workers`` cannot change while the threads run.
+        """
+        if self._threads and knobs.get("workers", self.config.workers) != self.config.workers:
+            raise ValueError("workers cannot change while delivery runs")
+        unknown = set(knobs) - {f.name for f in fields(DeliveryConfig)}
+        if unknown:
+            raise ValueError(f"unknown delivery setting(s): {', '.join(sorted(unknown))}")
+        self.config = replace(self.config, **knobs)
+        return asdict(self.config)
 
     def stop(self) -> None:
         """Stop the threads; POSTs in progress finish first (each bounded by its timeout)."""

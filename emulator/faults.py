@@ -30,6 +30,9 @@ _ERRORS = {
     504: ("GatewayTimeout", "The upstream server did not respond in time."),
 }
 
+LIMITS = ("concurrency_limit", "rate_limit", "rate_window", "concurrency_retry_after", "retry_after_penalty")
+"""The throttling settings :meth:`Faults.set_limits` changes (and :meth:`Faults.clear` keeps)."""
+
 
 @dataclass
 class FaultRule:
@@ -87,6 +90,19 @@ class Faults:
         if low < 0 or high < low:
             raise ValueError(f"latency must be a non-negative number or (low, high) range, not {ms!r}")
         self.latency = (float(low), float(high))
+
+    def set_limits(self, **limits: float) -> dict[str, float]:
+        """Change any of :data:`LIMITS`, e.g. ``set_limits(concurrency_limit=2, rate_limit=100)``; returns them all."""
+        unknown = set(limits) - set(LIMITS)
+        if unknown:
+            raise ValueError(f"unknown limit(s) {', '.join(sorted(unknown))}: use {', '.join(LIMITS)}")
+        for name, value in limits.items():
+            if value < 0:
+                raise ValueError(f"{name} must not be negative, not {value}")
+        with self._lock:
+            for name, value in limits.items():
+                setattr(self, name, value)
+            return {name: getattr(self, name) for name in LIMITS}
 
     def add_rule(self, status: int, **options: object) -> FaultRule:
         """Add a :class:`FaultRule`, e.g. ``add_rule(503, path="/messages/", nth=3)``."""

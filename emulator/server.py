@@ -14,6 +14,7 @@ import shutil
 import tempfile
 import threading
 import weakref
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,6 @@ from .clock import Clock
 from .control import NotAvailable, create_control_blueprint
 from .demo import seed_demo
 from .directory import Directory
-from .entities import Principal
 from .identity import create_identity_blueprint
 from .requestlog import RecordingMiddleware, RequestLog
 from .serving import HttpsServer
@@ -120,6 +120,11 @@ class Emulator:
     def clear_requests(self) -> None:
         self.request_log.clear()
 
+    def advance_clock(self, seconds: float) -> datetime:
+        """Move the emulator's clock forward (token, code and subscription expiry); returns the new time."""
+        self.clock.advance(seconds)
+        return self.clock.now()
+
     # -- directory -------------------------------------------------------------------------------
 
     def register_app(self, client_id: str | None = None, client_secret: str | None = None,
@@ -203,9 +208,19 @@ class Emulator:
         """Every live subscription of every user and app, as Graph shows them."""
         if self.subscriptions is None:
             return []
-        principals = [Principal(u.tenant_id, u.id, a.client_id, frozenset())
-                      for u in self.directory.users() for a in self.directory.apps()]
-        return [s.to_graph() for p in principals for s in self.subscriptions.list(p)]
+        return [s.to_graph() for s in self.subscriptions.list()]
+
+    def invalidate_sync_state(self, user_id: str | None = None) -> None:
+        """Forget the user's delta tokens (everyone's without a user): the next delta call gets 410."""
+        self._need("mail").invalidate_sync_state(user_id)
+
+    def configure_delivery(self, **knobs: Any) -> dict[str, Any]:
+        """Change how notifications go out (:class:`~emulator.delivery.DeliveryConfig`); returns every setting.
+
+        For example ``configure_delivery(replay_rate=0.1, reorder=True, drop_rate=0.05, delay_rate=0.2)``.
+        Without arguments it only returns the settings.
+        """
+        return self._need("subscriptions").delivery.configure(**knobs)
 
     def add_graph_fault(self, status: int, **options: Any) -> None:
         """Fail matching Graph calls; see :meth:`emulator.faults.Faults.add_rule`."""
@@ -213,6 +228,14 @@ class Emulator:
 
     def set_graph_latency(self, ms: float | tuple[float, float] | None) -> None:
         self._need("faults").set_latency(ms)
+
+    def set_graph_limits(self, **limits: float) -> dict[str, float]:
+        """Change Outlook's throttling limits (:data:`emulator.faults.LIMITS`); returns them all.
+
+        For example ``set_graph_limits(concurrency_limit=2, rate_limit=100, rate_window=60)``.
+        Without arguments it only returns them.
+        """
+        return self._need("faults").set_limits(**limits)
 
     def clear_faults(self) -> None:
         """Drop every injected identity and Graph fault."""

@@ -139,8 +139,7 @@ class KeepAliveHandler(WSGIRequestHandler):
             self.close_connection = True
             self._send("400 Bad Request", [("Content-Type", "text/plain")], b"Bad request body")
             return
-        environ.update({"wsgi.input": io.BytesIO(body), "CONTENT_LENGTH": str(len(body))})
-        environ.pop("wsgi.input_terminated", None)
+        environ.update({"wsgi.input": io.BytesIO(body), "wsgi.input_terminated": True})
         response: list[Any] = []
         written: list[bytes] = []  # what the app passes to WSGI's legacy write()
 

@@ -9,7 +9,7 @@
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 
 from app.services import Services
 from app.timeutil import parse_iso
@@ -33,7 +33,7 @@ def handle_lifecycle(services: Services, job: Job) -> None:
     subscription = rows[0]
     connection_id = subscription["connection_id"]
     log.info("Lifecycle: %s", event, extra={"connection_id": connection_id, "subscription_id": subscription_id})
-    now = datetime.now(timezone.utc)
+    now = services.clock()
     with graph_failures(services, connection_id):
         if event == "reauthorizationRequired" and subscription["status"] == "active":
             renewed = subscription["renewed_at"]

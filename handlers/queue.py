@@ -156,6 +156,22 @@ class SqliteQueue:
         cursor = self.db.execute(_INSERT, self._insert_params(job, self._now(now)))
         return cursor.lastrowid if cursor.rowcount == 1 else None
 
+    def enqueue_unless_pending(self, kind: str, payload: dict[str, Any], *, connection_id: int,
+                               now: float | None = None) -> int | None:
+        """Add a job unless one of ``kind`` for ``connection_id`` is still waiting to run.
+
+        For work that covers everything up to the moment it runs (a reconcile, a resubscribe):
+        a waiting job already does what a second one would. A job that is running does not count,
+        since it may have started before the reason for the new one arose.
+        """
+        now = self._now(now)
+        with self.db.atomic():
+            waiting = self._query("SELECT 1 FROM jobs WHERE kind = :kind AND connection_id = :connection_id"
+                                  " AND state = 'queued' LIMIT 1", {"kind": kind, "connection_id": connection_id})
+            if waiting:
+                return None
+            return self.enqueue(kind, payload, connection_id=connection_id, now=now)
+
     def enqueue_many(self, items: Iterable[NewJob], *, now: float | None = None) -> int:
         """Add every job in one transaction, skipping duplicate ``dedupe_key``\\ s; return how many were added."""
         now = self._now(now)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
-
 from app.services import Services
 from handlers.failures import graph_failures
 from handlers.queue import Job
@@ -28,7 +26,7 @@ def handle_connect(services: Services, job: Job) -> None:
         return
     with graph_failures(services, connection_id):
         if not _has_live_subscription(services, connection_id):
-            create_subscription(services, connection_id, datetime.now(timezone.utc))
+            create_subscription(services, connection_id, services.clock())
         backfill_record(services, connection_id, job.payload["record_id"])
     enqueue_reconcile(services, connection_id, "connected")
 
@@ -40,5 +38,5 @@ def handle_subscribe(services: Services, job: Job) -> None:
         return
     with graph_failures(services, connection_id):
         if not _has_live_subscription(services, connection_id):
-            create_subscription(services, connection_id, datetime.now(timezone.utc))
+            create_subscription(services, connection_id, services.clock())
     enqueue_reconcile(services, connection_id, job.payload.get("reason", "resubscribed"))

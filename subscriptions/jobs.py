@@ -16,7 +16,7 @@ from app.connections import mark_reconnect_required
 from app.graph import GraphError, NotFound, Throttled
 from app.identity import IdentityConfigError, IdentityUnavailable, ReconnectRequired
 from app.services import Services
-from app.timeutil import iso, now_iso, parse_iso, utcnow
+from app.timeutil import iso, now_iso, parse_iso
 from subscriptions.manager import renew_subscription
 from subscriptions.reconcile import enqueue_reconcile
 
@@ -101,9 +101,8 @@ def _recreate(services: Services, connection_id: int, why: str) -> str:
     with db.atomic():
         db.execute("UPDATE subscriptions SET status = 'expired', updated_at = ? WHERE connection_id = ? "
                    "AND status = 'active'", [now_iso(), connection_id])
-        services.queue.enqueue("subscribe", {"connection_id": connection_id, "reason": why},
-                               dedupe_key=f"subscribe|{connection_id}|{int(time.time() // 60)}",
-                               connection_id=connection_id)
+        services.queue.enqueue_unless_pending("subscribe", {"connection_id": connection_id, "reason": why},
+                                              connection_id=connection_id)
     return "recreated"
 
 
@@ -116,7 +115,7 @@ def _note_error(services: Services, subscription_id: str, error: Exception) -> N
 def renew_due(services: Services, now: datetime | None = None, *,
               limiter: TenantRateLimit | None = None) -> dict[str, int]:
     """Renew every due subscription with bounded concurrency, jitter, and per-tenant rate limits."""
-    now = now or utcnow()
+    now = now or services.clock()
     limiter = limiter or TenantRateLimit()
     due = due_subscriptions(services, now)
     random.shuffle(due)  # jitter: no tenant is always first, retries spread out
@@ -137,7 +136,7 @@ def renew_due(services: Services, now: datetime | None = None, *,
 
 def reconcile_due(services: Services, interval_seconds: float, now: datetime | None = None) -> int:
     """Queue a reconcile for every active connection not synced within ``interval_seconds``."""
-    now = now or utcnow()
+    now = now or services.clock()
     cutoff = iso(now - timedelta(seconds=interval_seconds))
     rows = list(services.db().query(
         """

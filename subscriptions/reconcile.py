@@ -10,13 +10,12 @@ same idempotent linking as notifications.
 from __future__ import annotations
 
 import logging
-import time
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 from typing import Any
 
 from app.graph import GraphError
 from app.services import Services
-from app.timeutil import iso, now_iso, parse_iso
+from app.timeutil import now_iso, odata, parse_iso
 from handlers.linking import MESSAGE_SELECT, link_graph_message, load_connection, mark_message_deleted
 
 log = logging.getLogger(__name__)
@@ -27,10 +26,9 @@ RESYNC_MARGIN = timedelta(hours=1)
 
 
 def enqueue_reconcile(services: Services, connection_id: int, reason: str) -> None:
-    """Queue a reconcile; several requests within a minute collapse into one job."""
-    services.queue.enqueue("reconcile", {"connection_id": connection_id, "reason": reason},
-                           dedupe_key=f"reconcile|{connection_id}|{int(time.time() // 60)}",
-                           connection_id=connection_id)
+    """Queue a reconcile, unless one is already waiting to run for this connection."""
+    services.queue.enqueue_unless_pending("reconcile", {"connection_id": connection_id, "reason": reason},
+                                          connection_id=connection_id)
 
 
 def _delta_state(services: Services, connection_id: int, folder: str) -> dict[str, Any]:
@@ -56,7 +54,7 @@ def _sync_folder(services: Services, connection: dict[str, Any], folder: str, si
     state = _delta_state(services, connection["id"], folder)
     link = None if since else state["delta_link"]
     if link is None and since is None:
-        since = iso(datetime.now(timezone.utc) - INITIAL_WINDOW)
+        since = odata(services.clock() - INITIAL_WINDOW)
     linked, newest = 0, state["last_received_at"]
     delta_link = None
     for page in graph.delta_pages(folder, link, MESSAGE_SELECT, received_since=since):
@@ -75,8 +73,8 @@ def _sync_folder(services: Services, connection: dict[str, Any], folder: str, si
 
 def _restart_window(services: Services, connection_id: int, folder: str) -> str:
     last = _delta_state(services, connection_id, folder)["last_received_at"]
-    start = parse_iso(last) - RESYNC_MARGIN if last else datetime.now(timezone.utc) - INITIAL_WINDOW
-    return iso(start).replace("+00:00", "Z")
+    start = parse_iso(last) - RESYNC_MARGIN if last else services.clock() - INITIAL_WINDOW
+    return odata(start)
 
 
 def reconcile(services: Services, connection_id: int) -> int:

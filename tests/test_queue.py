@@ -238,3 +238,14 @@ def test_database_object_and_factory_are_accepted(db_path):
     with open_db(db_path) as db:
         SqliteQueue(db).enqueue("message", {})
         assert SqliteQueue(lambda: db).claim("w", 30) is not None
+
+
+def test_enqueue_unless_pending_collapses_waiting_work_but_not_finished_work(queue):
+    first = queue.enqueue_unless_pending("reconcile", {"connection_id": 1}, connection_id=1)
+    assert first is not None
+    assert queue.enqueue_unless_pending("reconcile", {"connection_id": 1}, connection_id=1) is None
+    assert queue.enqueue_unless_pending("reconcile", {"connection_id": 2}, connection_id=2) is not None
+    job = queue.claim("w", 60)
+    assert job.id == first
+    # Running (or done) work may predate the new reason: a new job is queued.
+    assert queue.enqueue_unless_pending("reconcile", {"connection_id": 1}, connection_id=1) is not None

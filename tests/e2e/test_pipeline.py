@@ -153,6 +153,7 @@ def test_a_forged_client_state_causes_no_graph_call_and_no_change(service, api, 
 
 
 def test_429_with_retry_after_is_honoured(service, api, megan, connected):
+    wait_for(lambda: queue_idle(connected["db"]), message="connect, backfill and reconcile done")
     service.emulator.add_graph_fault(429, path=r"^/me/messages/", method="GET", times=1, retry_after=2)
     service.emulator.clear_requests()
     service.emulator.deliver_email(megan, subject="RE: Onboarding documents", body="throttled", sender=VENDOR,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 import requests
@@ -31,7 +31,8 @@ def test_page_shows_the_directory_and_offers_forms(emulator, demo, control):
     assert page.status_code == 200 and page.headers["Content-Type"].startswith("text/html")
     for text in ("Contoso", "Fabrikam", "megan@contoso.example", demo["client_id"], emulator.ca_file,
                  'action="/_emulator/tenants"', 'action="/_emulator/messages"', 'action="/_emulator/faults"',
-                 "Recent requests"):
+                 'action="/_emulator/delivery"', 'action="/_emulator/limits"',
+                 f'action="/_emulator/users/{demo["users"]["megan"]}/invalidate-sync-state"', "Recent requests"):
         assert text in page.text
     assert "<script" not in page.text
 
@@ -46,6 +47,19 @@ def test_state_lists_tenants_users_apps_and_grants(emulator, demo, control):
     assert state["apps"][0]["redirect_uris"] == [REDIRECT_URI]
     assert state["grants"][0]["scopes"] == ["Mail.Send"] and state["grants"][0]["user_id"] is None
     assert state["subscriptions"] == []
+    assert state["delivery"]["drop_rate"] == 0.0 and state["delivery"]["reorder"] is False
+    assert state["limits"]["concurrency_limit"] == 4 and state["limits"]["retry_after_penalty"] is True
+
+
+def test_state_lists_every_live_subscription(emulator, alice, receiver, control):
+    expires = (emulator.clock.now() + timedelta(hours=1)).isoformat()
+    created = alice.post("/subscriptions", json={"changeType": "created", "notificationUrl": receiver.url,
+                                                 "resource": "/me/messages", "expirationDateTime": expires})
+    assert created.status_code == 201, created.text
+
+    [listed] = control("GET", "/state").json()["subscriptions"]
+
+    assert listed["id"] == created.json()["id"] and listed["creatorId"] == alice.id
 
 
 def test_add_a_tenant_user_and_app(emulator, control):
@@ -156,9 +170,67 @@ def test_faults_are_set_and_cleared(emulator, demo, control):
 def test_clock_advances(emulator, control):
     before = emulator.clock.now()
 
-    control("POST", "/clock/advance", {"seconds": 7200})
+    response = control("POST", "/clock/advance", {"seconds": 7200})
 
     assert emulator.clock.now() - before >= timedelta(hours=2)
+    assert datetime.fromisoformat(response.json()["now"]) - before >= timedelta(hours=2)
+
+
+def test_invalidating_sync_state_makes_the_next_delta_call_410(alice, control):
+    first = alice.get("/me/mailFolders('inbox')/messages/delta")
+    delta_link = first.json()["@odata.deltaLink"]
+
+    response = control("POST", f"/users/{alice.id}/invalidate-sync-state")
+
+    assert response.status_code == 200
+    gone = alice.session.get(delta_link)
+    assert gone.status_code == 410 and gone.json()["error"]["code"] == "syncStateNotFound"
+    assert control("POST", "/users/no-such-user/invalidate-sync-state").status_code == 404
+
+
+def test_delivery_knobs(emulator, control):
+    knobs = {"replay_rate": 0.5, "replay_count": 2, "reorder": True, "drop_rate": 0.1, "delay_rate": 0.2, "delay": 1}
+
+    response = control("POST", "/delivery", knobs)
+
+    assert response.status_code == 200 and response.json() | knobs == response.json()
+    config = emulator.subscriptions.delivery.config
+    assert (config.replay_rate, config.replay_count, config.reorder, config.drop_rate, config.delay) == (
+        0.5, 2, True, 0.1, 1.0)
+    assert config.created_then_updated is True  # JSON changes only what it names
+
+
+@pytest.mark.parametrize("knobs", [{"drop_rate": 2}, {"delay": -1}, {"replay_count": "many"}, {"reorder": "maybe"},
+                                   {"workers": 3}, {"nope": 1}])
+def test_bad_delivery_knobs_are_400_and_change_nothing(emulator, control, knobs):
+    before = emulator.configure_delivery()
+
+    response = control("POST", "/delivery", {"reorder": True, **knobs})
+
+    assert response.status_code == 400 and response.json()["error"]["code"] == "badRequest"
+    assert emulator.configure_delivery() == before
+
+
+def test_the_delivery_form_sets_every_knob_it_shows(emulator, control):
+    response = control("POST", "/delivery", data={"drop_rate": "0.25", "reorder": "1", "delay": ""})
+
+    assert response.status_code == 303
+    config = emulator.subscriptions.delivery.config
+    assert (config.drop_rate, config.reorder, config.delay) == (0.25, True, 0.2)
+    assert config.created_then_updated is False  # an unchecked box
+
+
+def test_throttling_limits(emulator, alice, control):
+    response = control("POST", "/limits", {"concurrency_limit": 0, "rate_window": 60, "retry_after_penalty": False})
+
+    assert response.status_code == 200
+    assert response.json() == {"concurrency_limit": 0, "rate_limit": 10_000, "rate_window": 60.0,
+                               "concurrency_retry_after": 1, "retry_after_penalty": False}
+    throttled = alice.get("/me/messages")
+    assert throttled.status_code == 429 and throttled.json()["error"]["code"] == "ApplicationThrottled"
+    assert control("POST", "/limits", {"rate_limit": -1}).status_code == 400
+    assert control("POST", "/limits", {"burst": 5}).status_code == 400
+    assert emulator.faults.rate_limit == 10_000
 
 
 def test_request_log_records_every_request(emulator, control):

@@ -20,7 +20,7 @@ def subscribe(emulator, user, url, resource="/me/messages", change_type="created
 
 def deliver(emulator, user, subject="Hello", **fields):
     return emulator.mail.deliver(user.id, subject=subject, body="text", sender="carol@customer.example",
-                            to=[user.email], **fields)
+                                 to=[user.email], **fields)
 
 
 def test_new_message_notifies_created_then_updated_with_the_documented_payload(emulator, world, alice, receiver):

@@ -10,7 +10,7 @@ INBOX_DELTA = "/me/mailFolders('inbox')/messages/delta"
 
 def deliver(emulator, user, subject="Hello", **fields):
     return emulator.mail.deliver(user.id, subject=subject, body="text", sender="carol@customer.example",
-                            to=[user.email], **fields)
+                                 to=[user.email], **fields)
 
 
 def round_of(user, url, **headers):

@@ -15,8 +15,8 @@ def headers_of(user, message_id):
 
 def test_create_reply_threads_the_draft(emulator, alice):
     original = emulator.mail.deliver(alice.id, subject="RE: Invoice 12", body="See attached",
-                                sender="carol@customer.example", to=[alice.email],
-                                references=["<root@customer.example>"])
+                                     sender="carol@customer.example", to=[alice.email],
+                                     references=["<root@customer.example>"])
     rv = alice.post(f"/me/messages/{original['id']}/createReply", json={"comment": "Thanks!"})
     assert rv.status_code == 201
     draft = rv.json()
@@ -31,7 +31,7 @@ def test_create_reply_threads_the_draft(emulator, alice):
 
 def test_send_moves_draft_to_sent_items_keeping_the_immutable_id(emulator, alice):
     original = emulator.mail.deliver(alice.id, subject="Hello", body="Hi", sender="carol@customer.example",
-                                to=[alice.email])
+                                     to=[alice.email])
     draft = alice.post(f"/me/messages/{original['id']}/createReply", headers=IMMUTABLE).json()
     rest_id = alice.get(f"/me/messages/{draft['id']}").json()["id"]
     assert rest_id != draft["id"]
@@ -79,7 +79,7 @@ def test_send_mail_without_saving_to_sent_items(emulator, alice, bob):
 
 def test_send_mail_mime_keeps_threading_headers(emulator, alice):
     original = emulator.mail.deliver(alice.id, subject="Question", body="?", sender="carol@customer.example",
-                                to=[alice.email])
+                                     to=[alice.email])
     mime = (f"From: {alice.email}\r\nTo: Carol <carol@customer.example>\r\nSubject: RE: Question\r\n"
             f"Message-ID: <answer-1@contoso.example>\r\nIn-Reply-To: {original['internetMessageId']}\r\n"
             f"References: {original['internetMessageId']}\r\nX-Record: 9\r\n"
@@ -120,7 +120,7 @@ def test_drafts_can_change_subject_and_recipients(alice):
 
 def test_reply_takes_comment_or_message_but_not_both(emulator, alice):
     original = emulator.mail.deliver(alice.id, subject="Ping", body="ping", sender="carol@customer.example",
-                                to=[alice.email])
+                                     to=[alice.email])
     both = {"comment": "pong", "message": {"body": {"contentType": "text", "content": "pong"}}}
     assert alice.post(f"/me/messages/{original['id']}/reply", json=both).status_code == 400
     rv = alice.post(f"/me/messages/{original['id']}/reply", json={"comment": "pong"})

@@ -1,0 +1,1 @@
+"""Benchmarks: acknowledgement path, end to end with a polling baseline, renewal at scale."""

@@ -1,0 +1,163 @@
+"""Acknowledgement path: the real receiver against a bare Flask view, under the same waitress.
+
+Each server runs in a process of its own, built the way ``python -m app`` builds its server
+(``waitress.create_server`` with ``WEB_THREADS`` threads and no other option), one after the other,
+and gets the same load: 200 keep-alive senders in two client processes, each request a batch of
+genuine notifications whose message ids were never seen before, so every request inserts rows.
+The receiver runs without worker threads: this measures the acknowledgement alone.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import sqlite3
+import sys
+import tempfile
+from contextlib import contextmanager
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any, Iterator
+
+from cryptography.fernet import Fernet
+
+from bench.load import LoadResult, LoadSpec, NotificationBodies, client_capacity, run_load
+
+TENANT = "b3c4d5e6-0000-4000-8000-00000000be4c"
+SUBSCRIPTIONS = 50  # one per mailbox, as in the end-to-end run
+BATCH = 10  # notifications per delivery; Graph groups notifications for one URL
+SENDERS = 200
+CLIENT_PROCESSES = 2
+WARMUP = 2.0
+DURATION = 8.0
+PATH = "/webhooks/graph"
+
+
+def web_threads() -> int:
+    """The request threads ``python -m app`` would use here (``WEB_THREADS``, else its default)."""
+    from app.config import SETTINGS_BY_NAME
+
+    return int(os.environ.get("WEB_THREADS") or SETTINGS_BY_NAME["WEB_THREADS"].default)
+
+
+def subscriptions() -> tuple[tuple[str, str], ...]:
+    """(id, clientState) of the subscriptions the senders' notifications come from."""
+    return tuple((f"bench-sub-{i}", f"bench-client-state-{i:02d}-{'x' * 40}") for i in range(SUBSCRIPTIONS))
+
+
+def service_config(database: str, key: str, threads: int) -> dict[str, Any]:
+    """A non-sandbox configuration whose Graph and identity URLs are never called on this path."""
+    return {"DATABASE_PATH": database, "TOKEN_ENCRYPTION_KEYS": key, "SECRET_KEY": "bench", "API_TOKEN": "bench",
+            "AZURE_CLIENT_ID": "bench-client", "AZURE_CLIENT_SECRET": "bench-secret", "WEB_THREADS": threads,
+            "GRAPH_ENDPOINT": "https://127.0.0.1:9", "AZURE_AUTHORITY_HOST": "https://127.0.0.1:9"}
+
+
+def seed_subscriptions(app) -> None:
+    """A tenant, one connection per subscription, and the subscriptions with encrypted clientStates."""
+    from app.storage import thread_db
+    from app.timeutil import iso
+
+    db = thread_db(app.config["DATABASE_PATH"])
+    cipher = app.extensions["cipher"]
+    now = datetime.now(timezone.utc)
+    later = iso(now + timedelta(days=3))
+    db["tenants"].insert({"id": TENANT, "created_at": iso(now), "updated_at": iso(now)})
+    for number, (subscription_id, client_state) in enumerate(subscriptions(), start=1):
+        db["connections"].insert({"id": number, "tenant_id": TENANT, "user_id": f"user-{number}",
+                                  "created_at": iso(now), "updated_at": iso(now)})
+        db["subscriptions"].insert({
+            "id": subscription_id, "connection_id": number, "resource": f"/users/user-{number}/messages",
+            "change_type": "created,updated,deleted", "client_state": cipher.encrypt(client_state),
+            "expires_at": later, "routable_until": later, "created_at": iso(now), "updated_at": iso(now)})
+
+
+def bare_app():
+    """The baseline: a Flask app whose only view answers 202."""
+    from flask import Flask, Response
+
+    app = Flask("bare")
+
+    @app.post(PATH)
+    def accept():
+        return Response(status=202)
+
+    return app
+
+
+def serve(kind: str, config: dict[str, Any], log_path: str, port_pipe) -> None:
+    """Process entry point: build the app, serve it with waitress as ``python -m app`` does."""
+    from waitress import create_server
+
+    from app.logs import configure_logging
+
+    sys.stderr = open(log_path, "a", buffering=1)  # noqa: SIM115 - lives as long as the process
+    configure_logging("INFO", "text")
+    if kind == "real":
+        from app import create_app
+
+        app = create_app(config)
+        seed_subscriptions(app)
+    else:
+        app = bare_app()
+    server = create_server(app, host="127.0.0.1", port=0, threads=config["WEB_THREADS"], ident="outlook-integration")
+    logging.getLogger("bench").info("Serving the %s app on port %d", kind, server.effective_port)
+    port_pipe.send(server.effective_port)
+    server.run()
+
+
+@contextmanager
+def served(kind: str, config: dict[str, Any], log_path: Path) -> Iterator[int]:
+    """Run ``serve`` in a fresh process; yield its port; terminate it afterwards."""
+    context = multiprocessing.get_context("spawn")
+    parent, child = context.Pipe()
+    process = context.Process(target=serve, args=(kind, config, str(log_path), child), daemon=True)
+    process.start()
+    try:
+        if not parent.poll(60):
+            raise RuntimeError(f"the {kind} server did not start (see {log_path})")
+        yield parent.recv()
+    finally:
+        process.terminate()
+        process.join(10)
+
+
+def _load(port: int) -> LoadSpec:
+    bodies = NotificationBodies(subscriptions(), TENANT, BATCH, prefix=f"ack{os.getpid()}-{port}")
+    return LoadSpec("127.0.0.1", port, PATH, bodies, SENDERS, CLIENT_PROCESSES, WARMUP, DURATION)
+
+
+def _figures(prefix: str, result: LoadResult) -> dict[str, Any]:
+    return {f"{prefix}_rps": result.rps, f"{prefix}_p50_ms": result.p50_ms, f"{prefix}_p99_ms": result.p99_ms,
+            f"{prefix}_non_2xx": result.non_2xx, f"{prefix}_starved_senders": result.starved,
+            f"{prefix}_reconnects": result.reconnects}
+
+
+def run(results_dir: Path) -> dict[str, Any]:
+    """Client capacity, then the bare view, then the real receiver; their figures side by side."""
+    threads = web_threads()
+    log_path = results_dir / "ack-servers.log"
+    log_path.write_text("")
+    figures: dict[str, Any] = {"ack_senders": SENDERS, "ack_batch": BATCH, "web_threads": threads}
+    capacity = client_capacity(_load(0))
+    figures["client_capacity_rps"] = capacity.rps
+    with tempfile.TemporaryDirectory(prefix="bench-ack-") as tmp:
+        config = service_config(str(Path(tmp) / "ack.db"), Fernet.generate_key().decode(), threads)
+        with served("bare", config, log_path) as port:
+            figures.update(_figures("bare", run_load(_load(port))))
+        with served("real", config, log_path) as port:
+            real = run_load(_load(port))
+        figures.update(_figures("ack", real))
+        with sqlite3.connect(config["DATABASE_PATH"]) as db:
+            figures["ack_rows_inserted"] = db.execute("SELECT count(*) FROM jobs").fetchone()[0]
+        figures["ack_rows_expected"] = real.total_ok * BATCH
+    figures["ack_ratio"] = figures["ack_rps"] / figures["bare_rps"] if figures["bare_rps"] else 0.0
+    return figures
+
+
+if __name__ == "__main__":
+    import json
+
+    out = Path("bench/results")
+    out.mkdir(parents=True, exist_ok=True)
+    print(json.dumps(run(out), indent=2))

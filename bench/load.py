@@ -1,0 +1,306 @@
+"""A closed-loop HTTP load generator: many keep-alive senders spread over client processes.
+
+Each sender owns one HTTP/1.1 connection and sends its next request as soon as the answer to the
+previous one is in, so the server sets the pace. Senders are asyncio protocols that write
+pre-built request bytes and parse only the status line and ``Content-Length``: a request costs the
+client far less than a Flask request costs the server. :func:`client_capacity` measures how much
+the client can drive against a server that does nothing, to show it is not the bottleneck.
+
+Latency is measured per request from the write to the last byte of the answer. A request still
+unanswered when the run ends counts with the time it has waited so far, so a starved sender shows
+up in the high percentiles instead of vanishing from them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import multiprocessing
+import socket
+import time
+from array import array
+from collections import Counter
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+
+from bench.measure import percentile
+
+START_DELAY = 1.5  # seconds for every client process to be up before the common start time
+GRACE = 2.0  # seconds after the window to let answers in flight arrive
+
+
+@dataclass(frozen=True)
+class NotificationBodies:
+    """Graph-shaped notification batches, each item with a message id never used before.
+
+    ``subscriptions`` are ``(subscription id, clientState)`` pairs; items go round-robin over them.
+    ``prefix`` keeps ids unique across client processes and runs, so every request really inserts.
+    """
+
+    subscriptions: tuple[tuple[str, str], ...]
+    tenant_id: str
+    batch: int = 10
+    prefix: str = "bench"
+
+    def __call__(self, seq: int) -> bytes:
+        items = []
+        for i in range(self.batch):
+            subscription_id, client_state = self.subscriptions[(seq * self.batch + i) % len(self.subscriptions)]
+            message_id = f"AAMk{self.prefix}-{seq}-{i}"
+            resource = f"Users/u/Messages/{message_id}"
+            items.append({
+                "subscriptionId": subscription_id, "clientState": client_state, "tenantId": self.tenant_id,
+                "changeType": "created", "subscriptionExpirationDateTime": "2030-01-01T00:00:00.0000000Z",
+                "resource": resource,
+                "resourceData": {"@odata.type": "#Microsoft.Graph.Message", "@odata.id": resource,
+                                 "@odata.etag": 'W/"CQAAABYAAAA"', "id": message_id},
+            })
+        return json.dumps({"value": items}).encode()
+
+
+@dataclass(frozen=True)
+class LoadSpec:
+    """Who to hit, with what, how hard and for how long."""
+
+    host: str
+    port: int
+    path: str
+    bodies: NotificationBodies
+    senders: int = 200
+    processes: int = 2
+    warmup: float = 2.0
+    duration: float = 8.0
+
+
+@dataclass
+class LoadResult:
+    """What the senders saw during the measurement window."""
+
+    requests: int  # answered within the window
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    statuses: dict[int, int] = field(default_factory=dict)
+    starved: int = 0  # senders that got no answer at all within the window
+    reconnects: int = 0
+    total_ok: int = 0
+
+    @property
+    def non_2xx(self) -> int:
+        return sum(n for status, n in self.statuses.items() if not 200 <= status < 300)
+
+
+class _Window:
+    """Per-process tallies for requests sent or answered inside ``[start, end)``."""
+
+    def __init__(self, start: float, end: float) -> None:
+        self.start, self.end = start, end
+        self.latencies = array("d")
+        self.answered = 0
+        self.statuses: Counter[int] = Counter()
+        self.reconnects = 0
+        self.total_ok = 0  # 2xx answers over the whole run, warm-up included
+
+    def record(self, sent_at: float, done_at: float, status: int) -> None:
+        self.total_ok += 200 <= status < 300
+        if self.start <= done_at < self.end:
+            self.answered += 1
+            self.statuses[status] += 1
+        if self.start <= sent_at < self.end:
+            self.latencies.append(done_at - sent_at)
+
+
+def _content_length(head: bytes) -> int:
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            return int(value)
+    return 0
+
+
+class _Sender(asyncio.Protocol):
+    """One connection, one request at a time, until ``stop_at``."""
+
+    def __init__(self, request_for: Callable[[int], bytes], seq: list[int], window: _Window,
+                 stop_at: float) -> None:
+        self.request_for, self.seq, self.window, self.stop_at = request_for, seq, window, stop_at
+        self.closed: asyncio.Future = asyncio.get_running_loop().create_future()
+        self.buffer = bytearray()
+        self.sent_at: float | None = None
+        self.answers = 0
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        transport.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._send()
+
+    def _send(self) -> None:
+        if time.time() >= self.stop_at:
+            self.sent_at = None
+            self.transport.close()
+            return
+        self.seq[0] += 1
+        self.sent_at = time.time()
+        self.transport.write(self.request_for(self.seq[0]))
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        while True:
+            head_end = self.buffer.find(b"\r\n\r\n")
+            if head_end < 0:
+                return
+            total = head_end + 4 + _content_length(bytes(self.buffer[:head_end]))
+            if len(self.buffer) < total:
+                return
+            status = int(self.buffer[9:12])
+            del self.buffer[:total]
+            if self.sent_at is not None:
+                self.window.record(self.sent_at, time.time(), status)
+                if self.window.start <= time.time() < self.window.end:
+                    self.answers += 1
+            self._send()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.closed.done():
+            self.closed.set_result(None)
+
+    def abandon(self, now: float) -> None:
+        """The run is over: count the unanswered request with the wait so far, and hang up."""
+        if self.sent_at is not None and self.window.start <= self.sent_at < self.window.end:
+            self.window.latencies.append(now - self.sent_at)
+        self.sent_at = None
+        if self.transport is not None:
+            self.transport.abort()
+
+
+def _request_maker(spec: LoadSpec, process: int) -> Callable[[int], bytes]:
+    head = (f"POST {spec.path} HTTP/1.1\r\nHost: {spec.host}:{spec.port}\r\n"
+            "Content-Type: application/json\r\nUser-Agent: bench\r\n")
+    bodies = NotificationBodies(spec.bodies.subscriptions, spec.bodies.tenant_id, spec.bodies.batch,
+                                f"{spec.bodies.prefix}-p{process}")
+
+    def request_for(seq: int) -> bytes:
+        body = bodies(seq)
+        return f"{head}Content-Length: {len(body)}\r\n\r\n".encode() + body
+
+    return request_for
+
+
+async def _sender_loop(spec: LoadSpec, request_for: Callable[[int], bytes], seq: list[int], window: _Window,
+                       stop_at: float, live: list[_Sender]) -> int:
+    """Keep one sender connected until ``stop_at``; return how many answers it got in the window."""
+    loop = asyncio.get_running_loop()
+    answers, connections = 0, 0
+    while time.time() < stop_at:
+        sender = _Sender(request_for, seq, window, stop_at)
+        live.append(sender)
+        try:
+            await loop.create_connection(lambda: sender, spec.host, spec.port)
+        except OSError:
+            await asyncio.sleep(0.05)
+            continue
+        connections += 1
+        if connections > 1:
+            window.reconnects += 1
+        await sender.closed
+        answers += sender.answers
+    return answers
+
+
+async def _drive_async(spec: LoadSpec, process: int, senders: int, start_at: float) -> dict:
+    window = _Window(start_at + spec.warmup, start_at + spec.warmup + spec.duration)
+    request_for = _request_maker(spec, process)
+    live: list[_Sender] = []
+    await asyncio.sleep(max(0.0, start_at - time.time()))
+    seq = [0]
+    tasks = [asyncio.create_task(_sender_loop(spec, request_for, seq, window, window.end, live))
+             for _ in range(senders)]
+    done, pending = await asyncio.wait(tasks, timeout=window.end - time.time() + GRACE)
+    now = time.time()
+    for sender in live:
+        sender.abandon(now)
+    for task in pending:
+        task.cancel()
+    answers = [task.result() for task in done]
+    starved = senders - sum(1 for n in answers if n > 0)
+    return {"latencies": window.latencies.tobytes(), "answered": window.answered,
+            "statuses": dict(window.statuses), "starved": starved, "reconnects": window.reconnects,
+            "total_ok": window.total_ok}
+
+
+def _drive(spec: LoadSpec, process: int, senders: int, start_at: float) -> dict:
+    return asyncio.run(_drive_async(spec, process, senders, start_at))
+
+
+def run_load(spec: LoadSpec) -> LoadResult:
+    """Run ``spec.senders`` senders split over ``spec.processes`` client processes."""
+    shares = [spec.senders // spec.processes + (i < spec.senders % spec.processes) for i in range(spec.processes)]
+    start_at = time.time() + START_DELAY
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(spec.processes, mp_context=context) as pool:
+        parts = list(pool.map(_drive, [spec] * spec.processes, range(spec.processes), shares,
+                              [start_at] * spec.processes))
+    latencies = array("d")
+    statuses: Counter[int] = Counter()
+    for part in parts:
+        latencies.frombytes(part["latencies"])
+        statuses.update(part["statuses"])
+    answered = sum(part["answered"] for part in parts)
+    ordered = sorted(latencies)
+    return LoadResult(
+        requests=answered, rps=answered / spec.duration,
+        p50_ms=percentile(ordered, 50) * 1000, p99_ms=percentile(ordered, 99) * 1000,
+        statuses=dict(statuses), starved=sum(part["starved"] for part in parts),
+        reconnects=sum(part["reconnects"] for part in parts), total_ok=sum(part["total_ok"] for part in parts),
+    )
+
+
+# -- a server that does nothing, to measure the client alone -----------------------------------
+
+class _Canned(asyncio.Protocol):
+    """Answers every complete request with an empty 202, as fast as asyncio allows."""
+
+    ANSWER = b"HTTP/1.1 202 Accepted\r\nContent-Length: 0\r\n\r\n"
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport
+        self.buffer = bytearray()
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        while True:
+            head_end = self.buffer.find(b"\r\n\r\n")
+            if head_end < 0:
+                return
+            total = head_end + 4 + _content_length(bytes(self.buffer[:head_end]))
+            if len(self.buffer) < total:
+                return
+            del self.buffer[:total]
+            self.transport.write(self.ANSWER)
+
+
+def serve_canned(port_pipe) -> None:
+    """Process entry point: serve canned 202s on a free port (sent back through ``port_pipe``)."""
+    async def main() -> None:
+        server = await asyncio.get_running_loop().create_server(_Canned, "127.0.0.1", 0, backlog=1024)
+        port_pipe.send(server.sockets[0].getsockname()[1])
+        await server.serve_forever()
+
+    asyncio.run(main())
+
+
+def client_capacity(spec: LoadSpec) -> LoadResult:
+    """The same load against a server that only answers 202: what the client alone can drive."""
+    context = multiprocessing.get_context("spawn")
+    parent, child = context.Pipe()
+    server = context.Process(target=serve_canned, args=(child,), daemon=True)
+    server.start()
+    try:
+        port = parent.recv()
+        return run_load(LoadSpec(spec.host, port, spec.path, spec.bodies, spec.senders, spec.processes,
+                                 spec.warmup, spec.duration))
+    finally:
+        server.terminate()
+        server.join(5)

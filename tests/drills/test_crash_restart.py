@@ -1,0 +1,139 @@
+"""Drill: ``kill -9`` of the service in the middle of a burst, then a restart on the same port and database.
+
+The service runs as a real ``python -m app`` process. It is killed while a worker holds jobs and while
+the emulator keeps delivering, then started again. What this proves:
+
+- what the receiver acknowledged was in SQLite before the 2xx: every acknowledged notification has a job;
+- deliveries the dead process refused are retried by Graph (the emulator) and taken by the new process;
+- jobs that were queued are processed by the new process, and every reply is on the record exactly once;
+- jobs the killed process held are re-run (the last test, which currently fails: see its reason).
+
+One scenario (module fixture) serves all the tests, so the kill and restart happen once.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+from sqlite_utils import Database
+
+from emulator import Emulator
+from tests.drills.harness import (
+    ServiceProcess, assert_exactly_once, deliver_reply, job_states, reply_id, start_conversation, thread_ids,
+    wait_for_replies,
+)
+from tests.e2e.harness import Browser
+from tests.e2e.waiting import wait_for
+
+BURST = 60
+GRAPH_LATENCY_MS = 300  # each $batch takes this long, so the kill reliably lands while jobs are in hand
+PROMPT_RECOVERY_SECONDS = 10.0
+
+
+@pytest.fixture(scope="module")
+def crash(tmp_path_factory):
+    """Connect, start a burst, SIGKILL the service while it holds jobs, restart it, let the burst finish."""
+    emulator = Emulator().start()
+    service = ServiceProcess(emulator, tmp_path_factory.mktemp("crash"), WORKER_THREADS=2).start()
+    try:
+        megan = service.demo["users"]["megan"]
+        record = start_conversation(service, emulator, megan)
+        assert Browser(service).connect(record["id"], "megan").status_code == 302
+        db = Database(service.database)
+        wait_for(lambda: list(db.query("SELECT 1 FROM subscriptions WHERE status = 'active'"))
+                 and not list(db.query("SELECT 1 FROM jobs WHERE state IN ('queued', 'running')")),
+                 timeout=20, message="subscribed, backfilled and reconciled")
+        [connection] = service.get("/api/connections").json()["connections"]
+        emulator.set_graph_latency(GRAPH_LATENCY_MS)
+
+        graph_ids: dict[str, str] = {}  # Graph immutable id -> Internet Message-ID
+        done_sending = threading.Event()
+
+        def burst():
+            for n in range(BURST):
+                graph_ids[deliver_reply(emulator, megan, "crash", n)["@emulator.immutableId"]] = reply_id("crash", n)
+                time.sleep(0.02)
+            done_sending.set()
+
+        sender = threading.Thread(target=burst, name="burst")
+        sender.start()
+        wait_for(lambda: len(thread_ids(service, record["id"])) >= 6, timeout=20, message="the burst under way")
+        wait_for(lambda: job_states(db, "message").get("running"), timeout=10, interval=0.005,
+                 message="a worker holding jobs")
+        service.kill()
+        killed_at = time.monotonic()
+        in_hand = list(db.query("SELECT id, payload, lease_owner FROM jobs WHERE state = 'running'"))
+        states_at_kill = job_states(db, "message")
+        sending_at_kill = not done_sending.is_set()
+        emulator.set_graph_latency(None)
+
+        service.start()
+        restarted_at = time.monotonic()
+        sender.join()
+        assert emulator.subscriptions.delivery.wait_idle(20)
+        yield {"emulator": emulator, "service": service, "db": db, "record": record, "connection": connection,
+               "graph_ids": graph_ids, "in_hand": in_hand, "states_at_kill": states_at_kill,
+               "sending_at_kill": sending_at_kill, "killed_at": killed_at, "restarted_at": restarted_at}
+    finally:
+        service.stop()
+        emulator.stop()
+
+
+def acknowledged_items(emulator: Emulator) -> list[dict]:
+    return [item for attempt in emulator.subscriptions.delivery.attempts()
+            if attempt.status is not None and 200 <= attempt.status < 300 for item in attempt.value
+            if "resourceData" in item]
+
+
+def test_the_kill_landed_mid_burst_with_work_in_hand(crash):
+    assert crash["sending_at_kill"], "the burst had ended before the kill"
+    assert crash["in_hand"], f"no job was in hand at the kill: {crash['states_at_kill']}"
+    refused = [a for a in crash["emulator"].subscriptions.delivery.attempts() if a.status is None]
+    assert refused, "no delivery hit the dead service"
+    assert crash["restarted_at"] - crash["killed_at"] < 10
+
+
+def test_every_acknowledged_notification_was_persisted_and_nothing_was_given_up(crash):
+    emulator, db, connection = crash["emulator"], crash["db"], crash["connection"]
+    assert emulator.subscriptions.delivery.abandoned == 0, "Graph gave up on deliveries: the restart came too late"
+    keys = {row["dedupe_key"] for row in db.query("SELECT dedupe_key FROM jobs WHERE kind = 'message'")}
+    acknowledged = acknowledged_items(emulator)
+    missing = [item["resourceData"]["id"] for item in acknowledged
+               if f"msg|{connection['id']}|{item['resourceData']['id']}|{item['resourceData']['@odata.etag']}"
+               not in keys]
+    assert acknowledged and not missing, f"{len(missing)} acknowledged notification(s) left no job"
+
+
+def test_work_not_in_the_dead_process_s_hand_is_processed_exactly_once_after_restart(crash):
+    service, db, record = crash["service"], crash["db"], crash["record"]
+    in_hand = {row["id"] for row in crash["in_hand"]}
+    # Replies whose every job died with the process wait for their lease; every other one must be linked.
+    jobs_by_reply: dict[str, set[int]] = {}
+    for row in db.query("SELECT id, json_extract(payload, '$.message_id') AS graph_id FROM jobs WHERE kind = 'message'"):
+        if row["graph_id"] in crash["graph_ids"]:
+            jobs_by_reply.setdefault(crash["graph_ids"][row["graph_id"]], set()).add(row["id"])
+    expected = {reply for reply, jobs in jobs_by_reply.items() if not jobs <= in_hand}
+    assert len(jobs_by_reply) == BURST, "some replies never produced a notification job"
+    wait_for_replies(service, record["id"], expected, timeout=20)
+    wait_for(lambda: not list(db.query("SELECT 1 FROM jobs WHERE state = 'queued'")), timeout=20,
+             message="nothing left queued")
+    assert_exactly_once(thread_ids(service, record["id"]), expected)
+    running = {row["id"] for row in db.query("SELECT id FROM jobs WHERE state = 'running'")}
+    assert running <= in_hand, "a job of the new process is stuck"
+    assert job_states(db).get("dead", 0) == 0, list(db.query("SELECT kind, last_error FROM jobs WHERE state = 'dead'"))
+    assert service.get("/healthz").status_code == 200
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "jobs the killed process held stay 'running' until their 60 s lease runs out and a worker's 30 s "
+    "reap pass notices (handlers/worker.py Worker(lease_seconds=60.0, reap_interval=30.0), not configurable; "
+    "app/runtime.py builds the pool without them): after kill -9 their replies reach the record 60-90 s late"))
+def test_jobs_the_killed_process_held_are_rerun_promptly_after_restart(crash):
+    service, db, record = crash["service"], crash["db"], crash["record"]
+    deadline = crash["restarted_at"] + PROMPT_RECOVERY_SECONDS
+    expected = set(crash["graph_ids"].values())
+    wait_for_replies(service, record["id"], expected, timeout=max(0.0, deadline - time.monotonic()))
+    assert_exactly_once(thread_ids(service, record["id"]), expected)
+    assert not list(db.query("SELECT 1 FROM jobs WHERE state IN ('queued', 'running')"))
