@@ -58,7 +58,8 @@ class ServiceServer:
     def stop(self) -> None:
         self.runtime.stop(timeout=10)
         self._server.task_dispatcher.shutdown()
-        wasyncore.close_all(self._server._map)  # kept-alive client connections too, so the loop ends
+        # Close every socket (kept-alive clients too) from the loop's own thread, so the loop ends.
+        self._server.trigger.pull_trigger(lambda: wasyncore.close_all(self._server._map))
         self._thread.join(5)
 
     def url(self, path: str) -> str:

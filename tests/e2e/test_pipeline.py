@@ -60,7 +60,7 @@ def thread(api, record_id):
     return rv.json()["messages"]
 
 
-def wait_for_thread(api, record_id, count, timeout=15.0):
+def wait_for_thread(api, record_id, count, timeout=30.0):
     return wait_for(lambda: (lambda messages: messages if len(messages) >= count else None)(thread(api, record_id)),
                     timeout=timeout, message=f"{count} thread messages")
 

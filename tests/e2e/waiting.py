@@ -9,7 +9,7 @@ from typing import TypeVar
 T = TypeVar("T")
 
 
-def wait_for(condition: Callable[[], T], *, timeout: float = 15.0, interval: float = 0.05, message: str = "") -> T:
+def wait_for(condition: Callable[[], T], *, timeout: float = 30.0, interval: float = 0.05, message: str = "") -> T:
     """Return ``condition()``'s first truthy value, or fail after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while True:
