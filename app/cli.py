@@ -6,6 +6,7 @@ import click
 from flask.cli import AppGroup
 from flask import Flask, current_app
 
+from app import cli_ops
 from app.crypto import ENCRYPTED_COLUMNS, DecryptionError
 from app.migrations import migrate
 from app.storage import get_db, write_transaction
@@ -45,3 +46,4 @@ def keys_rotate_command() -> None:
 def init_app(app: Flask) -> None:
     app.cli.add_command(db_group)
     app.cli.add_command(keys_group)
+    cli_ops.init_app(app)

@@ -1,3 +1,10 @@
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
 from cryptography.fernet import Fernet
 
 from app import create_app
@@ -44,3 +51,82 @@ def test_keys_rotate_with_a_wrong_key_changes_nothing(app_config):
     assert result.exit_code != 0
     assert "cannot be decrypted" in result.output
     assert db["connections"].get(1)["token_cache"] == before
+
+
+def _seed(app) -> None:
+    db = thread_db(app.config["DATABASE_PATH"])
+    now = "2026-01-01T00:00:00+00:00"
+    db["tenants"].insert({"id": "t1", "created_at": now, "updated_at": now})
+    db["connections"].insert({"id": 1, "tenant_id": "t1", "user_id": "u1", "email": "megan@contoso.example",
+                              "status": "reconnect_required", "status_reason": "invalid_grant (AADSTS50173)",
+                              "created_at": now, "updated_at": now})
+    db["subscriptions"].insert({"id": "sub-1", "connection_id": 1, "resource": "/users/u1/messages",
+                                "change_type": "created", "client_state": b"x", "expires_at": "2030-01-01",
+                                "routable_until": "2030-01-01", "created_at": now, "updated_at": now})
+
+
+def test_connections_list_shows_status_and_reason(app, runner):
+    _seed(app)
+    result = runner.invoke(args=["connections", "list"])
+    assert result.exit_code == 0
+    assert "reconnect_required" in result.output and "megan@contoso.example" in result.output
+    assert "AADSTS50173" in result.output
+
+
+def test_queue_stats_and_retry_dead(app, runner):
+    queue = app.extensions["queue"]
+    job_id = queue.enqueue("reconcile", {"connection_id": 1})
+    claimed = queue.claim("w", 60)
+    queue.dead_letter(claimed.id, "w", "reconnect_required")
+    stats = runner.invoke(args=["queue", "stats"])
+    assert stats.exit_code == 0 and "dead=1" in stats.output
+    retried = runner.invoke(args=["queue", "retry-dead"])
+    assert retried.exit_code == 0
+    assert f"job {job_id} (reconcile): reconnect_required" in retried.output
+    assert "re-queued 1 dead job(s)" in retried.output
+    assert queue.stats().by_state["queued"] == 1
+
+
+def test_subscriptions_list_and_filters(app, runner):
+    _seed(app)
+    assert "sub-1" in runner.invoke(args=["subscriptions", "list"]).output
+    assert "no subscriptions" in runner.invoke(args=["subscriptions", "list", "--connection", "2"]).output
+
+
+def test_subscriptions_renew_and_resync_skip_inactive_connections(app, runner):
+    _seed(app)
+    app_db = thread_db(app.config["DATABASE_PATH"])
+    app_db.execute("UPDATE subscriptions SET status = 'replaced'")
+    assert "nothing to renew" in runner.invoke(args=["subscriptions", "renew"]).output
+    result = runner.invoke(args=["subscriptions", "resync"])
+    assert result.exit_code == 0 and "across 0 connection(s)" in result.output
+
+
+def _commands(group, prefix=()):
+    for name, command in group.commands.items():
+        yield (*prefix, name), command
+        if hasattr(command, "commands"):
+            yield from _commands(command, (*prefix, name))
+
+
+def test_every_operator_command_has_help(app, runner):
+    ours = {"db", "keys", "connections", "queue", "subscriptions", "worker"}
+    for path, command in _commands(app.cli):
+        if path[0] not in ours:
+            continue
+        result = runner.invoke(args=[*path, "--help"])
+        assert result.exit_code == 0, path
+        assert (command.help or "").strip(), f"{' '.join(path)} has no help text"
+
+
+def test_worker_command_runs_until_sigterm(tmp_path):
+    env = {**os.environ, "DATABASE_PATH": str(tmp_path / "w.db"), "LOG_LEVEL": "INFO"}
+    env.pop("AZURE_CLIENT_ID", None)
+    process = subprocess.Popen([sys.executable, "-m", "flask", "--app", "wsgi", "worker", "--threads", "1"],
+                               cwd=Path(__file__).resolve().parents[1], env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    time.sleep(2)
+    process.send_signal(signal.SIGTERM)
+    output, _ = process.communicate(timeout=30)
+    assert process.returncode == 0, output
+    assert "worker running" in output
