@@ -24,6 +24,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from app.config import SETTINGS_BY_NAME, load_settings, read_dotenv
     from app.crypto import Cipher
     from app.errors import register_error_handlers
+    from app.logs import init_request_ids
     from app.services import build_services
 
     config = dict(config or {})
@@ -41,6 +42,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
     storage.init_app(app)
     register_error_handlers(app)
+    init_request_ids(app)
     for blueprint in (health.bp, api.bp, auth.bp, pages.bp, webhooks.bp, admin.bp):
         app.register_blueprint(blueprint)
     cli.init_app(app)

@@ -10,9 +10,14 @@ from __future__ import annotations
 import contextvars
 import json
 import logging
+import re
 import sys
+import uuid
 from typing import Any
 
+from flask import Flask, Response, g, request
+
+REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 CONTEXT_FIELDS = ("request_id", "connection_id", "subscription_id", "job_id", "worker")
 
 log_context: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar("log_context", default={})
@@ -62,3 +67,25 @@ def configure_logging(level: str = "INFO", fmt: str = "text") -> None:
     root.setLevel(level)
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)  # "task queue depth" noise under load
     logging.getLogger("apscheduler").setLevel(logging.WARNING)  # one INFO line per job run otherwise
+
+
+def init_request_ids(app: Flask) -> None:
+    """Give every request an id (the caller's ``X-Request-Id`` when sane), log it, and echo it back."""
+
+    @app.before_request
+    def bind_request_id() -> None:
+        given = request.headers.get("X-Request-Id", "")
+        g.request_id = given if REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
+        g.log_context_token = log_context.set({"request_id": g.request_id})
+
+    @app.after_request
+    def echo_request_id(response: Response) -> Response:
+        if "request_id" in g:
+            response.headers["X-Request-Id"] = g.request_id
+        return response
+
+    @app.teardown_request
+    def unbind_request_id(error: BaseException | None) -> None:
+        token = g.pop("log_context_token", None)
+        if token is not None:
+            log_context.reset(token)
