@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
@@ -10,6 +9,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from app.storage import thread_db
+from handlers.queue import SqliteQueue
 
 NOTIFICATIONS_RECEIVED = Counter("outlook_notifications_received", "Notification items received from Graph.")
 NOTIFICATIONS_ACCEPTED = Counter("outlook_notifications_accepted", "Notification items accepted and queued.")
@@ -40,14 +40,13 @@ class DatabaseCollector(Collector):
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         db = thread_db(self.database)
+        stats = SqliteQueue(db).stats()
         depth = GaugeMetricFamily("outlook_queue_jobs", "Jobs in the queue by state.", labels=["state"])
-        for row in db.query("SELECT state, count(*) AS n FROM jobs GROUP BY state"):
-            depth.add_metric([row["state"]], row["n"])
+        for state, count in stats.by_state.items():
+            depth.add_metric([state], count)
         yield depth
-        oldest = list(db.query("SELECT min(run_after) AS t FROM jobs WHERE state = 'queued' AND run_after <= ?",
-                               [time.time()]))[0]["t"]
         yield GaugeMetricFamily("outlook_queue_oldest_pending_seconds", "Age of the oldest ready job.",
-                                value=0.0 if oldest is None else time.time() - oldest)
+                                value=stats.oldest_pending_age)
         for table, name in (("connections", "outlook_connections"), ("outbox", "outlook_outbox")):
             family = GaugeMetricFamily(name, f"Rows of {table} by status.", labels=["status"])
             for row in db.query(f"SELECT status, count(*) AS n FROM {table} GROUP BY status"):

@@ -9,6 +9,7 @@ from datetime import datetime, timedelta, timezone
 from sqlite_utils import Database
 
 from app.timeutil import iso
+from handlers.queue import SqliteQueue
 from subscriptions.leader import LEASE_NAME
 
 HEARTBEAT_FRESH_SECONDS = 90.0
@@ -44,13 +45,11 @@ def scheduler_leader(db: Database, now: float) -> tuple[bool, str]:
 
 
 def queue_moving(db: Database, now: float) -> tuple[bool, str]:
-    rows = list(db.query("SELECT min(run_after) AS oldest, count(*) AS n FROM jobs "
-                         "WHERE state = 'queued' AND run_after <= ?", [now]))
-    oldest = rows[0]["oldest"]
-    age = 0.0 if oldest is None else now - oldest
+    stats = SqliteQueue(db).stats(now)
+    age, pending = stats.oldest_pending_age, stats.by_state["queued"]
     if age > QUEUE_LAG_LIMIT_SECONDS:
-        return False, f"oldest pending job has waited {age:.0f} s ({rows[0]['n']} pending)"
-    return True, f"{rows[0]['n']} pending, oldest {age:.0f} s"
+        return False, f"oldest pending job has waited {age:.0f} s ({pending} queued)"
+    return True, f"{pending} queued, oldest ready one waited {age:.0f} s"
 
 
 def subscriptions_live(db: Database, now: float) -> tuple[bool, str]:
