@@ -33,6 +33,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.config.update(load_settings(environ, overrides=config))
     app.config.update({key: value for key, value in config.items() if key not in SETTINGS_BY_NAME})
     app.config["MAX_CONTENT_LENGTH"] = MAX_REQUEST_BYTES
+    app.config["SESSION_COOKIE_SAMESITE"] = "Lax"  # a second layer against cross-site posts
+    app.config["SESSION_COOKIE_SECURE"] = app.config["PUBLIC_BASE_URL"].startswith("https://")
     app.secret_key = app.config["SECRET_KEY"]
     app.extensions["cipher"] = Cipher(app.config["TOKEN_ENCRYPTION_KEYS"])
 

@@ -9,6 +9,7 @@ import click
 from flask import Flask, current_app
 from flask.cli import AppGroup, with_appcontext
 
+from app.logs import configure_logging
 from app.runtime import Runtime
 from app.storage import get_db
 from subscriptions.jobs import renew_one
@@ -113,6 +114,7 @@ def subscriptions_resync_command(connection_id: int | None) -> None:
 @with_appcontext
 def worker_command(threads: int | None, no_scheduler: bool) -> None:
     """Run the queue workers and the scheduler (no web server) until SIGINT or SIGTERM."""
+    configure_logging(current_app.config["LOG_LEVEL"], current_app.config["LOG_FORMAT"])
     runtime = Runtime(current_app._get_current_object(), workers=threads, scheduler=not no_scheduler)
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):

@@ -21,6 +21,7 @@ from sqlite_utils import Database
 
 from app.crypto import Cipher
 from app.http import Session
+from app.timeutil import now_iso
 from subscriptions.leader import acquire_lease, release_lease
 
 log = logging.getLogger(__name__)
@@ -178,6 +179,16 @@ class Identity:
         """Drop the in-memory access token (after revocation or disconnect)."""
         self._access_tokens.pop(connection_id, None)
 
+    @staticmethod
+    def _record_config_error(db: Database, error: IdentityConfigError) -> None:
+        """Remember a problem only an operator can fix; ``/readyz`` and ``/admin`` show it until a
+        token request succeeds again."""
+        log.error("Identity: the app registration was rejected (%s)", error.code)
+        db.execute(
+            "INSERT INTO app_errors (code, message, first_seen_at, last_seen_at) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (code) DO UPDATE SET message = excluded.message, last_seen_at = excluded.last_seen_at",
+            [error.code, str(error)[:500], now_iso(), now_iso()])
+
     def _lock(self, connection_id: int) -> threading.Lock:
         with self._locks_guard:
             return self._locks.setdefault(connection_id, threading.Lock())
@@ -218,7 +229,11 @@ class Identity:
         if not result:
             raise ReconnectRequired("no_refresh_token")
         if "error" in result:
-            raise classify_token_error(result)
+            error = classify_token_error(result)
+            if isinstance(error, IdentityConfigError):
+                self._record_config_error(db, error)
+            raise error
+        db.execute("DELETE FROM app_errors")  # the app registration works (again)
         expires_at = time.time() + int(result.get("expires_in", 0)) - EARLY_EXPIRY_SECONDS
         self._access_tokens[connection_id] = (result["access_token"], expires_at)
         return result["access_token"]

@@ -111,7 +111,7 @@ def send_request_from_form(form: dict[str, str]) -> dict[str, Any]:
     """The compose form's fields in the API's request shape, for :func:`parse_send_request`."""
     connection = form.get("connection_id", "").strip()
     return {
-        "connection_id": int(connection) if connection.isdigit() else None,
+        "connection_id": int(connection) if re.fullmatch(r"[0-9]{1,18}", connection) else None,
         "to": _split_addresses(form.get("to", "")),
         "cc": _split_addresses(form.get("cc", "")),
         "subject": form.get("subject", "").strip() or None,

@@ -2,7 +2,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from cryptography.fernet import Fernet
@@ -125,8 +124,12 @@ def test_worker_command_runs_until_sigterm(tmp_path):
     process = subprocess.Popen([sys.executable, "-m", "flask", "--app", "wsgi", "worker", "--threads", "1"],
                                cwd=Path(__file__).resolve().parents[1], env=env,
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    time.sleep(2)
+    lines = []
+    for line in process.stdout:  # wait until the signal handlers are in place
+        lines.append(line)
+        if "worker running" in line:
+            break
     process.send_signal(signal.SIGTERM)
     output, _ = process.communicate(timeout=30)
-    assert process.returncode == 0, output
-    assert "worker running" in output
+    assert process.returncode == 0, "".join(lines) + output
+    assert "Runtime: stopped" in output

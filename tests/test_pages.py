@@ -151,6 +151,14 @@ def test_a_mailbox_that_needs_reconnecting_cannot_send(client, db, connected):
     assert db["outbox"].count == 0
 
 
+def test_when_the_only_mailbox_broke_meanwhile_the_page_says_so(client, db, connected):
+    form = open_form(client, connected["id"])
+    db["connections"].update(3, {"status": "reconnect_required", "status_reason": "invalid_grant"})
+    html = post(client, connected["id"], form).get_data(as_text=True)
+    assert "must be reconnected" in html and "Reconnect Outlook" in html and 'role="alert"' in html
+    assert db["outbox"].count == 0
+
+
 def test_several_mailboxes_offer_a_choice(client, db, connected):
     add_connection(db, connected["id"], 4, "alex@fabrikam.example")
     html = client.get(f"/records/{connected['id']}").get_data(as_text=True)
@@ -171,7 +179,8 @@ def test_form_fields_map_to_the_api_request():
                                    "cc": "", "subject": "  ", "body": "Hi"}) == {
         "connection_id": 7, "to": ["a@x.example", "b@x.example"], "cc": [], "subject": None, "body": "Hi",
         "body_type": "text", "reply": True}
-    assert send_request_from_form({"connection_id": "x"})["connection_id"] is None
+    for bad in ("x", "²", "1" * 40, ""):
+        assert send_request_from_form({"connection_id": bad})["connection_id"] is None
 
 
 def test_an_unknown_record_is_404(client):

@@ -25,7 +25,7 @@ class ChromiumUnavailable(RuntimeError):
 
 
 def _apt_get(*args: str) -> None:
-    command = ["apt-get", "-q", *args]
+    command = ["apt-get", "-q", "-o", "DPkg::Lock::Timeout=300", *args]
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     try:
         done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=APT_TIMEOUT)

@@ -10,7 +10,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from app.identity import ReconnectRequired
+from app.identity import IdentityConfigError, ReconnectRequired
 from app.services import build_services
 from app.storage import thread_db
 from subscriptions.jobs import renew_one
@@ -219,3 +219,22 @@ def test_disconnect_deletes_subscriptions_wipes_tokens_and_keeps_history(service
     [gone] = connections(service)
     assert gone["token_cache"] is None
     assert api.get(f"/api/records/{record['id']}").status_code == 200
+
+
+def test_an_expired_client_secret_is_an_operator_problem_not_a_user_one(service, browser, api):
+    record = api.create_record()
+    browser.connect(record["id"], "megan")
+    [connection] = connections(service)
+    active_subscription(service, connection["id"])
+    app_record = service.emulator.directory.find_app(service.demo["client_id"])
+    valid_until = app_record.secret_expires_at
+    service.emulator.directory.expire_client_secret(service.demo["client_id"])
+    with pytest.raises(IdentityConfigError):
+        service.services.identity.access_token(connection["id"], force_refresh=True)
+    ready = browser.get("/readyz").json()
+    assert not ready["checks"]["configuration"]["ok"] and "AADSTS7000222" in ready["checks"]["configuration"]["reason"]
+    assert connections(service)[0]["status"] == "active"  # the user did nothing wrong
+
+    app_record.secret_expires_at = valid_until  # the operator renews the secret
+    assert service.services.identity.access_token(connection["id"], force_refresh=True)
+    assert browser.get("/readyz").json()["checks"]["configuration"]["ok"]
