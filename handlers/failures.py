@@ -10,7 +10,6 @@ from app.connections import mark_reconnect_required
 from app.graph import AuthExpired, GraphError, Throttled
 from app.identity import IdentityConfigError, IdentityUnavailable, ReconnectRequired
 from app.services import Services
-from app.timeutil import now_iso
 from handlers.errors import PermanentError, RetryLater
 
 log = logging.getLogger(__name__)
@@ -18,25 +17,13 @@ log = logging.getLogger(__name__)
 CONFIG_ERROR_RETRY_SECONDS = 600.0
 
 
-def record_app_error(services: Services, code: str, message: str) -> None:
-    """Remember a problem only an operator can fix; ``/readyz`` and ``/admin`` show it."""
-    now = now_iso()
-    services.db().execute(
-        "INSERT INTO app_errors (code, message, first_seen_at, last_seen_at) VALUES (?, ?, ?, ?) "
-        "ON CONFLICT (code) DO UPDATE SET message = excluded.message, last_seen_at = excluded.last_seen_at",
-        [code, message[:500], now, now])
-
-
-def clear_app_errors(services: Services) -> None:
-    services.db().execute("DELETE FROM app_errors")
-
-
 @contextlib.contextmanager
 def graph_failures(services: Services, connection_id: int | None) -> Iterator[None]:
     """Translate failures inside the block into :class:`RetryLater` or :class:`PermanentError`.
 
     A revoked grant also marks the connection ``reconnect_required``; an app-registration
-    problem is recorded for operators and retried slowly (fixing the secret fixes it).
+    problem (recorded for operators by :mod:`app.identity`) is retried slowly: fixing the
+    secret fixes it.
     """
     try:
         yield
@@ -44,9 +31,7 @@ def graph_failures(services: Services, connection_id: int | None) -> Iterator[No
         if connection_id is not None:
             mark_reconnect_required(services, connection_id, e.reason)
         raise PermanentError("reconnect_required") from None
-    except IdentityConfigError as e:
-        log.error("Identity: the app registration was rejected (%s)", e.code)
-        record_app_error(services, e.code, str(e))
+    except IdentityConfigError:
         raise RetryLater("app_misconfigured", CONFIG_ERROR_RETRY_SECONDS) from None
     except IdentityUnavailable as e:
         raise RetryLater("identity_unavailable", e.retry_after) from None
