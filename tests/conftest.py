@@ -8,7 +8,7 @@ import pytest
 from cryptography.fernet import Fernet
 
 from app import create_app
-from app.storage import close_thread_dbs
+from app.storage import close_thread_dbs, thread_db
 
 API_TOKEN = "test-api-token"
 
@@ -34,6 +34,12 @@ def _close_databases():
 def app(app_config: dict, monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
     monkeypatch.chdir(tmp_path)  # no stray .env from the developer's checkout
     return create_app(app_config)
+
+
+@pytest.fixture
+def db(app):
+    """The test thread's connection to the app's database."""
+    return thread_db(app.config["DATABASE_PATH"])
 
 
 @pytest.fixture

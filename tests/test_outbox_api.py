@@ -10,11 +10,6 @@ from app.timeutil import now_iso
 
 
 @pytest.fixture
-def db(app):
-    return thread_db(app.config["DATABASE_PATH"])
-
-
-@pytest.fixture
 def record(api):
     return api.create_record("Contract 12")
 

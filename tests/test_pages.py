@@ -8,13 +8,7 @@ import re
 import pytest
 
 from app.pages import send_request_from_form
-from app.storage import thread_db
 from app.timeutil import now_iso
-
-
-@pytest.fixture
-def db(app):
-    return thread_db(app.config["DATABASE_PATH"])
 
 
 @pytest.fixture

@@ -5,14 +5,8 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from app.storage import thread_db
 from app.timeutil import iso
 from subscriptions.leader import LEASE_NAME, acquire_lease
-
-
-@pytest.fixture
-def db(app):
-    return thread_db(app.config["DATABASE_PATH"])
 
 
 @pytest.fixture

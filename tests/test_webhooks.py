@@ -6,16 +6,10 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from app.storage import thread_db
 from app.timeutil import iso
 
 TENANT = "8f4c6b0e-0000-4000-8000-000000000001"
 SECRET = "a-client-state-of-at-least-32-characters!"
-
-
-@pytest.fixture
-def db(app):
-    return thread_db(app.config["DATABASE_PATH"])
 
 
 @pytest.fixture
