@@ -77,7 +77,10 @@ class Emulator:
         return self
 
     def stop(self) -> None:
-        """Stop serving and delivering, close every connection, and delete the certificate files."""
+        """Stop serving and delivering, and delete the certificate files.
+
+        Idle keep-alive connections are closed at once; a request in progress finishes first.
+        """
         if self.subscriptions is not None:
             self.subscriptions.stop()
         if self._server is not None:
