@@ -23,7 +23,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from app import api_mailboxes, api_outbox  # noqa: F401  (their routes live on api.bp)
     from app.config import SETTINGS_BY_NAME, load_settings, read_dotenv
     from app.crypto import Cipher
-    from app.errors import register_error_handlers
+    from app.errors import RowIdConverter, register_error_handlers
     from app.logs import init_request_ids
     from app.services import build_services
 
@@ -45,6 +45,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     storage.init_app(app)
     register_error_handlers(app)
     init_request_ids(app)
+    app.url_map.converters["id"] = RowIdConverter
     for blueprint in (health.bp, api.bp, auth.bp, pages.bp, webhooks.bp, admin.bp):
         app.register_blueprint(blueprint)
     cli.init_app(app)

@@ -31,7 +31,10 @@ def json_body() -> dict[str, Any]:
     """The request's JSON object, or a 4xx naming what is wrong with it."""
     if not request.is_json:
         raise APIError(415, "unsupported_media_type", "Send a JSON body with Content-Type: application/json.")
-    body = request.get_json(silent=True)
+    try:
+        body = request.get_json(silent=True)
+    except RecursionError:  # absurdly deep nesting: silent=True only swallows ValueError
+        body = None
     if not isinstance(body, dict):
         raise APIError(400, "invalid_json", "The body must be a JSON object.")
     return body
@@ -45,6 +48,10 @@ def optional_string(body: dict[str, Any], field: str, *, max_length: int = 1000)
         raise APIError(422, "invalid_field", f"'{field}' must be a string.")
     if len(value) > max_length:
         raise APIError(422, "invalid_field", f"'{field}' must be at most {max_length} characters.")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:  # a JSON-escaped lone surrogate
+        raise APIError(422, "invalid_field", f"'{field}' is not valid Unicode text.") from None
     return value
 
 
@@ -76,12 +83,12 @@ def create_record():
     return jsonify(get_record(cursor.lastrowid)), 201
 
 
-@bp.get("/records/<int:record_id>")
+@bp.get("/records/<id:record_id>")
 def show_record(record_id: int):
     return jsonify(get_record(record_id))
 
 
-@bp.post("/records/<int:record_id>/emails")
+@bp.post("/records/<id:record_id>/emails")
 def upload_email(record_id: int):
     """Attach an uploaded email (raw RFC 822, ``Content-Type: message/rfc822``) to the record."""
     get_record(record_id)
@@ -94,7 +101,7 @@ def upload_email(record_id: int):
     return jsonify(message), 201
 
 
-@bp.get("/records/<int:record_id>/thread")
+@bp.get("/records/<id:record_id>/thread")
 def show_thread(record_id: int):
     get_record(record_id)
     return jsonify({"record_id": record_id, "messages": thread(get_db(), record_id)})

@@ -18,7 +18,7 @@ def list_connections():
     return jsonify({"connections": list(rows)})
 
 
-@bp.get("/connections/<int:connection_id>")
+@bp.get("/connections/<id:connection_id>")
 def show_connection(connection_id: int):
     rows = list(get_db().query(f"SELECT {CONNECTION_FIELDS} FROM connections WHERE id = ?", [connection_id]))
     if not rows:
@@ -26,7 +26,7 @@ def show_connection(connection_id: int):
     return jsonify(rows[0])
 
 
-@bp.delete("/connections/<int:connection_id>")
+@bp.delete("/connections/<id:connection_id>")
 def delete_connection(connection_id: int):
     """Disconnect: delete the Graph subscriptions, wipe the tokens, keep the records' history."""
     rows = list(get_db().query("SELECT status FROM connections WHERE id = ?", [connection_id]))

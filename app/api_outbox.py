@@ -13,7 +13,7 @@ from typing import Any
 from flask import current_app, jsonify, request
 
 from app.api import bp, get_record, json_body, optional_string, required_string
-from app.errors import APIError
+from app.errors import MAX_ROW_ID, APIError
 from app.outbox import queue_send
 from app.storage import get_db
 
@@ -48,6 +48,8 @@ def parse_send_request(body: dict[str, Any]) -> dict[str, Any]:
     connection_id = body.get("connection_id")
     if not isinstance(connection_id, int) or isinstance(connection_id, bool):
         raise APIError(422, "missing_field", "'connection_id' is required and must be an integer.")
+    if not 1 <= connection_id <= MAX_ROW_ID:
+        raise APIError(422, "unknown_connection", f"Connection {connection_id} does not exist.")
     reply = _flag(body, "reply")
     body_type = body.get("body_type", "text")
     if body_type not in ("text", "html"):
@@ -79,7 +81,7 @@ def outbox_entry(outbox_id: int) -> dict[str, Any]:
             "cc": stored["cc"], "subject": stored["subject"]}
 
 
-@bp.post("/records/<int:record_id>/messages")
+@bp.post("/records/<id:record_id>/messages")
 def send_message(record_id: int):
     key = request.headers.get("Idempotency-Key", "").strip()
     if not key or len(key) > 200:
@@ -92,6 +94,6 @@ def send_message(record_id: int):
     return jsonify({"id": queued["id"], "status": queued["status"]}), 202
 
 
-@bp.get("/outbox/<int:outbox_id>")
+@bp.get("/outbox/<id:outbox_id>")
 def show_outbox(outbox_id: int):
     return jsonify(outbox_entry(outbox_id))

@@ -22,7 +22,7 @@ from app.connections import (
     record_consent_problem,
     save_connection,
 )
-from app.errors import APIError
+from app.errors import MAX_ROW_ID, APIError
 from app.identity import IdentityConfigError, IdentityUnavailable, SignInError
 from app.pages import render_problem
 from app.storage import get_db
@@ -70,7 +70,7 @@ def _record_exists(record_id: int) -> bool:
 @bp.get("/connect/outlook")
 def connect_outlook():
     record_id = request.args.get("record_id", type=int)
-    if record_id is None or not _record_exists(record_id):
+    if record_id is None or not 1 <= record_id <= MAX_ROW_ID or not _record_exists(record_id):
         raise APIError(404 if record_id else 400, "record_not_found" if record_id else "missing_record_id",
                        "Connect Outlook needs the id of an existing record (?record_id=...).")
     try:

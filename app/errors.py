@@ -4,6 +4,16 @@ from __future__ import annotations
 
 from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
+from werkzeug.routing import IntegerConverter
+
+MAX_ROW_ID = 2**63 - 1  # SQLite's integer range; a larger id cannot name a row
+
+
+class RowIdConverter(IntegerConverter):
+    """``<id:name>`` in a route: a positive integer SQLite can hold (anything else is a 404)."""
+
+    def __init__(self, url_map, *args, **kwargs) -> None:
+        super().__init__(url_map, min=1, max=MAX_ROW_ID)
 
 
 class APIError(Exception):

@@ -48,7 +48,7 @@ def parse_batch(body: bytes) -> list[Any]:
     """The ``value`` list of a delivery, or :class:`InvalidNotification`."""
     try:
         document = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: absurdly deep nesting
         raise InvalidNotification("malformed_json") from None
     if not isinstance(document, dict) or not isinstance(document.get("value"), list):
         raise InvalidNotification("not_a_notification_batch")
@@ -58,8 +58,15 @@ def parse_batch(body: bytes) -> list[Any]:
 
 
 def _text(item: dict, key: str) -> str | None:
+    """A non-empty string field that is valid UTF-8 (JSON can smuggle in lone surrogates), else None."""
     value = item.get(key)
-    return value if isinstance(value, str) and value else None
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return None
+    return value
 
 
 def verify_item(item: Any, lookup: Callable[[str], KnownSubscription | None],
@@ -67,6 +74,8 @@ def verify_item(item: Any, lookup: Callable[[str], KnownSubscription | None],
     """An :class:`Accepted` job for a genuine item, else the reason it was rejected."""
     if not isinstance(item, dict) or not _text(item, "subscriptionId"):
         return "malformed_item"
+    if not isinstance(item.get("tenantId"), str):
+        return "tenant_mismatch"
     subscription = lookup(item["subscriptionId"])
     if subscription is None:
         return "unknown_subscription"
@@ -81,7 +90,7 @@ def verify_item(item: Any, lookup: Callable[[str], KnownSubscription | None],
 
 
 def _lifecycle(item: dict, subscription: KnownSubscription, received_at: float) -> Accepted | str:
-    event = item.get("lifecycleEvent")
+    event = _text(item, "lifecycleEvent")
     if event not in LIFECYCLE_EVENTS:
         return "unknown_lifecycle_event"
     expiry = _text(item, "subscriptionExpirationDateTime") or ""
@@ -91,7 +100,7 @@ def _lifecycle(item: dict, subscription: KnownSubscription, received_at: float) 
 
 
 def _change(item: dict, subscription: KnownSubscription, received_at: float) -> Accepted | str:
-    change_type = item.get("changeType")
+    change_type = _text(item, "changeType")
     resource_data = item.get("resourceData")
     if change_type not in CHANGE_TYPES or not isinstance(resource_data, dict):
         return "malformed_item"

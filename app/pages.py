@@ -151,12 +151,12 @@ def _get_record(record_id: int) -> dict[str, Any]:
     return rows[0]
 
 
-@bp.get("/records/<int:record_id>")
+@bp.get("/records/<id:record_id>")
 def record(record_id: int):
     return _render_record(_get_record(record_id))
 
 
-@bp.post("/records/<int:record_id>/compose")
+@bp.post("/records/<id:record_id>/compose")
 def compose(record_id: int):
     record_ = _get_record(record_id)
     form = {name: request.form.get(name, "") for name in ("mode", "connection_id", "to", "cc", "subject", "body")}

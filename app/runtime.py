@@ -19,6 +19,11 @@ from subscriptions.scheduler import build_scheduler, periodic_jobs
 
 log = logging.getLogger(__name__)
 
+# Heartbeats extend a lease every third of it, so a short lease costs little and means jobs held by a
+# process that died (kill -9, power loss) are taken up again within about 20 s.
+LEASE_SECONDS = 15.0
+REAP_INTERVAL_SECONDS = 5.0
+
 
 
 def record_outcome(services: Services, job: Job, outcome: str, reason: str | None) -> None:
@@ -36,7 +41,8 @@ class Runtime:
     def __init__(self, app: Flask, *, workers: int | None = None, scheduler: bool = True) -> None:
         services = app.extensions["services"]
         self.pool = WorkerPool(workers or app.config["WORKER_THREADS"], services.queue, build_handlers(services),
-                               retry_policy=JOB_RETRY, on_outcome=partial(record_outcome, services))
+                               retry_policy=JOB_RETRY, on_outcome=partial(record_outcome, services),
+                               lease_seconds=LEASE_SECONDS, reap_interval=REAP_INTERVAL_SECONDS)
         app.extensions["wake_workers"] = self.pool.notify
         self.leadership = Leadership(services.db)
         self.scheduler = build_scheduler(self.leadership, periodic_jobs(services)) if scheduler else None

@@ -35,8 +35,11 @@ def handle_messages(services: Services, jobs: list[Job]) -> dict[int, Exception 
     """Process a batch of message jobs of one connection; return each job's outcome."""
     connection_id = jobs[0].connection_id
     connection = load_connection(services, connection_id)
-    if connection is None or connection["status"] != "active":
-        return {job.id: None for job in jobs}  # disconnected: its notifications no longer matter
+    if connection is None or connection["status"] == "disconnected":
+        return {job.id: None for job in jobs}  # the user disconnected: these no longer matter
+    if connection["status"] != "active":
+        # Visible, and retryable (`flask --app wsgi queue retry-dead`) once the user reconnects.
+        return {job.id: PermanentError("reconnect_required") for job in jobs}
     outcomes: dict[int, Exception | None] = {}
     fetch: dict[str, list[Job]] = {}
     for job in jobs:
