@@ -130,6 +130,6 @@ def test_worker_command_runs_until_sigterm(tmp_path):
         if "worker running" in line:
             break
     process.send_signal(signal.SIGTERM)
-    output, _ = process.communicate(timeout=30)
+    output, _ = process.communicate(timeout=90)
     assert process.returncode == 0, "".join(lines) + output
     assert "Runtime: stopped" in output
