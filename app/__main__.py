@@ -24,6 +24,10 @@ from app.runtime import Runtime
 log = logging.getLogger("app")
 
 
+# Graph opens many delivery connections at once; waitress's default of 100 would leave some unanswered.
+CONNECTION_LIMIT = 1000
+
+
 class _Stop(BaseException):
     """Raised in the main thread by the signal handler to leave the server loop."""
 
@@ -48,7 +52,7 @@ def main() -> int:
     app = create_app(overrides)
     runtime = Runtime(app)
     server = create_server(app, host=settings["HOST"], port=settings["PORT"], threads=settings["WEB_THREADS"],
-                           ident="outlook-integration")
+                           connection_limit=CONNECTION_LIMIT, ident="outlook-integration")
     signal.signal(signal.SIGINT, _on_signal)
     signal.signal(signal.SIGTERM, _on_signal)
     runtime.start()

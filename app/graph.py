@@ -8,6 +8,7 @@ Failures become :class:`GraphError` subclasses the worker knows how to treat.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -23,8 +24,8 @@ BATCH_LIMIT = 20
 IMMUTABLE_IDS = 'IdType="ImmutableId"'
 DEFAULT_TIMEOUT = 30.0
 
-_semaphores: dict[str, threading.BoundedSemaphore] = {}
-_semaphores_lock = threading.Lock()
+_limiters: dict[str, "MailboxLimiter"] = {}
+_limiters_lock = threading.Lock()
 _blocked_until: dict[str, float] = {}  # mailbox → monotonic time its Retry-After runs out
 
 
@@ -54,12 +55,38 @@ class NotFound(GraphError):
     """404: the item (or subscription) is gone."""
 
 
-def mailbox_semaphore(mailbox: str) -> threading.BoundedSemaphore:
+class MailboxLimiter:
+    """At most :data:`MAILBOX_CONCURRENCY` Graph requests in flight for one mailbox in this process.
+
+    A ``$batch`` of n requests takes ``min(n, 4)`` slots at once, since Graph runs its sub-requests
+    four at a time against the mailbox; taking them together means two batches never deadlock.
+    """
+
+    def __init__(self, slots: int = MAILBOX_CONCURRENCY) -> None:
+        self._free = slots
+        self._slots = slots
+        self._condition = threading.Condition()
+
+    @contextlib.contextmanager
+    def hold(self, n: int = 1) -> Iterator[None]:
+        n = max(1, min(n, self._slots))
+        with self._condition:
+            self._condition.wait_for(lambda: self._free >= n)
+            self._free -= n
+        try:
+            yield
+        finally:
+            with self._condition:
+                self._free += n
+                self._condition.notify_all()
+
+
+def mailbox_limiter(mailbox: str) -> MailboxLimiter:
     """The process-wide limiter of in-flight requests for one mailbox."""
-    with _semaphores_lock:
-        if mailbox not in _semaphores:
-            _semaphores[mailbox] = threading.BoundedSemaphore(MAILBOX_CONCURRENCY)
-        return _semaphores[mailbox]
+    with _limiters_lock:
+        if mailbox not in _limiters:
+            _limiters[mailbox] = MailboxLimiter()
+        return _limiters[mailbox]
 
 
 def retry_after_seconds(headers: Any) -> float | None:
@@ -100,7 +127,7 @@ class GraphClient:
         self._token_provider = token_provider
         self._session = session
         self._mailbox = mailbox
-        self._semaphore = mailbox_semaphore(mailbox)
+        self._limiter = mailbox_limiter(mailbox)
         self._timeout = timeout
         self._observe = observe or (lambda operation, status: None)
 
@@ -121,7 +148,7 @@ class GraphClient:
     def _send(self, operation: str, method: str, url: str, token: str, **kwargs: Any) -> requests.Response:
         self._check_not_blocked(operation)
         headers = {"Authorization": f"Bearer {token}", "Prefer": IMMUTABLE_IDS, **kwargs.pop("headers", {})}
-        with self._semaphore:
+        with self._limiter.hold(kwargs.pop("slots", 1)):
             try:
                 rv = self._session.request(method, url, headers=headers, timeout=self._timeout, **kwargs)
             except requests.RequestException as e:
@@ -154,7 +181,7 @@ class GraphClient:
              "headers": {"Prefer": IMMUTABLE_IDS}}
             for index, message_id in enumerate(ids)
         ]
-        body = self.request("batch_get_messages", "POST", "/$batch", json={"requests": requests_})
+        body = self.request("batch_get_messages", "POST", "/$batch", json={"requests": requests_}, slots=len(ids))
         results = {}
         for item in body.get("responses", []):
             status, headers = int(item["status"]), item.get("headers") or {}

@@ -2,8 +2,12 @@
 
 Each server runs in a process of its own, built the way ``python -m app`` builds its server
 (``waitress.create_server`` with ``WEB_THREADS`` threads and no other option), one after the other,
-and gets the same load: 200 keep-alive senders in two client processes, each request a batch of
-genuine notifications whose message ids were never seen before, so every request inserts rows.
+and gets the same loads, each request a batch of genuine notifications whose message ids were
+never seen before, so every request inserts rows:
+
+- 200 keep-alive senders in a closed loop (two client processes): throughput and its latency;
+- 100 POSTs per second from 50 paced senders: latency at a load both servers carry.
+
 The receiver runs without worker threads: this measures the acknowledgement alone.
 """
 
@@ -15,22 +19,33 @@ import os
 import sqlite3
 import sys
 import tempfile
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from cryptography.fernet import Fernet
 
-from bench.load import LoadResult, LoadSpec, NotificationBodies, client_capacity, run_load
+from bench.load import (
+    LoadResult,
+    LoadSpec,
+    NotificationBodies,
+    client_capacity,
+    run_load,
+)
 
 TENANT = "b3c4d5e6-0000-4000-8000-00000000be4c"
 SUBSCRIPTIONS = 50  # one per mailbox, as in the end-to-end run
-BATCH = 10  # notifications per delivery; Graph groups notifications for one URL
+BATCH = 10  # notifications per POST; Graph groups them (the end-to-end bursts averaged about 17)
 SENDERS = 200
 CLIENT_PROCESSES = 2
 WARMUP = 2.0
 DURATION = 8.0
+# Latency at a steady load both servers carry: 100 POSTs/s (1,000 notifications/s, ten times the
+# end-to-end rate), from fewer senders than waitress's default connection limit of 100.
+PACED_RATE = 100.0
+PACED_SENDERS = 50
 PATH = "/webhooks/graph"
 
 
@@ -122,15 +137,26 @@ def served(kind: str, config: dict[str, Any], log_path: Path) -> Iterator[int]:
         process.join(10)
 
 
-def _load(port: int) -> LoadSpec:
-    bodies = NotificationBodies(subscriptions(), TENANT, BATCH, prefix=f"ack{os.getpid()}-{port}")
+def _load(port: int, prefix: str, *, paced: bool = False) -> LoadSpec:
+    bodies = NotificationBodies(subscriptions(), TENANT, BATCH, prefix=f"{prefix}{os.getpid()}-{port}")
+    if paced:
+        return LoadSpec("127.0.0.1", port, PATH, bodies, PACED_SENDERS, CLIENT_PROCESSES, WARMUP, DURATION,
+                        rate=PACED_RATE)
     return LoadSpec("127.0.0.1", port, PATH, bodies, SENDERS, CLIENT_PROCESSES, WARMUP, DURATION)
 
 
 def _figures(prefix: str, result: LoadResult) -> dict[str, Any]:
     return {f"{prefix}_rps": result.rps, f"{prefix}_p50_ms": result.p50_ms, f"{prefix}_p99_ms": result.p99_ms,
             f"{prefix}_non_2xx": result.non_2xx, f"{prefix}_starved_senders": result.starved,
-            f"{prefix}_reconnects": result.reconnects}
+            f"{prefix}_reconnects": result.reconnects, f"{prefix}_total_ok": result.total_ok,
+            f"{prefix}_over_3s": result.over_3s}
+
+
+def _measure(port: int, name: str) -> tuple[LoadResult, dict[str, Any]]:
+    """The closed-loop run (throughput) then the paced one (latency at a steady load)."""
+    closed = run_load(_load(port, f"{name}-closed"))
+    paced = run_load(_load(port, f"{name}-paced", paced=True))
+    return closed, {**_figures(name, closed), **_figures(f"{name}_paced", paced)}
 
 
 def run(results_dir: Path) -> dict[str, Any]:
@@ -138,19 +164,19 @@ def run(results_dir: Path) -> dict[str, Any]:
     threads = web_threads()
     log_path = results_dir / "ack-servers.log"
     log_path.write_text("")
-    figures: dict[str, Any] = {"ack_senders": SENDERS, "ack_batch": BATCH, "web_threads": threads}
-    capacity = client_capacity(_load(0))
-    figures["client_capacity_rps"] = capacity.rps
+    figures: dict[str, Any] = {"ack_senders": SENDERS, "ack_batch": BATCH, "web_threads": threads,
+                               "ack_paced_rate": PACED_RATE, "ack_paced_senders": PACED_SENDERS}
+    figures["client_capacity_rps"] = client_capacity(_load(0, "capacity")).rps
     with tempfile.TemporaryDirectory(prefix="bench-ack-") as tmp:
         config = service_config(str(Path(tmp) / "ack.db"), Fernet.generate_key().decode(), threads)
         with served("bare", config, log_path) as port:
-            figures.update(_figures("bare", run_load(_load(port))))
+            figures.update(_measure(port, "bare")[1])
         with served("real", config, log_path) as port:
-            real = run_load(_load(port))
-        figures.update(_figures("ack", real))
+            real, real_figures = _measure(port, "ack")
+            figures.update(real_figures)
         with sqlite3.connect(config["DATABASE_PATH"]) as db:
             figures["ack_rows_inserted"] = db.execute("SELECT count(*) FROM jobs").fetchone()[0]
-        figures["ack_rows_expected"] = real.total_ok * BATCH
+        figures["ack_rows_expected"] = (real.total_ok + real_figures["ack_paced_total_ok"]) * BATCH
     figures["ack_ratio"] = figures["ack_rps"] / figures["bare_rps"] if figures["bare_rps"] else 0.0
     return figures
 

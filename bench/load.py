@@ -1,7 +1,9 @@
-"""A closed-loop HTTP load generator: many keep-alive senders spread over client processes.
+"""An HTTP load generator: many keep-alive senders spread over client processes.
 
-Each sender owns one HTTP/1.1 connection and sends its next request as soon as the answer to the
-previous one is in, so the server sets the pace. Senders are asyncio protocols that write
+Each sender owns one HTTP/1.1 connection. In a closed loop it sends its next request as soon as
+the answer to the previous one is in, so the server sets the pace (throughput). In an open loop
+the senders together send ``rate`` requests per second, whatever the server does (latency at a
+given load). Senders are asyncio protocols that write
 pre-built request bytes and parse only the status line and ``Content-Length``: a request costs the
 client far less than a Flask request costs the server. :func:`client_capacity` measures how much
 the client can drive against a server that does nothing, to show it is not the bottleneck.
@@ -14,6 +16,7 @@ up in the high percentiles instead of vanishing from them.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import multiprocessing
 import socket
@@ -28,6 +31,7 @@ from bench.measure import percentile
 
 START_DELAY = 1.5  # seconds for every client process to be up before the common start time
 GRACE = 2.0  # seconds after the window to let answers in flight arrive
+ACK_DEADLINE = 3.0  # Graph counts a delivery not acknowledged within 3 s as failed
 
 
 @dataclass(frozen=True)
@@ -36,6 +40,8 @@ class NotificationBodies:
 
     ``subscriptions`` are ``(subscription id, clientState)`` pairs; items go round-robin over them.
     ``prefix`` keeps ids unique across client processes and runs, so every request really inserts.
+    The JSON is built once with a placeholder for the request's sequence number, which keeps the
+    client's cost per request to a byte replace.
     """
 
     subscriptions: tuple[tuple[str, str], ...]
@@ -43,11 +49,16 @@ class NotificationBodies:
     batch: int = 10
     prefix: str = "bench"
 
-    def __call__(self, seq: int) -> bytes:
+    def templates(self) -> list[bytes]:
+        """One template per group of ``batch`` subscriptions, so requests cover all of them in turn."""
+        groups = max(1, len(self.subscriptions) // self.batch)
+        return [self._template(group * self.batch) for group in range(groups)]
+
+    def _template(self, first: int) -> bytes:
         items = []
         for i in range(self.batch):
-            subscription_id, client_state = self.subscriptions[(seq * self.batch + i) % len(self.subscriptions)]
-            message_id = f"AAMk{self.prefix}-{seq}-{i}"
+            subscription_id, client_state = self.subscriptions[(first + i) % len(self.subscriptions)]
+            message_id = f"AAMk{self.prefix}-{SEQ.decode()}-{i}"
             resource = f"Users/u/Messages/{message_id}"
             items.append({
                 "subscriptionId": subscription_id, "clientState": client_state, "tenantId": self.tenant_id,
@@ -57,6 +68,9 @@ class NotificationBodies:
                                  "@odata.etag": 'W/"CQAAABYAAAA"', "id": message_id},
             })
         return json.dumps({"value": items}).encode()
+
+
+SEQ = b"@SEQ@"
 
 
 @dataclass(frozen=True)
@@ -71,6 +85,7 @@ class LoadSpec:
     processes: int = 2
     warmup: float = 2.0
     duration: float = 8.0
+    rate: float | None = None  # requests per second over all senders (open loop); None: closed loop
 
 
 @dataclass
@@ -85,6 +100,7 @@ class LoadResult:
     starved: int = 0  # senders that got no answer at all within the window
     reconnects: int = 0
     total_ok: int = 0
+    over_3s: int = 0  # requests that waited longer than Graph's acknowledgement deadline
 
     @property
     def non_2xx(self) -> int:
@@ -92,7 +108,12 @@ class LoadResult:
 
 
 class _Window:
-    """Per-process tallies for requests sent or answered inside ``[start, end)``."""
+    """Per-process tallies of the measurement window ``[start, end)``.
+
+    Throughput counts answers inside the window. Latency takes every request answered inside it,
+    plus every request sent before its end and answered after it (or never: see
+    :meth:`_Sender.abandon`), so slow answers at the edges are not lost.
+    """
 
     def __init__(self, start: float, end: float) -> None:
         self.start, self.end = start, end
@@ -107,7 +128,7 @@ class _Window:
         if self.start <= done_at < self.end:
             self.answered += 1
             self.statuses[status] += 1
-        if self.start <= sent_at < self.end:
+        if done_at >= self.start and sent_at < self.end:
             self.latencies.append(done_at - sent_at)
 
 
@@ -119,30 +140,69 @@ def _content_length(head: bytes) -> int:
     return 0
 
 
-class _Sender(asyncio.Protocol):
-    """One connection, one request at a time, until ``stop_at``."""
+class _Schedule:
+    """When one sender's next request is due: at once (closed loop, ``pace`` 0) or every ``pace`` seconds."""
 
-    def __init__(self, request_for: Callable[[int], bytes], seq: list[int], window: _Window,
-                 stop_at: float) -> None:
+    def __init__(self, first: float, pace: float) -> None:
+        self.due, self.pace = first, pace
+
+    def next_due(self, now: float) -> float:
+        return self.due if self.pace else now
+
+    def advance(self) -> None:
+        self.due += self.pace
+
+
+class _Sender(asyncio.Protocol):
+    """One connection, one request at a time, until ``stop_at``.
+
+    Closed loop: the next request goes out as soon as the answer is in. Open loop: one request
+    every ``pace`` seconds; one that is late because the last answer was slow goes out at once, and
+    its latency counts from when it was due, so a slow server cannot hide its queue.
+    """
+
+    def __init__(self, request_for: Callable[[int], bytes], seq: list[int], window: _Window, stop_at: float,
+                 schedule: _Schedule) -> None:
         self.request_for, self.seq, self.window, self.stop_at = request_for, seq, window, stop_at
+        self.schedule = schedule
         self.closed: asyncio.Future = asyncio.get_running_loop().create_future()
         self.buffer = bytearray()
-        self.sent_at: float | None = None
+        self.sent_at: float | None = None  # when the request in flight was due
         self.answers = 0
         self.transport: asyncio.Transport | None = None
+        self.timer: asyncio.TimerHandle | None = None
+        # A request is waiting from the moment the sender tries to connect: a server that does not
+        # accept the connection keeps it waiting just as surely as one that does not answer.
+        self.connecting_since: float | None = schedule.next_due(time.time())
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
         transport.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self._send()
+        waiting_since, self.connecting_since = self.connecting_since, None
+        if waiting_since is not None and waiting_since <= time.time() and waiting_since < self.window.end:
+            self._write(waiting_since)  # it waited for the connection: its latency counts from then
+        else:
+            self._next()
 
-    def _send(self) -> None:
-        if time.time() >= self.stop_at:
+    def _next(self) -> None:
+        now = time.time()
+        due = self.schedule.next_due(now)
+        if due > now:
+            self.timer = asyncio.get_running_loop().call_later(due - now, self._send, due)
+        else:
+            self._send(due)
+
+    def _send(self, due: float) -> None:
+        self.timer = None
+        if due >= self.stop_at:
             self.sent_at = None
             self.transport.close()
             return
+        self._write(due)
+
+    def _write(self, due: float) -> None:
         self.seq[0] += 1
-        self.sent_at = time.time()
+        self.sent_at = due
         self.transport.write(self.request_for(self.seq[0]))
 
     def data_received(self, data: bytes) -> None:
@@ -156,48 +216,57 @@ class _Sender(asyncio.Protocol):
                 return
             status = int(self.buffer[9:12])
             del self.buffer[:total]
+            now = time.time()
             if self.sent_at is not None:
-                self.window.record(self.sent_at, time.time(), status)
-                if self.window.start <= time.time() < self.window.end:
-                    self.answers += 1
-            self._send()
+                self.window.record(self.sent_at, now, status)
+                self.answers += self.window.start <= now < self.window.end
+                self.sent_at = None
+            self.schedule.advance()
+            self._next()
 
     def connection_lost(self, exc: Exception | None) -> None:
         if not self.closed.done():
             self.closed.set_result(None)
 
     def abandon(self, now: float) -> None:
-        """The run is over: count the unanswered request with the wait so far, and hang up."""
-        if self.sent_at is not None and self.window.start <= self.sent_at < self.window.end:
-            self.window.latencies.append(now - self.sent_at)
-        self.sent_at = None
+        """The run is over: a request still unanswered counts with its wait so far; hang up.
+
+        That includes one waiting since the warm-up for a connection or an answer that never came
+        (a sender the server never served), so starved senders show in the high percentiles.
+        """
+        waiting_since = self.sent_at if self.sent_at is not None else self.connecting_since
+        if waiting_since is not None and waiting_since < self.window.end:
+            self.window.latencies.append(now - waiting_since)
+        self.sent_at = self.connecting_since = None
+        if self.timer is not None:
+            self.timer.cancel()
         if self.transport is not None:
             self.transport.abort()
 
 
 def _request_maker(spec: LoadSpec, process: int) -> Callable[[int], bytes]:
     head = (f"POST {spec.path} HTTP/1.1\r\nHost: {spec.host}:{spec.port}\r\n"
-            "Content-Type: application/json\r\nUser-Agent: bench\r\n")
-    bodies = NotificationBodies(spec.bodies.subscriptions, spec.bodies.tenant_id, spec.bodies.batch,
-                                f"{spec.bodies.prefix}-p{process}")
+            "Content-Type: application/json\r\nUser-Agent: bench\r\n").encode()
+    templates = NotificationBodies(spec.bodies.subscriptions, spec.bodies.tenant_id, spec.bodies.batch,
+                                   f"{spec.bodies.prefix}-p{process}").templates()
 
     def request_for(seq: int) -> bytes:
-        body = bodies(seq)
-        return f"{head}Content-Length: {len(body)}\r\n\r\n".encode() + body
+        body = templates[seq % len(templates)].replace(SEQ, b"%d" % seq)
+        return b"%sContent-Length: %d\r\n\r\n%s" % (head, len(body), body)
 
     return request_for
 
 
 async def _sender_loop(spec: LoadSpec, request_for: Callable[[int], bytes], seq: list[int], window: _Window,
-                       stop_at: float, live: list[_Sender]) -> int:
-    """Keep one sender connected until ``stop_at``; return how many answers it got in the window."""
+                       stop_at: float, schedule: _Schedule, live: list[_Sender]) -> None:
+    """Keep one sender connected until ``stop_at`` (a new connection whenever the server closes one)."""
     loop = asyncio.get_running_loop()
-    answers, connections = 0, 0
+    connections = 0
     while time.time() < stop_at:
-        sender = _Sender(request_for, seq, window, stop_at)
+        sender = _Sender(request_for, seq, window, stop_at, schedule)
         live.append(sender)
         try:
-            await loop.create_connection(lambda: sender, spec.host, spec.port)
+            await loop.create_connection(lambda sender=sender: sender, spec.host, spec.port)
         except OSError:
             await asyncio.sleep(0.05)
             continue
@@ -205,8 +274,6 @@ async def _sender_loop(spec: LoadSpec, request_for: Callable[[int], bytes], seq:
         if connections > 1:
             window.reconnects += 1
         await sender.closed
-        answers += sender.answers
-    return answers
 
 
 async def _drive_async(spec: LoadSpec, process: int, senders: int, start_at: float) -> dict:
@@ -215,16 +282,18 @@ async def _drive_async(spec: LoadSpec, process: int, senders: int, start_at: flo
     live: list[_Sender] = []
     await asyncio.sleep(max(0.0, start_at - time.time()))
     seq = [0]
-    tasks = [asyncio.create_task(_sender_loop(spec, request_for, seq, window, window.end, live))
-             for _ in range(senders)]
-    done, pending = await asyncio.wait(tasks, timeout=window.end - time.time() + GRACE)
+    pace = spec.senders / spec.rate if spec.rate else 0.0
+    schedules = [_Schedule(start_at + pace * (process + spec.processes * k) / spec.senders, pace)
+                 for k in range(senders)]
+    tasks = [asyncio.create_task(_sender_loop(spec, request_for, seq, window, window.end, schedule, live))
+             for schedule in schedules]
+    _, pending = await asyncio.wait(tasks, timeout=window.end - time.time() + GRACE)
     now = time.time()
     for sender in live:
         sender.abandon(now)
     for task in pending:
         task.cancel()
-    answers = [task.result() for task in done]
-    starved = senders - sum(1 for n in answers if n > 0)
+    starved = senders - len({id(sender.schedule) for sender in live if sender.answers})
     return {"latencies": window.latencies.tobytes(), "answered": window.answered,
             "statuses": dict(window.statuses), "starved": starved, "reconnects": window.reconnects,
             "total_ok": window.total_ok}
@@ -254,6 +323,7 @@ def run_load(spec: LoadSpec) -> LoadResult:
         p50_ms=percentile(ordered, 50) * 1000, p99_ms=percentile(ordered, 99) * 1000,
         statuses=dict(statuses), starved=sum(part["starved"] for part in parts),
         reconnects=sum(part["reconnects"] for part in parts), total_ok=sum(part["total_ok"] for part in parts),
+        over_3s=sum(1 for latency in latencies if latency > ACK_DEADLINE),
     )
 
 
@@ -299,8 +369,7 @@ def client_capacity(spec: LoadSpec) -> LoadResult:
     server.start()
     try:
         port = parent.recv()
-        return run_load(LoadSpec(spec.host, port, spec.path, spec.bodies, spec.senders, spec.processes,
-                                 spec.warmup, spec.duration))
+        return run_load(dataclasses.replace(spec, port=port, rate=None))
     finally:
         server.terminate()
         server.join(5)

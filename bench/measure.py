@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import socket
 from collections.abc import Sequence
 from pathlib import Path
@@ -14,6 +15,13 @@ def percentile(ordered: Sequence[float], p: float) -> float:
         return math.nan
     rank = max(1, math.ceil(p / 100 * len(ordered)))
     return ordered[min(rank, len(ordered)) - 1]
+
+
+def latency_figures(prefix: str, latencies: list[float]) -> dict[str, float]:
+    """``{prefix}_p50_s``, ``_p95_s`` and ``_max_s`` of latencies in seconds."""
+    ordered = sorted(latencies)
+    return {f"{prefix}_p50_s": percentile(ordered, 50), f"{prefix}_p95_s": percentile(ordered, 95),
+            f"{prefix}_max_s": ordered[-1] if ordered else math.nan}
 
 
 def _status_kb(pid: int | str, field: str) -> int:
@@ -40,6 +48,12 @@ def reset_peak_rss(pid: int | str = "self") -> bool:
         return True
     except OSError:
         return False
+
+
+def cpu_seconds(pid: int | str = "self") -> float:
+    """User plus system CPU time the process has used so far (all its threads)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def free_port() -> int:

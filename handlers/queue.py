@@ -25,7 +25,7 @@ from typing import Any, NamedTuple, Protocol
 
 from sqlite_utils import Database
 
-from app.storage import close_thread_dbs, thread_db
+from app.storage import close_thread_dbs, thread_db, write_transaction
 
 DEFAULT_MAX_ATTEMPTS = 10
 # Dead letters are kept this many times longer than done jobs, for an operator to look at.
@@ -167,7 +167,7 @@ class SqliteQueue:
         since it may have started before the reason for the new one arose.
         """
         now = self._now(now)
-        with self.db.atomic():
+        with write_transaction(self.db):
             waiting = self._query("SELECT 1 FROM jobs WHERE kind = :kind AND connection_id = :connection_id"
                                   " AND state = 'queued' LIMIT 1", {"kind": kind, "connection_id": connection_id})
             if waiting:

@@ -1,0 +1,145 @@
+"""The one table ``make bench`` prints, the targets it checks, and ``bench/results/latest.json``."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+Figures = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Target:
+    """What a figure must be, in words and as a check."""
+
+    text: str
+    met: Callable[[Figures], bool]
+
+
+TARGETS: dict[str, Target] = {
+    "ack_ratio": Target("≥ 0.70", lambda f: f["ack_ratio"] >= 0.7),
+    "ack_p99_ms": Target("< 50 ms", lambda f: f["ack_p99_ms"] < 50),
+    "ack_starved_senders": Target("0", lambda f: f["ack_starved_senders"] == 0),
+    "ack_rows_inserted": Target("batch per 202", lambda f: f["ack_rows_inserted"] == f["ack_rows_expected"]),
+    "e2e_linked": Target("all", lambda f: f["e2e_linked"] == f["e2e_messages"]),
+    "graph_calls_per_linked": Target("< 0.2", lambda f: f["graph_calls_per_linked"] < 0.2),
+    "e2e_p95_s": Target("< 2 s", lambda f: f["e2e_p95_s"] < 2),
+    "renew_graph_writes": Target("1 per sub", lambda f: f["renew_graph_writes"] == f["renew_subscriptions"]
+                                 == f["renew_patched_unique"]),
+    "renew_list_calls": Target("0", lambda f: f["renew_list_calls"] == 0),
+}
+
+
+def verdicts(figures: Figures) -> dict[str, bool | None]:
+    """Each target met (True), missed (False), or not measured (None)."""
+    rv: dict[str, bool | None] = {}
+    for key, target in TARGETS.items():
+        try:
+            rv[key] = bool(target.met(figures))
+        except (KeyError, TypeError, ZeroDivisionError):
+            rv[key] = None
+    return rv
+
+
+def _fmt(figures: Figures, key: str, spec: str = ".0f", unit: str = "") -> str:
+    value = figures.get(key)
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    return f"{value:{spec}}{unit}"
+
+
+def _reasons(counts: dict[str, int] | None) -> str:
+    return ", ".join(f"{n} {reason}" for reason, n in (counts or {}).items()) or "none"
+
+
+def _rows(f: Figures) -> list[tuple[str, ...]]:
+    """(measure, measured, side by side, target key or '') per line; a 1-tuple is a section title."""
+    return [
+        (f"Acknowledgement path: {f.get('ack_senders', '?')} keep-alive senders, {f.get('ack_batch', '?')} "
+         f"notifications per POST, waitress with {f.get('web_threads', '?')} threads",),
+        ("requests/s", _fmt(f, "ack_rps"), f"bare view {_fmt(f, 'bare_rps')}; client alone "
+         f"{_fmt(f, 'client_capacity_rps')}", ""),
+        ("requests/s ratio to bare", _fmt(f, "ack_ratio", ".2f"), "", "ack_ratio"),
+        ("p50 latency", _fmt(f, "ack_p50_ms", ".1f", " ms"), f"bare {_fmt(f, 'bare_p50_ms', '.1f', ' ms')}", ""),
+        ("p99 latency", _fmt(f, "ack_p99_ms", ".1f", " ms"), f"bare {_fmt(f, 'bare_p99_ms', '.1f', ' ms')}",
+         "ack_p99_ms"),
+        ("senders never answered", _fmt(f, "ack_starved_senders"), f"bare {_fmt(f, 'bare_starved_senders')}",
+         "ack_starved_senders"),
+        ("requests waiting > 3 s", _fmt(f, "ack_over_3s"), f"bare {_fmt(f, 'bare_over_3s')}", ""),
+        (f"p99 at {_fmt(f, 'ack_paced_rate')} POST/s", _fmt(f, "ack_paced_p99_ms", ".1f", " ms"),
+         f"bare {_fmt(f, 'bare_paced_p99_ms', '.1f', ' ms')}; {_fmt(f, 'ack_paced_senders')} senders, paced", ""),
+        ("queue rows inserted", _fmt(f, "ack_rows_inserted"), f"expected {_fmt(f, 'ack_rows_expected')}",
+         "ack_rows_inserted"),
+        (f"End to end: {_fmt(f, 'e2e_notifications')} notifications, {_fmt(f, 'e2e_mailboxes')} mailboxes, "
+         f"{_fmt(f, 'e2e_graph_latency_ms')} ms per Graph call; polling baseline: delta every "
+         f"{_fmt(f, 'polling_interval_s')} s (run {_fmt(f, 'polling_compression')}x compressed)",),
+        ("linked messages", _fmt(f, "e2e_linked"), f"of {_fmt(f, 'e2e_messages')}; polling "
+         f"{_fmt(f, 'polling_linked')}", "e2e_linked"),
+        ("linked/s", _fmt(f, "e2e_linked_per_s", ".1f"), f"offered {_fmt(f, 'e2e_offered_per_s', '.1f')}/s; "
+         f"{_fmt(f, 'e2e_notifications_per_post', '.1f')} notifications per delivery POST", ""),
+        ("linked/s from a backlog", _fmt(f, "backlog_linked_per_s", ".1f"),
+         f"{_fmt(f, 'backlog_messages')} replies at once; {_fmt(f, 'backlog_calls_per_linked', '.3f')} "
+         f"Graph calls per linked; {_fmt(f, 'backlog_throttled_429')} 429s", ""),
+        ("Graph calls per linked", _fmt(f, "graph_calls_per_linked", ".3f"),
+         f"polling {_fmt(f, 'polling_calls_per_linked', '.3f')}", "graph_calls_per_linked"),
+        ("Graph calls", _fmt(f, "e2e_graph_calls"),
+         f"{_fmt(f, 'e2e_batch_calls')} $batch ({_fmt(f, 'e2e_batch_subrequests')} sub-requests); polling "
+         f"{_fmt(f, 'polling_graph_calls')}, ratio {_fmt(f, 'polling_graph_calls_ratio', '.2f')}", ""),
+        ("Graph calls per idle hour", "0", f"polling {_fmt(f, 'polling_idle_calls_per_hour')} (2 folders per poll)", ""),
+        ("p50 notification→linked", _fmt(f, "e2e_p50_s", ".2f", " s"), f"polling {_fmt(f, 'polling_p50_s', '.1f', ' s')}",
+         ""),
+        ("p95 notification→linked", _fmt(f, "e2e_p95_s", ".2f", " s"),
+         f"polling {_fmt(f, 'polling_p95_s', '.1f', ' s')}, ratio {_fmt(f, 'polling_latency_ratio', '.0f')}x",
+         "e2e_p95_s"),
+        ("max notification→linked", _fmt(f, "e2e_max_s", ".2f", " s"), f"polling {_fmt(f, 'polling_max_s', '.1f', ' s')}",
+         ""),
+        ("429s from Graph", _fmt(f, "e2e_throttled_429"), f"{_reasons(f.get('e2e_throttled_reasons'))}; jobs "
+         f"retried {_fmt(f, 'e2e_jobs_retried')}, dead {_fmt(f, 'e2e_jobs_dead')}", ""),
+        ("peak RSS of the service", _fmt(f, "peak_rss_mb", ".0f", " MB"), "python -m app, whole run", ""),
+        (f"Renewal: {_fmt(f, 'renew_subscriptions')} due subscriptions, {_fmt(f, 'renew_connections')} connections "
+         f"in {_fmt(f, 'renew_tenants')} tenants, no added latency",),
+        ("wall time", _fmt(f, "renew_wall_s", ".1f", " s"), f"{_fmt(f, 'renew_per_s')} renewals/s", ""),
+        ("Graph writes", _fmt(f, "renew_graph_writes"), f"{_fmt(f, 'renew_patched_unique')} distinct PATCHed",
+         "renew_graph_writes"),
+        ("Graph list calls", _fmt(f, "renew_list_calls"), "", "renew_list_calls"),
+        ("peak memory", _fmt(f, "renew_peak_mb", ".1f", " MB"),
+         f"RSS growth; process peak {_fmt(f, 'renew_process_peak_rss_mb', '.0f', ' MB')}", ""),
+    ]
+
+
+def _verdict(key: str, met: dict[str, bool | None]) -> str:
+    if not key:
+        return ""
+    outcome = {True: "ok", False: "MISSED", None: "not measured"}[met.get(key)]
+    return f"{TARGETS[key].text:<13} {outcome}"
+
+
+def table(figures: Figures) -> str:
+    met = verdicts(figures)
+    header = ("measure", "measured", "side by side", "target")
+    lines = [header] + [row if len(row) == 1 else (*row[:3], _verdict(row[3], met)) for row in _rows(figures)]
+    widths = [max(len(line[i]) for line in lines if len(line) == 4) for i in range(4)]
+    out = []
+    for line in lines:
+        if len(line) == 1:
+            out.append("")
+            out.append(line[0])
+        else:
+            out.append("  " + "  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip())
+    missed = [key for key, ok in met.items() if ok is False]
+    out.append("")
+    out.append("Targets missed: " + (", ".join(f"{key} = {_fmt(figures, key, '.3g')} (target {TARGETS[key].text})"
+                                               for key in missed) or "none"))
+    for key in (k for k, v in figures.items() if k.endswith("_error")):
+        out.append(f"Stage failed: {key[:-6]}: {figures[key]}")
+    return "\n".join(out)
+
+
+def write_json(figures: Figures, path: Path) -> None:
+    met = verdicts(figures)
+    document = {**figures, "targets": {key: {"target": TARGETS[key].text, "met": met[key]} for key in TARGETS}}
+    path.write_text(json.dumps(document, indent=2, sort_keys=True, default=str) + "\n")

@@ -1,0 +1,190 @@
+"""The system under test: the emulator in this process, the service as ``python -m app`` in a child.
+
+Running the service in its own process keeps the emulator's work off its interpreter (two cores,
+one GIL each) and lets us read its resident memory from /proc. Users connect through the real
+Connect Outlook flow: the service's redirect, the emulator's authorize decision, the callback.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+
+import requests
+from cryptography.fernet import Fernet
+
+from bench.measure import peak_rss_mb, rss_mb
+from emulator import Emulator
+
+API_TOKEN = "bench-api-token"
+VENDOR = {"name": "Dana Whitfield", "address": "dana@vendor.example"}
+REQUEST_LOG_SIZE = 100_000  # the renewal benchmark alone makes 10,000 Graph calls
+
+
+def start_emulator() -> Emulator:
+    return Emulator(request_log_size=REQUEST_LOG_SIZE).start()
+
+
+def service_config(emulator: Emulator, workdir: Path, client_id: str, client_secret: str, port: int,
+                   database: str = "service.db") -> dict[str, Any]:
+    """Settings for a non-sandbox service pointed at ``emulator`` (its environment, as strings)."""
+    return {
+        "HOST": "127.0.0.1", "PORT": str(port), "PUBLIC_BASE_URL": f"http://127.0.0.1:{port}",
+        "DATABASE_PATH": str(workdir / database), "TOKEN_ENCRYPTION_KEYS": Fernet.generate_key().decode(),
+        "SECRET_KEY": "bench-secret-key", "API_TOKEN": API_TOKEN,
+        "AZURE_CLIENT_ID": client_id, "AZURE_CLIENT_SECRET": client_secret,
+        "AZURE_AUTHORITY_HOST": emulator.authority_host, "GRAPH_ENDPOINT": emulator.graph_endpoint,
+        "REQUESTS_CA_BUNDLE": emulator.ca_file,
+    }
+
+
+class ServiceProcess:
+    """``python -m app`` (web server, workers and scheduler) with ``config`` as its environment."""
+
+    def __init__(self, config: dict[str, Any], workdir: Path, log_path: Path) -> None:
+        self.config = config
+        self.base_url = config["PUBLIC_BASE_URL"]
+        self.workdir, self.log_path = workdir, log_path
+        self.process: subprocess.Popen | None = None
+        self.api = requests.Session()
+        self.api.headers["Authorization"] = f"Bearer {API_TOKEN}"
+        self._peak_sampled = 0.0
+        self._sampling = threading.Event()
+
+    def start(self, timeout: float = 60.0) -> ServiceProcess:
+        env = {**os.environ, **self.config}
+        env.pop("WERKZEUG_RUN_MAIN", None)
+        with open(self.log_path, "ab") as log:
+            # cwd is a scratch directory so no developer .env file leaks into the run.
+            self.process = subprocess.Popen([sys.executable, "-m", "app"], cwd=self.workdir, env=env,
+                                            stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"the service exited with {self.process.returncode}; see {self.log_path}")
+            try:
+                if requests.get(f"{self.base_url}/healthz", timeout=2).status_code == 200:
+                    threading.Thread(target=self._sample_rss, daemon=True).start()
+                    return self
+            except requests.ConnectionError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError(f"the service did not answer /healthz within {timeout} s; see {self.log_path}")
+
+    def _sample_rss(self) -> None:
+        """A second opinion on the peak, in case ``VmHWM`` is unavailable."""
+        while not self._sampling.wait(0.25):
+            try:
+                self._peak_sampled = max(self._peak_sampled, rss_mb(self.process.pid))
+            except (OSError, LookupError):
+                return
+
+    def peak_rss_mb(self) -> float:
+        try:
+            return peak_rss_mb(self.process.pid)
+        except (OSError, LookupError):
+            return self._peak_sampled
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """SIGTERM (the service finishes jobs in hand), then SIGKILL if it takes too long."""
+        self._sampling.set()
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+    def call(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+        return self.api.request(method, f"{self.base_url}{path}", timeout=30, **kwargs)
+
+    def db(self) -> sqlite3.Connection:
+        """A connection to the service's database for reading results (WAL lets us read alongside it)."""
+        conn = sqlite3.connect(self.config["DATABASE_PATH"], timeout=10)
+        conn.row_factory = sqlite3.Row
+        return conn
+
+
+@dataclass
+class Mailbox:
+    """A user of the benchmark tenant, their record, and the email that starts its conversation."""
+
+    index: int
+    user_id: str
+    email: str
+    record_id: int = 0
+    first_message_id: str = ""
+    connection_id: int = 0
+
+
+def add_users(emulator: Emulator, tenant_id: str, count: int, domain: str) -> list[Mailbox]:
+    return [Mailbox(i, emulator.add_user(tenant_id, f"user{i}@{domain}", display_name=f"User {i}"),
+                    f"user{i}@{domain}") for i in range(count)]
+
+
+def rfc822(message_id: str, to: str, subject: str) -> bytes:
+    email = EmailMessage()
+    email["Message-ID"] = message_id
+    email["From"] = f"{VENDOR['name']} <{VENDOR['address']}>"
+    email["To"] = to
+    email["Subject"] = subject
+    email["Date"] = "Tue, 03 Nov 2026 09:00:00 +0000"
+    email.set_content("Attached are our W-9 and banking details.")
+    return bytes(email)
+
+
+def prepare_record(service: ServiceProcess, emulator: Emulator, mailbox: Mailbox) -> None:
+    """A record whose uploaded email also sits in the mailbox, so replies to it link."""
+    rv = service.call("POST", "/api/records", json={"title": f"Vendor file {mailbox.index}"})
+    rv.raise_for_status()
+    mailbox.record_id = rv.json()["id"]
+    mailbox.first_message_id = f"<first.{mailbox.index}@vendor.example>"
+    subject = f"Onboarding documents {mailbox.index}"
+    emulator.deliver_email(mailbox.user_id, subject=subject, body="Attached are our W-9 and banking details.",
+                           sender=VENDOR, to=[mailbox.email], internet_message_id=mailbox.first_message_id)
+    rv = service.call("POST", f"/api/records/{mailbox.record_id}/emails",
+                      data=rfc822(mailbox.first_message_id, mailbox.email, subject),
+                      headers={"Content-Type": "message/rfc822"})
+    rv.raise_for_status()
+
+
+def connect(service: ServiceProcess, emulator: Emulator, mailbox: Mailbox) -> None:
+    """Connect Outlook as the mailbox's user: redirect, consent at the emulator, callback."""
+    browser = requests.Session()
+    rv = browser.get(f"{service.base_url}/connect/outlook?record_id={mailbox.record_id}", allow_redirects=False,
+                     timeout=30)
+    if rv.status_code != 302:
+        raise RuntimeError(f"Connect Outlook answered {rv.status_code}: {rv.text[:200]}")
+    callback = emulator.authorize(rv.headers["Location"], mailbox.user_id)
+    rv = browser.get(callback, allow_redirects=False, timeout=30)
+    if rv.status_code != 302:
+        raise RuntimeError(f"the sign-in callback answered {rv.status_code}: {rv.text[:200]}")
+
+
+def wait_until_settled(service: ServiceProcess, subscriptions: int, timeout: float = 120.0) -> None:
+    """Until ``subscriptions`` are active and the queue holds no pending work (connect, backfill, reconcile)."""
+    deadline = time.monotonic() + timeout
+    with service.db() as db:
+        while time.monotonic() < deadline:
+            active = db.execute("SELECT count(*) FROM subscriptions WHERE status = 'active'").fetchone()[0]
+            pending = db.execute("SELECT count(*) FROM jobs WHERE state IN ('queued', 'running')").fetchone()[0]
+            if active >= subscriptions and pending == 0:
+                return
+            time.sleep(0.2)
+    raise RuntimeError(f"set-up did not settle within {timeout} s ({active} subscriptions, {pending} jobs pending)")
+
+
+def connection_ids(service: ServiceProcess) -> dict[str, int]:
+    with service.db() as db:
+        return {row["user_id"]: row["id"] for row in db.execute("SELECT id, user_id FROM connections")}
