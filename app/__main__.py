@@ -32,6 +32,12 @@ class _Stop(BaseException):
     """Raised in the main thread by the signal handler to leave the server loop."""
 
 
+def build_server(app: Any, host: str, port: int, threads: int) -> Any:
+    """The production WSGI server, as ``python -m app`` runs it (the benchmarks use it too)."""
+    return create_server(app, host=host, port=port, threads=threads, connection_limit=CONNECTION_LIMIT,
+                         ident="outlook-integration")
+
+
 def _on_signal(signum: int, frame: Any) -> None:
     raise _Stop(signal.Signals(signum).name)
 
@@ -51,8 +57,7 @@ def main() -> int:
         emulator, overrides = start_sandbox(settings, environ)
     app = create_app(overrides)
     runtime = Runtime(app)
-    server = create_server(app, host=settings["HOST"], port=settings["PORT"], threads=settings["WEB_THREADS"],
-                           connection_limit=CONNECTION_LIMIT, ident="outlook-integration")
+    server = build_server(app, settings["HOST"], settings["PORT"], settings["WEB_THREADS"])
     signal.signal(signal.SIGINT, _on_signal)
     signal.signal(signal.SIGTERM, _on_signal)
     runtime.start()

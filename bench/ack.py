@@ -1,7 +1,7 @@
 """Acknowledgement path: the real receiver against a bare Flask view, under the same waitress.
 
 Each server runs in a process of its own, built the way ``python -m app`` builds its server
-(``waitress.create_server`` with ``WEB_THREADS`` threads and no other option), one after the other,
+(:func:`app.__main__.build_server` with ``WEB_THREADS`` threads), one after the other,
 and gets the same loads, each request a batch of genuine notifications whose message ids were
 never seen before, so every request inserts rows:
 
@@ -102,8 +102,7 @@ def bare_app():
 
 def serve(kind: str, config: dict[str, Any], log_path: str, port_pipe) -> None:
     """Process entry point: build the app, serve it with waitress as ``python -m app`` does."""
-    from waitress import create_server
-
+    from app.__main__ import build_server
     from app.logs import configure_logging
 
     sys.stderr = open(log_path, "a", buffering=1)  # noqa: SIM115 - lives as long as the process
@@ -115,7 +114,7 @@ def serve(kind: str, config: dict[str, Any], log_path: str, port_pipe) -> None:
         seed_subscriptions(app)
     else:
         app = bare_app()
-    server = create_server(app, host="127.0.0.1", port=0, threads=config["WEB_THREADS"], ident="outlook-integration")
+    server = build_server(app, "127.0.0.1", 0, config["WEB_THREADS"])
     logging.getLogger("bench").info("Serving the %s app on port %d", kind, server.effective_port)
     port_pipe.send(server.effective_port)
     server.run()
