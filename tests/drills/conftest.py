@@ -9,8 +9,8 @@ from __future__ import annotations
 import pytest
 import requests
 
-from emulator import Emulator
 from app.storage import thread_db
+from emulator import Emulator
 from tests.conftest import API_TOKEN
 from tests.drills.harness import queue_settled, start_conversation
 from tests.e2e.harness import Browser, ServiceServer

@@ -12,7 +12,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
