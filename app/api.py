@@ -40,6 +40,15 @@ def json_body() -> dict[str, Any]:
     return body
 
 
+def is_unicode_text(value: str) -> bool:
+    """False for strings with a lone surrogate (JSON can carry one; SQLite and pages cannot)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def optional_string(body: dict[str, Any], field: str, *, max_length: int = 1000) -> str | None:
     value = body.get(field)
     if value is None:
@@ -48,10 +57,8 @@ def optional_string(body: dict[str, Any], field: str, *, max_length: int = 1000)
         raise APIError(422, "invalid_field", f"'{field}' must be a string.")
     if len(value) > max_length:
         raise APIError(422, "invalid_field", f"'{field}' must be at most {max_length} characters.")
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:  # a JSON-escaped lone surrogate
-        raise APIError(422, "invalid_field", f"'{field}' is not valid Unicode text.") from None
+    if not is_unicode_text(value):
+        raise APIError(422, "invalid_field", f"'{field}' is not valid Unicode text.")
     return value
 
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from flask import current_app, jsonify, request
 
-from app.api import bp, get_record, json_body, optional_string, required_string
+from app.api import bp, get_record, is_unicode_text, json_body, optional_string, required_string
 from app.errors import MAX_ROW_ID, APIError
 from app.outbox import queue_send
 from app.storage import get_db
@@ -30,9 +30,11 @@ def _addresses(body: dict[str, Any], field: str, *, required: bool) -> list[str]
         raise APIError(422, "invalid_field", f"'{field}' must be a list of email addresses.")
     if len(value) > MAX_RECIPIENTS:
         raise APIError(422, "invalid_field", f"'{field}' holds at most {MAX_RECIPIENTS} addresses.")
-    bad = [address for address in value if len(address) > 254 or not EMAIL.match(address.strip())]
+    bad = [address for address in value
+           if len(address) > 254 or not is_unicode_text(address) or not EMAIL.match(address.strip())]
     if bad:
-        raise APIError(422, "invalid_address", f"'{field}' has invalid email address(es): {', '.join(bad[:5])}.")
+        shown = ", ".join(address.encode("utf-8", "replace").decode() for address in bad[:5])
+        raise APIError(422, "invalid_address", f"'{field}' has invalid email address(es): {shown}.")
     return [address.strip() for address in value]
 
 

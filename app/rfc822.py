@@ -127,7 +127,12 @@ def preview(body: str | None, body_type: str | None) -> str:
 
 def _text(value: str) -> str:
     """Undo surrogate escapes: raw header bytes decoded as UTF-8, replacing what is not UTF-8."""
-    return str(value).encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    text = str(value)
+    try:
+        raw = text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:  # a lone surrogate that is no escaped byte (a utf-7 part can decode to one)
+        raw = text.encode("utf-8", "surrogatepass")
+    return raw.decode("utf-8", "replace")
 
 
 def _header(msg: EmailMessage, name: str) -> str:
