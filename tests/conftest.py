@@ -9,6 +9,7 @@ from cryptography.fernet import Fernet
 
 from app import create_app
 from app.storage import close_thread_dbs, thread_db
+from emulator import Emulator
 
 API_TOKEN = "test-api-token"
 
@@ -40,6 +41,15 @@ def app(app_config: dict, monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
 def db(app):
     """The test thread's connection to the app's database."""
     return thread_db(app.config["DATABASE_PATH"])
+
+
+@pytest.fixture
+def emulator():
+    """A running emulator of the identity platform and Graph on a free loopback port."""
+    emu = Emulator()
+    emu.start()
+    yield emu
+    emu.stop()
 
 
 @pytest.fixture

@@ -13,12 +13,11 @@ import json
 from datetime import datetime, timezone
 
 import pytest
-from cryptography.fernet import Fernet
 from hypothesis import HealthCheck, assume, given, settings, strategies as st
 
-from app import create_app
 from app.storage import thread_db
 from app.timeutil import iso
+from tests.fuzz_support import fuzz_app, row_counts
 
 TOKEN = "fuzz-api-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -42,13 +41,7 @@ FUZZ = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCh
 
 @pytest.fixture(scope="module")
 def app(tmp_path_factory):
-    path = tmp_path_factory.mktemp("fuzz-api")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.chdir(path)  # no stray .env
-        application = create_app({
-            "TESTING": True, "DATABASE_PATH": str(path / "service.db"),
-            "TOKEN_ENCRYPTION_KEYS": Fernet.generate_key().decode(), "SECRET_KEY": "fuzz", "API_TOKEN": TOKEN,
-        })
+    application = fuzz_app(tmp_path_factory.mktemp("fuzz-api"), TOKEN)
     db = thread_db(application.config["DATABASE_PATH"])
     now = iso(datetime.now(timezone.utc))
     db["records"].insert({"id": RECORD, "title": "Acme vendor file", "created_at": now})
@@ -65,8 +58,7 @@ def client(app):
 
 
 def counts(app) -> dict[str, int]:
-    db = thread_db(app.config["DATABASE_PATH"])
-    return {table: db[table].count for table in STATE_TABLES}
+    return row_counts(app, STATE_TABLES)
 
 
 def assert_rejected(rv, app, before) -> None:

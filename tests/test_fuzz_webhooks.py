@@ -12,12 +12,11 @@ import json
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from cryptography.fernet import Fernet
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from app import create_app
 from app.storage import thread_db
 from app.timeutil import iso
+from tests.fuzz_support import fuzz_app, row_counts
 
 TENANT = "8f4c6b0e-0000-4000-8000-000000000001"
 SECRET = "a-client-state-of-at-least-32-characters!"
@@ -34,13 +33,7 @@ FUZZ = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCh
 
 @pytest.fixture(scope="module")
 def app(tmp_path_factory):
-    path = tmp_path_factory.mktemp("fuzz-webhooks")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.chdir(path)  # no stray .env
-        application = create_app({
-            "TESTING": True, "DATABASE_PATH": str(path / "service.db"),
-            "TOKEN_ENCRYPTION_KEYS": Fernet.generate_key().decode(), "SECRET_KEY": "fuzz", "API_TOKEN": "fuzz",
-        })
+    application = fuzz_app(tmp_path_factory.mktemp("fuzz-webhooks"), "fuzz")
     db = thread_db(application.config["DATABASE_PATH"])
     now = datetime.now(timezone.utc)
     db["tenants"].insert({"id": TENANT, "created_at": iso(now), "updated_at": iso(now)})
@@ -60,8 +53,7 @@ def client(app):
 
 
 def counts(app) -> dict[str, int]:
-    db = thread_db(app.config["DATABASE_PATH"])
-    return {table: db[table].count for table in STATE_TABLES}
+    return row_counts(app, STATE_TABLES)
 
 
 # -- strategies ---------------------------------------------------------------------------------

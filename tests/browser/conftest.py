@@ -16,7 +16,7 @@ import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
 
 from tests.browser.chromium import ARGS, ChromiumUnavailable, ensure_chromium
-from tests.e2e.conftest import api, emulator, service  # noqa: F401  (fixtures shared with the e2e tests)
+from tests.e2e.conftest import api, service  # noqa: F401  (fixtures shared with the e2e tests)
 
 TIMEOUT_MS = 10_000
 

@@ -10,19 +10,10 @@ import pytest
 import requests
 
 from app.storage import thread_db
-from emulator import Emulator
 from tests.conftest import API_TOKEN
 from tests.drills.harness import queue_settled, start_conversation
 from tests.e2e.harness import Browser, ServiceServer
 from tests.e2e.waiting import wait_for
-
-
-@pytest.fixture
-def emulator():
-    emu = Emulator()
-    emu.start()
-    yield emu
-    emu.stop()
 
 
 @pytest.fixture

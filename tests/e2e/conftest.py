@@ -5,17 +5,8 @@ from __future__ import annotations
 import pytest
 import requests
 
-from emulator import Emulator
 from tests.conftest import API_TOKEN
 from tests.e2e.harness import Browser, ServiceServer
-
-
-@pytest.fixture
-def emulator():
-    emu = Emulator()
-    emu.start()
-    yield emu
-    emu.stop()
 
 
 @pytest.fixture
