@@ -121,7 +121,8 @@ def worker_command(threads: int | None, no_scheduler: bool) -> None:
         signal.signal(signum, lambda *_: stop.set())
     runtime.start()
     click.echo("worker running; SIGINT or SIGTERM stops it after the jobs in hand")
-    stop.wait()
+    while not stop.wait(1.0):  # wake now and then, so a signal is always handled promptly
+        pass
     runtime.stop()
 
 

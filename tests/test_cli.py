@@ -125,11 +125,16 @@ def test_worker_command_runs_until_sigterm(tmp_path):
                                cwd=Path(__file__).resolve().parents[1], env=env,
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     lines = []
-    for line in process.stdout:  # wait until the signal handlers are in place
-        lines.append(line)
-        if "worker running" in line:
-            break
-    process.send_signal(signal.SIGTERM)
-    output, _ = process.communicate(timeout=90)
+    try:
+        for line in process.stdout:  # wait until the signal handlers are in place
+            lines.append(line)
+            if "worker running" in line:
+                break
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=90)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
     assert process.returncode == 0, "".join(lines) + output
     assert "Runtime: stopped" in output
