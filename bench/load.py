@@ -23,7 +23,7 @@ import socket
 import time
 from array import array
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 
@@ -132,6 +132,20 @@ class _Window:
             self.latencies.append(done_at - sent_at)
 
 
+def _take_messages(buffer: bytearray) -> Iterator[bytes]:
+    """Remove each complete HTTP message from the front of ``buffer`` and yield its head."""
+    while True:
+        head_end = buffer.find(b"\r\n\r\n")
+        if head_end < 0:
+            return
+        total = head_end + 4 + _content_length(bytes(buffer[:head_end]))
+        if len(buffer) < total:
+            return
+        head = bytes(buffer[:head_end])
+        del buffer[:total]
+        yield head
+
+
 def _content_length(head: bytes) -> int:
     for line in head.split(b"\r\n")[1:]:
         name, _, value = line.partition(b":")
@@ -207,15 +221,8 @@ class _Sender(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.buffer += data
-        while True:
-            head_end = self.buffer.find(b"\r\n\r\n")
-            if head_end < 0:
-                return
-            total = head_end + 4 + _content_length(bytes(self.buffer[:head_end]))
-            if len(self.buffer) < total:
-                return
-            status = int(self.buffer[9:12])
-            del self.buffer[:total]
+        for head in _take_messages(self.buffer):
+            status = int(head[9:12])
             now = time.time()
             if self.sent_at is not None:
                 self.window.record(self.sent_at, now, status)
@@ -340,14 +347,7 @@ class _Canned(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.buffer += data
-        while True:
-            head_end = self.buffer.find(b"\r\n\r\n")
-            if head_end < 0:
-                return
-            total = head_end + 4 + _content_length(bytes(self.buffer[:head_end]))
-            if len(self.buffer) < total:
-                return
-            del self.buffer[:total]
+        for _ in _take_messages(self.buffer):
             self.transport.write(self.ANSWER)
 
 
