@@ -28,8 +28,13 @@ log = logging.getLogger("app")
 CONNECTION_LIMIT = 1000
 
 
-class _Stop(BaseException):
-    """Raised in the main thread by the signal handler to leave the server loop."""
+class _Stop(KeyboardInterrupt):
+    """Raised in the main thread by the signal handler to leave the server loop.
+
+    It must be a KeyboardInterrupt: waitress's event loop swallows any other exception raised
+    while it handles a connection (it would close that channel and keep serving), but lets
+    KeyboardInterrupt and SystemExit through.
+    """
 
 
 def build_server(app: Any, host: str, port: int, threads: int) -> Any:
@@ -39,6 +44,8 @@ def build_server(app: Any, host: str, port: int, threads: int) -> Any:
 
 
 def _on_signal(signum: int, frame: Any) -> None:
+    for stop_signal in (signal.SIGINT, signal.SIGTERM):  # a second signal must not interrupt the clean stop
+        signal.signal(stop_signal, signal.SIG_IGN)
     raise _Stop(signal.Signals(signum).name)
 
 
@@ -67,10 +74,11 @@ def main() -> int:
             from app.sandbox import announce
 
             announce(app, emulator)
-        server.run()
-    except _Stop as stop:
-        log.info("Received %s, shutting down", stop)
+        server.run()  # waitress returns from here when _Stop interrupts its loop
+    except _Stop:
+        pass
     finally:
+        log.info("Shutting down")
         server.task_dispatcher.shutdown()  # finish requests in flight (up to 5 s)
         server.close()
         runtime.stop()

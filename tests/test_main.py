@@ -7,9 +7,11 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
+import pytest
 import requests
 from cryptography.fernet import Fernet
 
@@ -22,17 +24,42 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start(env: dict[str, str], tmp_path: Path) -> subprocess.Popen:
-    base = {k: v for k, v in os.environ.items() if not k.startswith(("AZURE_", "API_TOKEN", "SECRET_KEY",
-                                                                      "TOKEN_ENCRYPTION_KEYS", "DATABASE_PATH"))}
-    return subprocess.Popen([sys.executable, "-m", "app"], cwd=tmp_path, env={**base, "PYTHONPATH": str(ROOT), **env},
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+@pytest.fixture
+def start(tmp_path: Path):
+    """Start ``python -m app`` with ``env``; whatever a test asserts, the process is gone afterwards."""
+    processes = []
+
+    def run(env: dict[str, str]) -> subprocess.Popen:
+        base = {k: v for k, v in os.environ.items() if not k.startswith(
+            ("AZURE_", "API_TOKEN", "SECRET_KEY", "TOKEN_ENCRYPTION_KEYS", "DATABASE_PATH"))}
+        process = subprocess.Popen([sys.executable, "-m", "app"], cwd=tmp_path,
+                                   env={**base, "PYTHONPATH": str(ROOT), **env},
+                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        # Read the output as it comes, so a full pipe can never stall the service's logging.
+        process.lines = []
+        process.reader = threading.Thread(target=lambda: process.lines.extend(process.stdout), daemon=True)
+        process.reader.start()
+        processes.append(process)
+        return process
+
+    yield run
+    for process in processes:
+        if process.poll() is None:
+            process.kill()
+        process.wait()
+        process.reader.join(10)
+        process.stdout.close()
+
+
+def output_of(process: subprocess.Popen) -> str:
+    process.reader.join(10)
+    return "".join(process.lines)
 
 
 def wait_healthy(port: int, process: subprocess.Popen, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        assert process.poll() is None, process.communicate()[0]
+        assert process.poll() is None, output_of(process)
         try:
             if requests.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
                 return
@@ -43,14 +70,15 @@ def wait_healthy(port: int, process: subprocess.Popen, timeout: float = 30.0) ->
 
 def stop(process: subprocess.Popen) -> str:
     process.send_signal(signal.SIGTERM)
-    output, _ = process.communicate(timeout=30)
+    process.wait(timeout=60)
+    output = output_of(process)
     assert process.returncode == 0, output
     return output
 
 
-def test_sandbox_starts_prints_the_demo_urls_and_stops_cleanly(tmp_path):
+def test_sandbox_starts_prints_the_demo_urls_and_stops_cleanly(start):
     port = free_port()
-    process = start({"PORT": str(port)}, tmp_path)
+    process = start({"PORT": str(port)})
     wait_healthy(port, process)
     ready = requests.get(f"http://127.0.0.1:{port}/records/1", timeout=5)
     assert ready.status_code == 200 and "Connect Outlook" in ready.text
@@ -60,7 +88,7 @@ def test_sandbox_starts_prints_the_demo_urls_and_stops_cleanly(tmp_path):
     assert "Runtime: stopped" in output
 
 
-def test_secrets_never_reach_the_logs(tmp_path):
+def test_secrets_never_reach_the_logs(start, tmp_path):
     port = free_port()
     secrets = {
         "AZURE_CLIENT_ID": "11111111-2222-3333-4444-555555555555",
@@ -69,8 +97,7 @@ def test_secrets_never_reach_the_logs(tmp_path):
         "SECRET_KEY": "session-secret-never-logged",
         "API_TOKEN": "api-token-never-logged",
     }
-    process = start({**secrets, "PORT": str(port), "LOG_LEVEL": "DEBUG", "DATABASE_PATH": str(tmp_path / "s.db")},
-                    tmp_path)
+    process = start({**secrets, "PORT": str(port), "LOG_LEVEL": "DEBUG", "DATABASE_PATH": str(tmp_path / "s.db")})
     wait_healthy(port, process)
     output = stop(process)
     assert "Serving on" in output
@@ -79,10 +106,10 @@ def test_secrets_never_reach_the_logs(tmp_path):
             assert value not in output
 
 
-def test_a_missing_required_variable_stops_with_one_sentence(tmp_path):
-    process = start({"AZURE_CLIENT_ID": "x", "AZURE_CLIENT_SECRET": "y", "SECRET_KEY": "s", "API_TOKEN": "t"},
-                    tmp_path)
-    output, _ = process.communicate(timeout=30)
+def test_a_missing_required_variable_stops_with_one_sentence(start):
+    process = start({"AZURE_CLIENT_ID": "x", "AZURE_CLIENT_SECRET": "y", "SECRET_KEY": "s", "API_TOKEN": "t"})
+    process.wait(timeout=30)
+    output = output_of(process)
     assert process.returncode == 2
     assert output.strip() == "configuration error: TOKEN_ENCRYPTION_KEYS is required outside sandbox mode " \
                              "(AZURE_CLIENT_ID is set)"
