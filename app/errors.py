@@ -32,8 +32,11 @@ def error_response(status: int, code: str, message: str) -> Response:
     return rv
 
 
-def _wants_json() -> bool:
-    return request.path.startswith(("/api/", "/webhooks/")) or request.accept_mimetypes.best == "application/json"
+def wants_json() -> bool:
+    """API and webhook callers always get JSON; elsewhere the client's Accept header decides."""
+    if request.path.startswith(("/api/", "/webhooks/")):
+        return True
+    return request.accept_mimetypes.best_match(["text/html", "application/json"]) == "application/json"
 
 
 def register_error_handlers(app: Flask) -> None:
@@ -43,7 +46,7 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(HTTPException)
     def handle_http_exception(e: HTTPException):
-        if not _wants_json():
+        if not wants_json():
             return e
         code = (e.name or "error").lower().replace(" ", "_")
         return error_response(e.code or 500, code, e.description or e.name)

@@ -19,7 +19,7 @@ from sqlite_utils import Database
 
 from app.api_outbox import parse_send_request
 from app.connections import ConsentProblem
-from app.errors import APIError
+from app.errors import APIError, wants_json
 from app.outbox import queue_send, recent_sends
 from app.storage import get_db
 from app.threads import thread
@@ -31,11 +31,6 @@ CSRF_SESSION_KEY = "csrf_token"
 FORM_KEY_PREFIX = "page:"  # keeps the form's idempotency keys apart from API callers' keys
 MAX_FORM_KEY = 100
 FIELD_LABELS = {"connection_id": "From", "to": "To", "cc": "Cc", "subject": "Subject", "body": "Message"}
-
-
-def wants_json() -> bool:
-    best = request.accept_mimetypes.best_match(["text/html", "application/json"])
-    return best == "application/json"
 
 
 def render_problem(problem: ConsentProblem, status: int, *, record_id: int | None = None):

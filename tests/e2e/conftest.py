@@ -6,7 +6,10 @@ import pytest
 import requests
 
 from tests.conftest import API_TOKEN
+from app.storage import thread_db
 from tests.e2e.harness import Browser, ServiceServer
+from tests.e2e.mail import MEGAN, VENDOR, linked_copies, thread, upload
+from tests.e2e.waiting import wait_for
 
 
 @pytest.fixture
@@ -43,3 +46,22 @@ def api(service):
             return rv.json()
 
     return Api()
+
+
+@pytest.fixture
+def megan(service):
+    return service.demo["users"]["megan"]
+
+
+@pytest.fixture
+def connected(service, browser, api, megan):
+    """A record with an uploaded email that also sits in Megan's inbox, and Megan connected."""
+    record = api.create_record()
+    first = service.emulator.deliver_email(megan, subject="Onboarding documents", body="Attached are our W-9...",
+                                           sender=VENDOR, to=[MEGAN], internet_message_id="<first.1@acme.example>")
+    upload(api, record["id"])
+    browser.connect(record["id"], "megan")
+    db = thread_db(service.app.config["DATABASE_PATH"])
+    wait_for(lambda: list(db.query("SELECT 1 FROM subscriptions WHERE status = 'active'")), message="subscription")
+    wait_for(lambda: thread(api, record["id"])[0]["source"] == "upload" and linked_copies(db), message="backfill")
+    return {"record": record, "first": first, "db": db}

@@ -3,70 +3,13 @@
 from __future__ import annotations
 
 import time
-from email.message import EmailMessage
 from pathlib import Path
 
-import pytest
 import requests
 
 from app.runtime import Runtime
-from app.storage import thread_db
+from tests.e2e.mail import MEGAN, VENDOR, queue_idle, thread, wait_for_thread
 from tests.e2e.waiting import wait_for
-
-VENDOR = {"name": "Dana Whitfield", "address": "dana@acme.example"}
-MEGAN = "megan@contoso.example"
-
-
-def upload(api, record_id, message_id="<first.1@acme.example>", subject="Onboarding documents"):
-    email = EmailMessage()
-    email["Message-ID"] = message_id
-    email["From"] = "Dana Whitfield <dana@acme.example>"
-    email["To"] = f"Megan Bowen <{MEGAN}>"
-    email["Subject"] = subject
-    email["Date"] = "Tue, 03 Nov 2026 09:00:00 +0000"
-    email.set_content("Attached are our W-9 and banking details.")
-    rv = api.post(f"/api/records/{record_id}/emails", data=bytes(email),
-                  headers={"Content-Type": "message/rfc822"})
-    assert rv.status_code == 201, rv.text
-    return rv.json()
-
-
-@pytest.fixture
-def megan(service):
-    return service.demo["users"]["megan"]
-
-
-@pytest.fixture
-def connected(service, browser, api, megan):
-    """A record with an uploaded email that also sits in Megan's inbox, and Megan connected."""
-    record = api.create_record()
-    first = service.emulator.deliver_email(megan, subject="Onboarding documents", body="Attached are our W-9...",
-                                           sender=VENDOR, to=[MEGAN], internet_message_id="<first.1@acme.example>")
-    upload(api, record["id"])
-    browser.connect(record["id"], "megan")
-    db = thread_db(service.app.config["DATABASE_PATH"])
-    wait_for(lambda: list(db.query("SELECT 1 FROM subscriptions WHERE status = 'active'")), message="subscription")
-    wait_for(lambda: thread(api, record["id"])[0]["source"] == "upload" and linked_copies(db), message="backfill")
-    return {"record": record, "first": first, "db": db}
-
-
-def linked_copies(db):
-    return list(db.query("SELECT * FROM message_copies"))
-
-
-def thread(api, record_id):
-    rv = api.get(f"/api/records/{record_id}/thread")
-    assert rv.status_code == 200
-    return rv.json()["messages"]
-
-
-def wait_for_thread(api, record_id, count, timeout=30.0):
-    return wait_for(lambda: (lambda messages: messages if len(messages) >= count else None)(thread(api, record_id)),
-                    timeout=timeout, message=f"{count} thread messages")
-
-
-def queue_idle(db):
-    return not list(db.query("SELECT 1 FROM jobs WHERE state IN ('queued', 'running')"))
 
 
 def test_an_inbound_reply_is_on_the_record_within_seconds(service, api, megan, connected):

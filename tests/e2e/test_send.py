@@ -9,7 +9,7 @@ import requests
 
 from handlers import send as send_module
 from tests.conftest import API_TOKEN
-from tests.e2e.test_pipeline import MEGAN, connected, megan, queue_idle, thread  # noqa: F401  (fixtures)
+from tests.e2e.mail import queue_idle, thread
 from tests.e2e.waiting import wait_for
 
 

@@ -13,7 +13,7 @@ from subscriptions.jobs import renew_due
 from subscriptions.leader import Leadership
 from subscriptions.reconcile import reconcile
 from tests.e2e.harness import Browser, ServiceServer
-from tests.e2e.test_pipeline import MEGAN, VENDOR, queue_idle, thread, upload, wait_for_thread
+from tests.e2e.mail import MEGAN, VENDOR, queue_idle, thread, upload, wait_for_thread
 from tests.e2e.waiting import wait_for
 
 
@@ -137,7 +137,7 @@ def test_expired_delta_token_restarts_from_a_time_window(setup):
 
 
 def test_mail_that_arrived_while_the_service_was_down_is_linked_after_restart(setup):
-    service, db = setup["service"], setup["db"]
+    service = setup["service"]
     service.runtime.stop(timeout=10)
     service.emulator.subscriptions.delivery.config.drop_rate = 1.0  # notifications lost while down
     reply(setup, 5)
