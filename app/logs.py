@@ -12,13 +12,20 @@ import json
 import logging
 import re
 import sys
-import uuid
+import itertools
+import secrets
 from typing import Any
 
 from flask import Flask, Response, g, request
 
 REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 CONTEXT_FIELDS = ("request_id", "connection_id", "subscription_id", "job_id", "worker")
+
+# Request ids: a random per-process prefix and a counter. Unique enough to find a request in the
+# logs, and free: uuid4 reads the OS's random source on every request, a system call that gives up
+# the GIL, which the busy web server threads then make the request thread wait to win back.
+_REQUEST_ID_PREFIX = secrets.token_hex(6)
+_request_numbers = itertools.count(1)
 
 log_context: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar("log_context", default={})
 
@@ -69,13 +76,18 @@ def configure_logging(level: str = "INFO", fmt: str = "text") -> None:
     logging.getLogger("apscheduler").setLevel(logging.WARNING)  # one INFO line per job run otherwise
 
 
+def new_request_id() -> str:
+    """A fresh id for a request that brought none, such as ``3f9c0a1b2d4e-1a2b``."""
+    return f"{_REQUEST_ID_PREFIX}-{next(_request_numbers):x}"
+
+
 def init_request_ids(app: Flask) -> None:
     """Give every request an id (the caller's ``X-Request-Id`` when sane), log it, and echo it back."""
 
     @app.before_request
     def bind_request_id() -> None:
         given = request.headers.get("X-Request-Id", "")
-        g.request_id = given if REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
+        g.request_id = given if given and REQUEST_ID.fullmatch(given) else new_request_id()
         g.log_context_token = log_context.set({"request_id": g.request_id})
 
     @app.after_request

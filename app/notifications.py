@@ -11,8 +11,7 @@ import hashlib
 import hmac
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 MAX_ITEMS = 1000
 LIFECYCLE_EVENTS = {"reauthorizationRequired", "subscriptionRemoved", "missed"}
@@ -27,21 +26,21 @@ class InvalidNotification(Exception):
         self.reason = reason
 
 
-@dataclass(frozen=True)
-class KnownSubscription:
+class KnownSubscription(NamedTuple):
     """What the receiver needs to know about a subscription to trust its notifications."""
 
     connection_id: int
     tenant_id: str
-    client_state: str
+    client_state: bytes  # UTF-8, ready for the constant-time comparison
 
 
-@dataclass(frozen=True)
-class Accepted:
+class Accepted(NamedTuple):
+    """A verified item: the job to queue for it."""
+
     kind: str  # "message" or "lifecycle"
+    payload: dict[str, Any]
     dedupe_key: str | None
     connection_id: int
-    payload: dict[str, Any]
 
 
 def parse_batch(body: bytes) -> list[Any]:
@@ -57,62 +56,81 @@ def parse_batch(body: bytes) -> list[Any]:
     return document["value"]
 
 
-def _text(item: dict, key: str) -> str | None:
-    """A non-empty string field that is valid UTF-8 (JSON can smuggle in lone surrogates), else None."""
-    value = item.get(key)
-    if not isinstance(value, str) or not value:
-        return None
+def _is_text(value: Any) -> bool:
+    """Whether ``value`` is a non-empty string that is valid UTF-8 (JSON can smuggle in lone
+    surrogates, which SQLite and ``str.encode`` refuse)."""
+    if type(value) is not str or not value:
+        return False
+    if value.isascii():
+        return True
     try:
-        value.encode("utf-8")
+        value.encode()
     except UnicodeEncodeError:
-        return None
-    return value
+        return False
+    return True
 
 
 def verify_item(item: Any, lookup: Callable[[str], KnownSubscription | None],
                 received_at: float) -> Accepted | str:
-    """An :class:`Accepted` job for a genuine item, else the reason it was rejected."""
-    if not isinstance(item, dict) or not _text(item, "subscriptionId"):
+    """An :class:`Accepted` job for a genuine item, else the reason it was rejected.
+
+    Runs for every item of every delivery, so it checks types with ``type(...) is`` and reads
+    each field once. Items come from ``json.loads``: containers are exactly dict and list.
+    """
+    if type(item) is not dict:
         return "malformed_item"
-    if not isinstance(item.get("tenantId"), str):
+    subscription_id = item.get("subscriptionId")
+    if not _is_text(subscription_id):
+        return "malformed_item"
+    tenant_id = item.get("tenantId")
+    if type(tenant_id) is not str:
         return "tenant_mismatch"
-    subscription = lookup(item["subscriptionId"])
+    subscription = lookup(subscription_id)
     if subscription is None:
         return "unknown_subscription"
-    client_state = _text(item, "clientState") or ""
-    if not hmac.compare_digest(client_state.encode(), subscription.client_state.encode()):
+    client_state = item.get("clientState")
+    given = client_state.encode() if _is_text(client_state) else b""
+    if not hmac.compare_digest(given, subscription.client_state):
         return "client_state_mismatch"
-    if item.get("tenantId") != subscription.tenant_id:
+    if tenant_id != subscription.tenant_id:
         return "tenant_mismatch"
     if "lifecycleEvent" in item:
-        return _lifecycle(item, subscription, received_at)
-    return _change(item, subscription, received_at)
+        return _lifecycle(item, subscription_id, subscription, received_at)
+    return _change(item, subscription_id, subscription, received_at)
 
 
-def _lifecycle(item: dict, subscription: KnownSubscription, received_at: float) -> Accepted | str:
-    event = _text(item, "lifecycleEvent")
-    if event not in LIFECYCLE_EVENTS:
+def _lifecycle(item: dict, subscription_id: str, subscription: KnownSubscription,
+               received_at: float) -> Accepted | str:
+    event = item["lifecycleEvent"]
+    if type(event) is not str or event not in LIFECYCLE_EVENTS:
         return "unknown_lifecycle_event"
-    expiry = _text(item, "subscriptionExpirationDateTime") or ""
-    digest = hashlib.sha256(f"{item['subscriptionId']}|{event}|{expiry}".encode()).hexdigest()[:32]
-    return Accepted("lifecycle", f"life|{digest}", subscription.connection_id,
-                    {"subscription_id": item["subscriptionId"], "event": event, "received_at": received_at})
+    expiry = item.get("subscriptionExpirationDateTime")
+    expiry = expiry if _is_text(expiry) else ""
+    digest = hashlib.sha256(f"{subscription_id}|{event}|{expiry}".encode()).hexdigest()[:32]
+    return Accepted("lifecycle", {"subscription_id": subscription_id, "event": event, "received_at": received_at},
+                    f"life|{digest}", subscription.connection_id)
 
 
-def _change(item: dict, subscription: KnownSubscription, received_at: float) -> Accepted | str:
-    change_type = _text(item, "changeType")
+def _change(item: dict, subscription_id: str, subscription: KnownSubscription,
+            received_at: float) -> Accepted | str:
+    change_type = item.get("changeType")
     resource_data = item.get("resourceData")
-    if change_type not in CHANGE_TYPES or not isinstance(resource_data, dict):
+    if type(change_type) is not str or change_type not in CHANGE_TYPES or type(resource_data) is not dict:
         return "malformed_item"
-    message_id = _text(resource_data, "id")
-    if message_id is None or len(message_id) > 512:
+    message_id = resource_data.get("id")
+    if not _is_text(message_id) or len(message_id) > 512:
         return "malformed_item"
     # Replays of one version of a message collapse into one job; without an etag there is no
     # version to compare, so the item is kept (processing is idempotent anyway).
-    version = "deleted" if change_type == "deleted" else _text(resource_data, "@odata.etag")
-    dedupe_key = f"msg|{subscription.connection_id}|{message_id}|{version}" if version else None
+    if change_type == "deleted":
+        version = "deleted"
+    else:
+        etag = resource_data.get("@odata.etag")
+        version = etag if _is_text(etag) else None
     return Accepted(
-        "message", dedupe_key, subscription.connection_id,
-        {"subscription_id": item["subscriptionId"], "message_id": message_id, "change_type": change_type,
+        "message",
+        {"subscription_id": subscription_id, "message_id": message_id, "change_type": change_type,
          "received_at": received_at},
+        f"msg|{subscription.connection_id}|{message_id}|{version}" if version else None,
+        subscription.connection_id,
     )

@@ -11,6 +11,7 @@ import sqlite3
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 
 from flask import Blueprint, Response, current_app, request
 
@@ -51,10 +52,6 @@ class SubscriptionDirectory:
             self._cache[subscription_id] = (now + SUBSCRIPTION_CACHE_SECONDS, known)
         return known
 
-    def forget(self, subscription_id: str) -> None:
-        with self._lock:
-            self._cache.pop(subscription_id, None)
-
     @staticmethod
     def _load(subscription_id: str) -> KnownSubscription | None:
         if len(subscription_id) > 128:
@@ -68,7 +65,7 @@ class SubscriptionDirectory:
         if not rows:
             return None
         client_state = current_app.extensions["cipher"].decrypt_text(rows[0]["client_state"])
-        return KnownSubscription(rows[0]["connection_id"], rows[0]["tenant_id"], client_state)
+        return KnownSubscription(rows[0]["connection_id"], rows[0]["tenant_id"], client_state.encode())
 
 
 def _validation_response() -> Response:
@@ -76,7 +73,7 @@ def _validation_response() -> Response:
     return Response(request.args["validationToken"], status=200, mimetype="text/plain")
 
 
-def _receive(endpoint: str):
+def _receive(endpoint: str) -> Response:
     if "validationToken" in request.args:
         return _validation_response()
     if (request.content_length or 0) > MAX_NOTIFICATION_BYTES:
@@ -90,30 +87,36 @@ def _receive(endpoint: str):
         log.warning("Receiver %s: rejected a delivery: %s", endpoint, e.reason)
         return error_response(400, e.reason, "The body is not a Graph change-notification batch.")
     metrics.NOTIFICATIONS_RECEIVED.inc(len(items))
-    directory: SubscriptionDirectory = current_app.extensions["subscription_directory"]
-    received_at = time.time()
-    accepted: list[Accepted] = []
-    rejected: Counter[str] = Counter()
-    for item in items:
-        outcome = verify_item(item, directory.lookup, received_at)
-        if isinstance(outcome, Accepted):
-            accepted.append(outcome)
-        else:
-            rejected[outcome] += 1
-    for reason, count in rejected.items():
-        metrics.NOTIFICATIONS_REJECTED.labels(reason=reason).inc(count)
-        log.warning("Receiver %s: rejected %d notification(s): %s", endpoint, count, reason)
+    extensions = current_app.extensions
+    accepted = _verify(endpoint, items, extensions["subscription_directory"].lookup)
     if accepted:
         try:
-            current_app.extensions["queue"].enqueue_many(
-                [NewJob(a.kind, a.payload, a.dedupe_key, a.connection_id) for a in accepted], now=received_at)
+            extensions["queue"].enqueue_many(
+                [NewJob(a.kind, a.payload, a.dedupe_key, a.connection_id) for a in accepted])
         except sqlite3.Error:
             log.exception("Receiver %s: could not persist %d notification(s); Graph will retry", endpoint,
                           len(accepted))
             return error_response(503, "storage_unavailable", "Could not persist the notifications; retry.")
         metrics.NOTIFICATIONS_ACCEPTED.inc(len(accepted))
-        current_app.extensions["wake_workers"]()
+        extensions["wake_workers"]()
     return Response(status=202)
+
+
+def _verify(endpoint: str, items: list, lookup: Callable[[str], KnownSubscription | None]) -> list[Accepted]:
+    """The genuine items of a delivery; the others are counted and logged by reason."""
+    received_at = time.time()
+    accepted: list[Accepted] = []
+    rejected: Counter[str] = Counter()
+    for item in items:
+        outcome = verify_item(item, lookup, received_at)
+        if type(outcome) is str:
+            rejected[outcome] += 1
+        else:
+            accepted.append(outcome)
+    for reason, count in rejected.items():
+        metrics.NOTIFICATIONS_REJECTED.labels(reason=reason).inc(count)
+        log.warning("Receiver %s: rejected %d notification(s): %s", endpoint, count, reason)
+    return accepted
 
 
 @bp.post("/graph")

@@ -1,8 +1,9 @@
 """``python -m bench`` (``make bench``): every benchmark in one run, one table, one JSON file.
 
 The stages run one after the other so they do not compete for the two cores: the acknowledgement
-path, then end to end with its polling baseline, then renewal. A stage that fails is reported and
-the others still run; the exit status is then 1. A missed target is shown, not an error.
+path under waitress, its cost per request without a server, end to end with its polling baseline,
+then renewal. A stage that fails is reported and the others still run; the exit status is then 1.
+A missed target is shown, not an error.
 """
 
 from __future__ import annotations
@@ -18,11 +19,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from bench import ack, e2e, renewal, report
+from bench import ack, ack_cost, e2e, renewal, report
 
 RESULTS = Path(__file__).resolve().parent / "results"
 STAGES: list[tuple[str, Callable[[Path], dict[str, Any]]]] = [
     ("ack", ack.run),
+    ("ack_cost", lambda results: ack_cost.run()),
     ("e2e", e2e.run),
     ("renewal", renewal.run),
 ]

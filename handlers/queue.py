@@ -94,7 +94,7 @@ class Queue(Protocol):
     def enqueue(self, kind: str, payload: dict[str, Any], *, dedupe_key: str | None = None,
                 connection_id: int | None = None, run_after: float | None = None,
                 now: float | None = None) -> int | None: ...
-    def enqueue_many(self, items: Iterable[NewJob], *, now: float | None = None) -> int: ...
+    def enqueue_many(self, items: Iterable[NewJob], *, now: float | None = None) -> None: ...
     def claim(self, worker_id: str, lease_seconds: float, now: float | None = None) -> Job | None: ...
     def claim_batch(self, worker_id: str, lease_seconds: float, *, kind: str, connection_id: int | None,
                     limit: int, now: float | None = None) -> list[Job]: ...
@@ -116,14 +116,18 @@ class Queue(Protocol):
     def disconnect(self) -> None: ...
 
 
-_INSERT = """
-    INSERT INTO jobs (kind, dedupe_key, connection_id, payload, run_after, created_at, updated_at)
-    VALUES (?, ?, ?, ?, ?, ?, ?)
-    ON CONFLICT (dedupe_key) DO NOTHING
-"""
+_COLUMNS = "kind, dedupe_key, connection_id, payload, run_after, created_at, updated_at"
+_INSERT = f"INSERT INTO jobs ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (dedupe_key) DO NOTHING"
+# Many rows in one statement, from a JSON array of rows (``WHERE true`` is what SQLite's grammar
+# asks of an INSERT … SELECT with an ON CONFLICT clause).
+_INSERT_JSON_ROWS = (
+    f"INSERT INTO jobs ({_COLUMNS}) SELECT {', '.join(f'value ->> {i}' for i in range(7))}"
+    " FROM json_each(?) WHERE true ON CONFLICT (dedupe_key) DO NOTHING"
+)
+_PAYLOAD_JSON = json.JSONEncoder(separators=(",", ":"), sort_keys=True).encode
+_WRITE_LOCK = threading.Lock()
 _LEASE = ("state = 'running', lease_owner = :worker, lease_expires_at = :now + :lease,"
           " attempts = attempts + 1, updated_at = :now")
-_WRITE_LOCK = threading.Lock()
 _READY = "state = 'queued' AND run_after <= :now"
 _UNLEASE = "lease_owner = NULL, lease_expires_at = NULL"
 
@@ -174,16 +178,17 @@ class SqliteQueue:
                 return None
             return self.enqueue(kind, payload, connection_id=connection_id, now=now)
 
-    def enqueue_many(self, items: Iterable[NewJob], *, now: float | None = None) -> int:
-        """Add every job in one transaction, skipping duplicate ``dedupe_key``\\ s; return how many were added."""
-        now = self._now(now)
-        params = [self._insert_params(job, now) for job in items]
-        db = self.db
-        # Threads of one process queue on a mutex instead of SQLite's busy handler, which sleeps
-        # in growing steps (up to 100 ms) and would make acknowledgements slow under load.
-        with _WRITE_LOCK, db.atomic():
-            cursor = db.conn.executemany(_INSERT, params)
-        return max(cursor.rowcount, 0)
+    def enqueue_many(self, items: Iterable[NewJob], *, now: float | None = None) -> None:
+        """Add every job, skipping duplicate ``dedupe_key``\\ s, all or none, with one statement.
+
+        One statement is one call into SQLite: the calling thread gives up the GIL once, not
+        once per row plus a BEGIN and a COMMIT, and each time it has to win the GIL back from
+        the web server's busy threads. Threads of one process queue on a mutex instead of
+        SQLite's busy handler, which sleeps in growing steps (up to 100 ms).
+        """
+        rows = [self._insert_params(job, self._now(now)) for job in items]
+        if rows:
+            self.db.execute(_INSERT_JSON_ROWS, [json.dumps(rows)])
 
     def claim(self, worker_id: str, lease_seconds: float, now: float | None = None) -> Job | None:
         """Lease the next ready job (oldest ``run_after`` first) to ``worker_id``."""
@@ -335,6 +340,5 @@ class SqliteQueue:
 
     @staticmethod
     def _insert_params(job: NewJob, now: float) -> tuple[Any, ...]:
-        payload = json.dumps(job.payload, separators=(",", ":"), sort_keys=True)
         run_after = now if job.run_after is None else job.run_after
-        return (job.kind, job.dedupe_key, job.connection_id, payload, run_after, now, now)
+        return (job.kind, job.dedupe_key, job.connection_id, _PAYLOAD_JSON(job.payload), run_after, now, now)

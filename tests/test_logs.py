@@ -2,7 +2,7 @@ import io
 import json
 import logging
 
-from app.logs import JsonFormatter, TextFormatter, log_context
+from app.logs import REQUEST_ID, JsonFormatter, TextFormatter, log_context
 
 
 def record(message="Renewal: failed (%s)", *args, **extra):
@@ -29,11 +29,11 @@ def test_text_lines_are_readable_with_context_at_the_end():
 
 
 def test_every_response_carries_a_request_id(client):
-    generated = client.get("/healthz").headers["X-Request-Id"]
-    assert len(generated) == 32
+    generated = {client.get("/healthz").headers["X-Request-Id"] for _ in range(3)}
+    assert len(generated) == 3 and all(REQUEST_ID.fullmatch(id) for id in generated)
     assert client.get("/healthz", headers={"X-Request-Id": "abc-123"}).headers["X-Request-Id"] == "abc-123"
     odd = client.get("/healthz", headers={"X-Request-Id": "<script>alert(1)</script>"}).headers["X-Request-Id"]
-    assert odd != "<script>alert(1)</script>" and len(odd) == 32
+    assert odd != "<script>alert(1)</script>" and REQUEST_ID.fullmatch(odd)
 
 
 def test_log_lines_written_during_a_request_name_it(client):

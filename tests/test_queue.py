@@ -52,11 +52,37 @@ def test_duplicate_is_ignored_even_after_the_first_is_done(queue):
     assert queue.enqueue("message", {}, dedupe_key="k") is None
 
 
-def test_enqueue_many_inserts_a_batch_and_counts_new_rows(queue):
+def test_enqueue_many_inserts_a_batch_skipping_duplicates(queue):
     queue.enqueue("message", {}, dedupe_key="a")
-    added = queue.enqueue_many([NewJob("message", {"i": i}, dedupe_key=key) for i, key in enumerate("abcb")])
-    assert added == 2
-    assert queue.stats().by_state["queued"] == 3
+    queue.enqueue_many([NewJob("message", {"i": i}, dedupe_key=key, connection_id=4) for i, key in enumerate("abcb")])
+    rows = list(queue.db.query("SELECT kind, dedupe_key, connection_id, payload, run_after FROM jobs ORDER BY id"))
+    assert rows == [{"kind": "message", "dedupe_key": "a", "connection_id": None, "payload": "{}", "run_after": T0},
+                    {"kind": "message", "dedupe_key": "b", "connection_id": 4, "payload": '{"i":1}', "run_after": T0},
+                    {"kind": "message", "dedupe_key": "c", "connection_id": 4, "payload": '{"i":2}', "run_after": T0}]
+
+
+def test_enqueue_many_from_many_threads_stores_every_job_and_fails_only_the_bad_call(db_path):
+    """Concurrent receivers: every call is all or none, and one bad call costs no other its rows."""
+    queue = SqliteQueue(db_path)
+    errors: list[Exception] = []
+
+    def enqueue(n: int) -> None:
+        kind = None if n == 13 else "message"  # NOT NULL: this one call must fail, alone
+        try:
+            queue.enqueue_many([NewJob(kind, {"n": n, "i": i}, dedupe_key=f"{n}|{i}") for i in range(10)])
+        except Exception as e:
+            errors.append(e)
+        finally:
+            close_thread_dbs()
+
+    threads = [threading.Thread(target=enqueue, args=(n,)) for n in range(40)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    keys = {row["dedupe_key"] for row in queue.db.query("SELECT dedupe_key FROM jobs")}
+    assert keys == {f"{n}|{i}" for n in range(40) if n != 13 for i in range(10)}
+    assert len(errors) == 1 and "NOT NULL" in str(errors[0])
 
 
 def test_enqueue_many_is_all_or_nothing(queue):
