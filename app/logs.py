@@ -8,12 +8,12 @@ never pass tokens, secrets, clientState values, subjects or bodies.
 from __future__ import annotations
 
 import contextvars
+import itertools
 import json
 import logging
 import re
-import sys
-import itertools
 import secrets
+import sys
 from typing import Any
 
 from flask import Flask, Response, g, request

@@ -1,4 +1,5 @@
-"""Shared fixtures, after flaskr's: ``app`` on a temporary database, ``client``, ``runner``, ``api``."""
+"""Shared fixtures, after flaskr's: ``app`` on a temporary database, ``client``, ``runner``, ``api``;
+``db_path`` for the queue and worker tests, which need a migrated database but no app."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ import pytest
 from cryptography.fernet import Fernet
 
 from app import create_app
-from app.storage import close_thread_dbs, thread_db
+from app.migrations import migrate
+from app.storage import close_thread_dbs, open_db, thread_db
 from emulator import Emulator
 
 API_TOKEN = "test-api-token"
@@ -41,6 +43,14 @@ def app(app_config: dict, monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
 def db(app):
     """The test thread's connection to the app's database."""
     return thread_db(app.config["DATABASE_PATH"])
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    path = tmp_path / "queue.db"
+    with open_db(path) as db:
+        migrate(db)
+    return path
 
 
 @pytest.fixture

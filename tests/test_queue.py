@@ -7,19 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from app.migrations import migrate
 from app.storage import close_thread_dbs, open_db
 from handlers.queue import JobState, NewJob, SqliteQueue
 
 T0 = 1_700_000_000.0
-
-
-@pytest.fixture
-def db_path(tmp_path: Path) -> Path:
-    path = tmp_path / "queue.db"
-    with open_db(path) as db:
-        migrate(db)
-    return path
 
 
 @pytest.fixture

@@ -9,8 +9,6 @@ from pathlib import Path
 
 import pytest
 
-from app.migrations import migrate
-from app.storage import open_db
 from handlers.errors import PermanentError, RetryLater
 from handlers.queue import Job, SqliteQueue
 from handlers.retry import Retry
@@ -18,14 +16,6 @@ from handlers.worker import BatchHandler, Worker, WorkerPool
 
 T0 = 1_700_000_000.0
 NO_JITTER = Retry(max_attempts=3, base_delay=10, cap=100, jitter=0)
-
-
-@pytest.fixture
-def db_path(tmp_path: Path) -> Path:
-    path = tmp_path / "worker.db"
-    with open_db(path) as db:
-        migrate(db)
-    return path
 
 
 @pytest.fixture
