@@ -28,5 +28,15 @@ class RetryLater(JobError):
         self.retry_after = retry_after
 
 
+class Deferred(RetryLater):
+    """The server asked for a pause: a 429 with ``Retry-After``, or the mailbox is still held off
+    after one. Nothing is wrong with the job, so this attempt does not count and the backoff does
+    not grow: a long throttle delays work but never dead-letters it.
+    """
+
+    def __init__(self, reason: str, retry_after: float) -> None:
+        super().__init__(reason, retry_after)
+
+
 class PermanentError(JobError):
     """Retrying cannot help (``invalid_grant``, a malformed payload): dead-letter the job at once."""

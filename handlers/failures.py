@@ -10,11 +10,19 @@ from app.connections import mark_reconnect_required
 from app.graph import AuthExpired, GraphError, Throttled
 from app.identity import IdentityConfigError, IdentityUnavailable, ReconnectRequired
 from app.services import Services
-from handlers.errors import PermanentError, RetryLater
+from handlers.errors import Deferred, PermanentError, RetryLater
 
 log = logging.getLogger(__name__)
 
 CONFIG_ERROR_RETRY_SECONDS = 600.0
+
+
+def retry_after_throttle(e: Throttled) -> RetryLater:
+    """A 429 that says how long to wait defers the job (the attempt does not count); a 5xx, a
+    network failure or a 429 without ``Retry-After`` is an attempt that failed."""
+    if e.status == 429 and e.retry_after:
+        return Deferred("throttled", e.retry_after)
+    return RetryLater("throttled" if e.status == 429 else f"graph_{e.status or 'network'}", e.retry_after)
 
 
 @contextlib.contextmanager
@@ -36,7 +44,7 @@ def graph_failures(services: Services, connection_id: int | None) -> Iterator[No
     except IdentityUnavailable as e:
         raise RetryLater("identity_unavailable", e.retry_after) from None
     except Throttled as e:
-        raise RetryLater("throttled" if e.status == 429 else f"graph_{e.status or 'network'}", e.retry_after) from None
+        raise retry_after_throttle(e) from None
     except AuthExpired:
         raise RetryLater("unauthorized") from None
     except GraphError as e:

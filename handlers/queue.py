@@ -101,7 +101,7 @@ class Queue(Protocol):
                      now: float | None = None) -> bool: ...
     def complete(self, job_id: int, worker_id: str, now: float | None = None) -> bool: ...
     def retry(self, job_id: int, worker_id: str, delay: float, reason: str,
-              now: float | None = None) -> bool: ...
+              now: float | None = None, *, counts: bool = True) -> bool: ...
     def dead_letter(self, job_id: int, worker_id: str, reason: str, now: float | None = None) -> bool: ...
     def release(self, job_id: int, worker_id: str, now: float | None = None) -> bool: ...
     def reap_expired(self, now: float | None = None, *, max_attempts: int | None = None) -> Reaped: ...
@@ -221,10 +221,14 @@ class SqliteQueue:
             job_id, worker_id, f"state = 'done', finished_at = :now, last_error = NULL, {_UNLEASE}", now
         )
 
-    def retry(self, job_id: int, worker_id: str, delay: float, reason: str, now: float | None = None) -> bool:
-        """Put the job back in the queue, ready ``delay`` seconds from now."""
+    def retry(self, job_id: int, worker_id: str, delay: float, reason: str, now: float | None = None, *,
+              counts: bool = True) -> bool:
+        """Put the job back in the queue, ready ``delay`` seconds from now; with ``counts=False`` the
+        attempt just made is not counted (the server asked for a pause: see :class:`handlers.errors.Deferred`)."""
+        uncount = "" if counts else "attempts = attempts - 1, "
         return self._update_leased(
-            job_id, worker_id, f"state = 'queued', run_after = :now + :delay, last_error = :reason, {_UNLEASE}",
+            job_id, worker_id,
+            f"state = 'queued', {uncount}run_after = :now + :delay, last_error = :reason, {_UNLEASE}",
             now, delay=delay, reason=reason,
         )
 

@@ -50,6 +50,11 @@ class Retry:
         delay = backoff * (1 - self.jitter * rand())
         return max(delay, retry_after or 0.0)
 
+    def after_throttle(self, retry_after: float, rand: Callable[[], float] = random.random) -> float:
+        """Seconds to wait when the server asked for ``retry_after``: never less, and up to a tenth
+        of ``jitter`` more, so the jobs of a throttled batch do not all come back at the same moment."""
+        return retry_after * (1 + 0.1 * self.jitter * rand())
+
 
 JOB_RETRY = Retry(max_attempts=12, base_delay=2.0, cap=900.0)
 """The service's policy for queued jobs: about 1.5 hours of retries before a job is dead-lettered."""

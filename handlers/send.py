@@ -20,6 +20,7 @@ from app.identity import IdentityConfigError, IdentityUnavailable, ReconnectRequ
 from app.services import Services
 from app.timeutil import now_iso
 from handlers.errors import PermanentError, RetryLater
+from handlers.failures import retry_after_throttle
 from handlers.linking import MESSAGE_SELECT, link_sent_message
 from handlers.queue import Job
 from handlers.thread_store import add_message_id
@@ -147,9 +148,12 @@ def handle_send(services: Services, job: Job) -> None:
         send(services, outbox_id)
     except ReconnectRequired as e:
         mark_reconnect_required(services, job.connection_id, e.reason)
-    except (Throttled, IdentityUnavailable) as e:
+    except Throttled as e:
         _update(services, outbox_id, error=f"retrying: {e}")
-        raise RetryLater("throttled", getattr(e, "retry_after", None)) from None
+        raise retry_after_throttle(e) from None
+    except IdentityUnavailable as e:
+        _update(services, outbox_id, error=f"retrying: {e}")
+        raise RetryLater("identity_unavailable", e.retry_after) from None
     except (GraphError, IdentityConfigError, PermanentError) as e:
         reason = e.message if isinstance(e, GraphError) else str(e)
         _update(services, outbox_id, status="failed", error=reason[:500])

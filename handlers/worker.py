@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from handlers.errors import JobError, PermanentError, RetryLater
+from handlers.errors import Deferred, JobError, PermanentError, RetryLater
 from handlers.queue import Job, Queue
 from handlers.retry import Retry
 
@@ -147,6 +147,10 @@ class Worker:
         reason = None
         if error is None:
             outcome, recorded = "done", self.queue.complete(job.id, self.worker_id)
+        elif isinstance(error, Deferred):  # before the attempt limit: this attempt does not count
+            reason, delay = error.reason, self.retry_policy.after_throttle(error.retry_after)
+            outcome, recorded = "retry", self.queue.retry(job.id, self.worker_id, delay, reason,
+                                                          now=self.clock(), counts=False)
         elif isinstance(error, PermanentError) or job.attempts >= self.retry_policy.max_attempts:
             reason = self._reason(job, error)
             outcome, recorded = "dead", self.queue.dead_letter(job.id, self.worker_id, reason)

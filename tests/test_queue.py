@@ -266,3 +266,11 @@ def test_enqueue_unless_pending_collapses_waiting_work_but_not_finished_work(que
     assert job.id == first
     # Running (or done) work may predate the new reason: a new job is queued.
     assert queue.enqueue_unless_pending("reconcile", {"connection_id": 1}, connection_id=1) is not None
+
+
+def test_a_retry_that_does_not_count_gives_the_attempt_back(queue):
+    job_id = queue.enqueue("message", {})
+    queue.claim("w1", 30)
+    assert queue.retry(job_id, "w1", delay=30, reason="throttled", counts=False)
+    job = queue.claim("w1", 30, now=T0 + 30)
+    assert (job.id, job.attempts, job.last_error) == (job_id, 1, "throttled")

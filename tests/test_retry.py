@@ -70,3 +70,22 @@ def test_errors_carry_their_reason_slug():
     throttled = RetryLater("throttled", retry_after=30)
     assert (throttled.reason, throttled.retry_after, str(throttled)) == ("throttled", 30, "throttled")
     assert PermanentError("invalid_grant").reason == "invalid_grant"
+
+
+@given(retry_after=st.floats(0.001, 1e6), seed=st.floats(0, 1, exclude_max=True))
+def test_after_a_throttle_the_wait_is_the_servers_spread_by_at_most_a_tenth(retry_after, seed):
+    delay = Retry(jitter=1.0).after_throttle(retry_after, rand=lambda: seed)
+    assert retry_after <= delay <= 1.1 * retry_after
+
+
+def test_a_429_with_retry_after_defers_and_other_throttles_count():
+    from app.graph import Throttled
+    from handlers.errors import Deferred
+    from handlers.failures import retry_after_throttle
+
+    deferred = retry_after_throttle(Throttled(429, "TooManyRequests", "slow down", 7.0))
+    assert isinstance(deferred, Deferred) and (deferred.reason, deferred.retry_after) == ("throttled", 7.0)
+    for error in (Throttled(429, "TooManyRequests", "slow down", None), Throttled(503, "x", "busy", 7.0),
+                  Throttled(0, "network_error", "ConnectionError", None)):
+        assert not isinstance(retry_after_throttle(error), Deferred)
+    assert retry_after_throttle(Throttled(503, "x", "busy", 7.0)).reason == "graph_503"

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from handlers.errors import PermanentError, RetryLater
+from handlers.errors import Deferred, PermanentError, RetryLater
 from handlers.queue import Job, SqliteQueue
 from handlers.retry import Retry
 from handlers.worker import BatchHandler, Worker, WorkerPool
@@ -79,6 +79,20 @@ def test_a_job_out_of_attempts_is_dead_lettered_with_its_reason(queue):
         make_worker(queue, {"message": raiser(RetryLater("server_error"))}, clock=lambda: clock).work_once()
     row = job_row(queue, job_id)
     assert (row["state"], row["attempts"], row["last_error"]) == ("dead", 3, "server_error")
+
+
+def test_a_throttled_job_waits_the_servers_pause_and_is_never_dead_lettered_for_it(queue):
+    job_id = queue.enqueue("message", {}, run_after=T0)
+    clock = T0
+    for _ in range(2):  # two real failures: the next claim is the policy's last (of 3) attempt
+        make_worker(queue, {"message": raiser(RetryLater("server_error"))}, clock=lambda: clock).work_once()
+        clock = job_row(queue, job_id)["run_after"]
+    for _ in range(10):
+        make_worker(queue, {"message": raiser(Deferred("throttled", 45))}, clock=lambda: clock).work_once()
+        row = job_row(queue, job_id)
+        assert (row["state"], row["run_after"], row["attempts"]) == ("queued", clock + 45, 2)
+        clock = row["run_after"]
+    assert row["last_error"] == "throttled"
 
 
 def test_permanent_error_is_dead_lettered_at_once(queue):
