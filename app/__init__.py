@@ -40,13 +40,14 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
     services = build_services(app)
     app.extensions.update(services=services, identity=services.identity, queue=services.queue,
-                          subscription_directory=webhooks.SubscriptionDirectory(), wake_workers=lambda: None)
+                          wake_workers=lambda: None)
 
     storage.init_app(app)
     register_error_handlers(app)
     init_request_ids(app)
     app.url_map.converters["id"] = RowIdConverter
-    for blueprint in (health.bp, api.bp, auth.bp, pages.bp, webhooks.bp, admin.bp):
+    for blueprint in (health.bp, api.bp, auth.bp, pages.bp, admin.bp):
         app.register_blueprint(blueprint)
     cli.init_app(app)
+    webhooks.mount(app)
     return app

@@ -26,8 +26,13 @@ class APIError(Exception):
         self.message = message
 
 
+def error_document(code: str, message: str) -> dict[str, dict[str, str]]:
+    """The body of every error answer."""
+    return {"error": {"code": code, "message": message}}
+
+
 def error_response(status: int, code: str, message: str) -> Response:
-    rv = jsonify({"error": {"code": code, "message": message}})
+    rv = jsonify(error_document(code, message))
     rv.status_code = status
     return rv
 

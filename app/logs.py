@@ -81,13 +81,17 @@ def new_request_id() -> str:
     return f"{_REQUEST_ID_PREFIX}-{next(_request_numbers):x}"
 
 
+def request_id_from(given: str) -> str:
+    """The caller's ``X-Request-Id`` when it is sane, else a fresh one."""
+    return given if given and REQUEST_ID.fullmatch(given) else new_request_id()
+
+
 def init_request_ids(app: Flask) -> None:
     """Give every request an id (the caller's ``X-Request-Id`` when sane), log it, and echo it back."""
 
     @app.before_request
     def bind_request_id() -> None:
-        given = request.headers.get("X-Request-Id", "")
-        g.request_id = given if given and REQUEST_ID.fullmatch(given) else new_request_id()
+        g.request_id = request_id_from(request.headers.get("X-Request-Id", ""))
         g.log_context_token = log_context.set({"request_id": g.request_id})
 
     @app.after_request

@@ -236,6 +236,24 @@ def m001_initial(db: Database) -> None:
     )
 
 
+@migrations(name="m002_inbox")
+def m002_inbox(db: Database) -> None:
+    _run(
+        db,
+        """
+        -- Notification deliveries as the receiver acknowledged them: one row per delivery, a JSON
+        -- array of its jobs ([kind, dedupe_key, connection_id, payload, run_after] each). No index
+        -- but the row id, so the acknowledgement is a cheap append. Workers move the rows into
+        -- ``jobs`` (where duplicates are dropped) before they claim.
+        CREATE TABLE inbox (
+            id INTEGER PRIMARY KEY,
+            received_at REAL NOT NULL,
+            jobs TEXT NOT NULL
+        );
+        """
+    )
+
+
 def migrate(db: Database) -> list[str]:
     """Apply pending migrations; return the names applied."""
     pending = [migration.name for migration in migrations.pending(db)]

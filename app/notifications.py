@@ -13,6 +13,8 @@ import json
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
+from handlers.queue import NewJob
+
 MAX_ITEMS = 1000
 LIFECYCLE_EVENTS = {"reauthorizationRequired", "subscriptionRemoved", "missed"}
 CHANGE_TYPES = {"created", "updated", "deleted"}
@@ -32,15 +34,6 @@ class KnownSubscription(NamedTuple):
     connection_id: int
     tenant_id: str
     client_state: bytes  # UTF-8, ready for the constant-time comparison
-
-
-class Accepted(NamedTuple):
-    """A verified item: the job to queue for it."""
-
-    kind: str  # "message" or "lifecycle"
-    payload: dict[str, Any]
-    dedupe_key: str | None
-    connection_id: int
 
 
 def parse_batch(body: bytes) -> list[Any]:
@@ -70,9 +63,8 @@ def _is_text(value: Any) -> bool:
     return True
 
 
-def verify_item(item: Any, lookup: Callable[[str], KnownSubscription | None],
-                received_at: float) -> Accepted | str:
-    """An :class:`Accepted` job for a genuine item, else the reason it was rejected.
+def verify_item(item: Any, lookup: Callable[[str], KnownSubscription | None]) -> NewJob | str:
+    """The job (a ``message`` or ``lifecycle`` one) for a genuine item, else why it was rejected.
 
     Runs for every item of every delivery, so it checks types with ``type(...) is`` and reads
     each field once. Items come from ``json.loads``: containers are exactly dict and list.
@@ -95,24 +87,22 @@ def verify_item(item: Any, lookup: Callable[[str], KnownSubscription | None],
     if tenant_id != subscription.tenant_id:
         return "tenant_mismatch"
     if "lifecycleEvent" in item:
-        return _lifecycle(item, subscription_id, subscription, received_at)
-    return _change(item, subscription_id, subscription, received_at)
+        return _lifecycle(item, subscription_id, subscription)
+    return _change(item, subscription_id, subscription)
 
 
-def _lifecycle(item: dict, subscription_id: str, subscription: KnownSubscription,
-               received_at: float) -> Accepted | str:
+def _lifecycle(item: dict, subscription_id: str, subscription: KnownSubscription) -> NewJob | str:
     event = item["lifecycleEvent"]
     if type(event) is not str or event not in LIFECYCLE_EVENTS:
         return "unknown_lifecycle_event"
     expiry = item.get("subscriptionExpirationDateTime")
     expiry = expiry if _is_text(expiry) else ""
     digest = hashlib.sha256(f"{subscription_id}|{event}|{expiry}".encode()).hexdigest()[:32]
-    return Accepted("lifecycle", {"subscription_id": subscription_id, "event": event, "received_at": received_at},
+    return NewJob("lifecycle", {"subscription_id": subscription_id, "event": event},
                     f"life|{digest}", subscription.connection_id)
 
 
-def _change(item: dict, subscription_id: str, subscription: KnownSubscription,
-            received_at: float) -> Accepted | str:
+def _change(item: dict, subscription_id: str, subscription: KnownSubscription) -> NewJob | str:
     change_type = item.get("changeType")
     resource_data = item.get("resourceData")
     if type(change_type) is not str or change_type not in CHANGE_TYPES or type(resource_data) is not dict:
@@ -127,10 +117,9 @@ def _change(item: dict, subscription_id: str, subscription: KnownSubscription,
     else:
         etag = resource_data.get("@odata.etag")
         version = etag if _is_text(etag) else None
-    return Accepted(
+    return NewJob(
         "message",
-        {"subscription_id": subscription_id, "message_id": message_id, "change_type": change_type,
-         "received_at": received_at},
+        {"subscription_id": subscription_id, "message_id": message_id, "change_type": change_type},
         f"msg|{subscription.connection_id}|{message_id}|{version}" if version else None,
         subscription.connection_id,
     )

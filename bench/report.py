@@ -54,6 +54,10 @@ def _fmt(figures: Figures, key: str, spec: str = ".0f", unit: str = "") -> str:
     return f"{value:{spec}}{unit}"
 
 
+def _list(f: Figures, key: str) -> str:
+    return ", ".join(f"{value:.2f}" for value in f.get(key) or []) or "?"
+
+
 def _reasons(counts: dict[str, int] | None) -> str:
     return ", ".join(f"{n} {reason}" for reason, n in (counts or {}).items()) or "none"
 
@@ -65,7 +69,8 @@ def _rows(f: Figures) -> list[tuple[str, ...]]:
          f"notifications per POST, waitress with {f.get('web_threads', '?')} threads",),
         ("requests/s", _fmt(f, "ack_rps"), f"bare view {_fmt(f, 'bare_rps')}; client alone "
          f"{_fmt(f, 'client_capacity_rps')}", ""),
-        ("requests/s ratio to bare", _fmt(f, "ack_ratio", ".2f"), "", "ack_ratio"),
+        ("requests/s ratio to bare", _fmt(f, "ack_ratio", ".2f"),
+         f"median of {_fmt(f, 'ack_rounds')} turns: {_list(f, 'ack_rounds_ratio')}", "ack_ratio"),
         ("p50 latency", _fmt(f, "ack_p50_ms", ".1f", " ms"), f"bare {_fmt(f, 'bare_p50_ms', '.1f', ' ms')}", ""),
         ("p99 latency (closed loop: queueing)", _fmt(f, "ack_p99_ms", ".1f", " ms"),
          f"bare {_fmt(f, 'bare_p99_ms', '.1f', ' ms')}", ""),
@@ -75,11 +80,11 @@ def _rows(f: Figures) -> list[tuple[str, ...]]:
         (f"p99 at {_fmt(f, 'ack_paced_rate')} POST/s", _fmt(f, "ack_paced_p99_ms", ".1f", " ms"),
          f"bare {_fmt(f, 'bare_paced_p99_ms', '.1f', ' ms')}; {_fmt(f, 'ack_paced_senders')} senders, paced",
          "ack_paced_p99_ms"),
-        ("queue rows inserted", _fmt(f, "ack_rows_inserted"), f"expected {_fmt(f, 'ack_rows_expected')}",
-         "ack_rows_inserted"),
+        ("jobs after draining the inbox", _fmt(f, "ack_rows_inserted"), f"expected {_fmt(f, 'ack_rows_expected')}; "
+         f"drained at {_fmt(f, 'ack_drain_jobs_per_s')} jobs/s", "ack_rows_inserted"),
         ("ms per POST, one thread, no server", _fmt(f, "cost_receiver_ms", ".3f"),
-         f"bare {_fmt(f, 'cost_bare_ms', '.3f')}; parse+verify +{_fmt(f, 'cost_python_over_bare_ms', '.3f')}, "
-         f"database write +{_fmt(f, 'cost_write_ms', '.3f')}", ""),
+         f"bare Flask view {_fmt(f, 'cost_bare_ms', '.3f')}; receiver without its write "
+         f"{_fmt(f, 'cost_receiver_without_write_ms', '.3f')}, the write +{_fmt(f, 'cost_write_ms', '.3f')}", ""),
         (f"End to end: {_fmt(f, 'e2e_notifications')} notifications, {_fmt(f, 'e2e_mailboxes')} mailboxes, "
          f"{_fmt(f, 'e2e_graph_latency_ms')} ms per Graph call; polling baseline: delta every "
          f"{_fmt(f, 'polling_interval_s')} s (run {_fmt(f, 'polling_compression')}x compressed)",),

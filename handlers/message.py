@@ -62,7 +62,7 @@ def handle_messages(services: Services, jobs: list[Job]) -> dict[int, Exception 
         if status == 200:
             if link_graph_message(services, connection, body):
                 for job in group:
-                    metrics.NOTIFICATION_TO_LINKED.observe(max(0.0, now - job.payload.get("received_at", now)))
+                    metrics.NOTIFICATION_TO_LINKED.observe(max(0.0, now - job.created_at))  # created: received
         else:
             outcome = _batch_item_outcome(services, connection_id, status, body, headers)
         outcomes.update({job.id: outcome for job in group})

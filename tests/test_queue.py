@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 from pathlib import Path
 
@@ -43,10 +44,16 @@ def test_duplicate_is_ignored_even_after_the_first_is_done(queue):
     assert queue.enqueue("message", {}, dedupe_key="k") is None
 
 
-def test_enqueue_many_inserts_a_batch_skipping_duplicates(queue):
+def jobs(queue: SqliteQueue, columns: str = "kind, dedupe_key, connection_id, payload, run_after") -> list[dict]:
+    return list(queue.db.query(f"SELECT {columns} FROM jobs ORDER BY id"))
+
+
+def test_enqueue_many_becomes_jobs_at_the_next_claim_skipping_duplicates(queue):
     queue.enqueue("message", {}, dedupe_key="a")
     queue.enqueue_many([NewJob("message", {"i": i}, dedupe_key=key, connection_id=4) for i, key in enumerate("abcb")])
-    rows = list(queue.db.query("SELECT kind, dedupe_key, connection_id, payload, run_after FROM jobs ORDER BY id"))
+    assert len(jobs(queue)) == 1  # acknowledged: in the inbox, one row
+    assert queue.claim("w", 30).dedupe_key == "a"
+    rows = jobs(queue)
     assert rows == [{"kind": "message", "dedupe_key": "a", "connection_id": None, "payload": "{}", "run_after": T0},
                     {"kind": "message", "dedupe_key": "b", "connection_id": 4, "payload": '{"i":1}', "run_after": T0},
                     {"kind": "message", "dedupe_key": "c", "connection_id": 4, "payload": '{"i":2}', "run_after": T0}]
@@ -58,7 +65,7 @@ def test_enqueue_many_from_many_threads_stores_every_job_and_fails_only_the_bad_
     errors: list[Exception] = []
 
     def enqueue(n: int) -> None:
-        kind = None if n == 13 else "message"  # NOT NULL: this one call must fail, alone
+        kind = None if n == 13 else "message"  # no kind: this one call must fail, alone
         try:
             queue.enqueue_many([NewJob(kind, {"n": n, "i": i}, dedupe_key=f"{n}|{i}") for i in range(10)])
         except Exception as e:
@@ -71,15 +78,68 @@ def test_enqueue_many_from_many_threads_stores_every_job_and_fails_only_the_bad_
         thread.start()
     for thread in threads:
         thread.join()
+    queue.drain_inbox()
     keys = {row["dedupe_key"] for row in queue.db.query("SELECT dedupe_key FROM jobs")}
     assert keys == {f"{n}|{i}" for n in range(40) if n != 13 for i in range(10)}
-    assert len(errors) == 1 and "NOT NULL" in str(errors[0])
+    assert len(errors) == 1 and isinstance(errors[0], ValueError)
 
 
 def test_enqueue_many_is_all_or_nothing(queue):
-    with pytest.raises(Exception):
-        queue.enqueue_many([NewJob("message", {}), NewJob(None, {})])  # kind is NOT NULL
+    with pytest.raises(ValueError):
+        queue.enqueue_many([NewJob("message", {}), NewJob(None, {})])  # a job needs a kind
     assert queue.stats().by_state["queued"] == 0
+
+
+def test_the_inbox_drains_in_arrival_order_dropping_keys_already_taken(queue):
+    done = queue.enqueue("message", {}, dedupe_key="old")
+    queue.complete(queue.claim("w", 30).id, "w")
+    queue.enqueue_many([NewJob("message", {"n": 1}, dedupe_key="x", connection_id=1),
+                        NewJob("lifecycle", {"n": 2}, connection_id=2)], now=T0 + 1)
+    queue.enqueue_many([NewJob("message", {"n": 3}, dedupe_key="old"), NewJob("message", {"n": 4}, dedupe_key="x"),
+                        NewJob("message", {"n": 5}, dedupe_key="y", run_after=T0 + 60)], now=T0 + 2)
+    assert queue.drain_inbox(now=T0 + 5) == 2
+    assert queue.drain_inbox(now=T0 + 6) == 0
+    rows = jobs(queue, "id, kind, dedupe_key, connection_id, payload, run_after, created_at, updated_at")
+    assert rows[0]["id"] == done
+    # A job keeps its delivery's time, so queue lag counts the wait in the inbox.
+    assert rows[1:] == [
+        {"id": done + 1, "kind": "message", "dedupe_key": "x", "connection_id": 1, "payload": '{"n":1}',
+         "run_after": T0 + 1, "created_at": T0 + 1, "updated_at": T0 + 5},
+        {"id": done + 2, "kind": "lifecycle", "dedupe_key": None, "connection_id": 2, "payload": '{"n":2}',
+         "run_after": T0 + 1, "created_at": T0 + 1, "updated_at": T0 + 5},
+        {"id": done + 3, "kind": "message", "dedupe_key": "y", "connection_id": None, "payload": '{"n":5}',
+         "run_after": T0 + 60, "created_at": T0 + 2, "updated_at": T0 + 5}]
+
+
+def test_draining_moves_at_most_the_limit_oldest_first(queue):
+    for n in range(5):
+        queue.enqueue_many([NewJob("message", {"n": n})])
+    assert queue.drain_inbox(limit=2) == 2
+    assert [row["payload"] for row in jobs(queue)] == ['{"n":0}', '{"n":1}']
+    assert queue.drain_inbox(limit=10) == 3
+    assert len(jobs(queue)) == 5
+
+
+def test_a_drain_that_fails_moves_nothing_and_loses_nothing(queue):
+    queue.enqueue_many([NewJob("message", {"n": 1}, dedupe_key="fine")])
+    queue.enqueue_many([NewJob("message", {"n": 2}, dedupe_key="boom")])
+    queue.db.execute("CREATE TEMP TRIGGER fail BEFORE INSERT ON jobs WHEN NEW.dedupe_key = 'boom'"
+                     " BEGIN SELECT RAISE(ABORT, 'disk trouble'); END")
+    with pytest.raises(sqlite3.IntegrityError):
+        queue.drain_inbox()
+    assert jobs(queue) == [] and queue.db.execute("SELECT count(*) FROM inbox").fetchone()[0] == 2
+    queue.db.execute("DROP TRIGGER temp.fail")
+    assert queue.drain_inbox() == 2
+    assert {row["dedupe_key"] for row in jobs(queue)} == {"fine", "boom"}
+
+
+def test_jobs_in_the_inbox_count_as_queued_and_as_lag(queue):
+    queue.enqueue("message", {}, run_after=T0 - 5)
+    queue.enqueue_many([NewJob("message", {}), NewJob("lifecycle", {})], now=T0 - 30)
+    stats = queue.stats(now=T0)
+    assert stats.by_state["queued"] == 3
+    assert (stats.by_kind["message"]["queued"], stats.by_kind["lifecycle"]["queued"]) == (2, 1)
+    assert stats.oldest_pending_age == 30
 
 
 def test_claim_takes_ready_jobs_oldest_first(queue):

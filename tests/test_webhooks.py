@@ -1,12 +1,16 @@
 """The notification receiver: handshake, verification, one-transaction persistence, never a 500."""
 
 import json
+import logging
 import sqlite3
 from datetime import datetime, timedelta, timezone
 
 import pytest
+from werkzeug.test import EnvironBuilder
 
+from app.logs import REQUEST_ID
 from app.timeutil import iso
+from handlers.queue import SqliteQueue
 
 TENANT = "8f4c6b0e-0000-4000-8000-000000000001"
 SECRET = "a-client-state-of-at-least-32-characters!"
@@ -36,11 +40,13 @@ def notification(subscription_id="sub-1", *, client_state=SECRET, tenant=TENANT,
     }
 
 
-def post(client, *items, path="/webhooks/graph"):
-    return client.post(path, json={"value": list(items)})
+def post(client, *items, path="/webhooks/graph", headers=None):
+    return client.post(path, json={"value": list(items)}, headers=headers)
 
 
 def jobs(db):
+    """The jobs the workers will see: the receiver's inbox moved into the queue first, as a claim does."""
+    SqliteQueue(db).drain_inbox()
     return list(db.query("SELECT kind, dedupe_key, connection_id, payload FROM jobs ORDER BY id"))
 
 
@@ -61,7 +67,7 @@ def test_genuine_notification_is_queued_with_ids_only(client, db, subscription):
     assert job["kind"] == "message" and job["connection_id"] == 7
     payload = json.loads(job["payload"])
     assert payload["message_id"] == "AAMkAD-1" and payload["change_type"] == "created"
-    assert set(payload) == {"subscription_id", "message_id", "change_type", "received_at"}
+    assert set(payload) == {"subscription_id", "message_id", "change_type"}
 
 
 def test_replays_are_stored_once_but_a_new_version_is_new_work(client, db, subscription):
@@ -140,3 +146,50 @@ def test_storage_failure_answers_503_so_graph_retries(app, client, db, subscript
 
     monkeypatch.setattr(app.extensions["queue"], "enqueue_many", broken)
     assert post(client, notification()).status_code == 503
+
+
+@pytest.mark.parametrize("method", ["GET", "PUT", "DELETE"])
+def test_other_methods_get_405_and_change_nothing(client, db, subscription, method):
+    rv = client.open("/webhooks/graph", method=method, json={"value": [notification()]})
+    assert (rv.status_code, rv.headers["Allow"]) == (405, "POST")
+    assert rv.get_json()["error"]["code"] == "method_not_allowed"
+    assert jobs(db) == []
+
+
+def test_answers_carry_the_request_id(client, subscription):
+    rv = post(client, notification(), headers={"X-Request-Id": "graph-delivery-1"})
+    assert (rv.status_code, rv.headers["X-Request-Id"]) == (202, "graph-delivery-1")
+    assert REQUEST_ID.fullmatch(client.post("/webhooks/graph", data="{", content_type="application/json")
+                                .headers["X-Request-Id"])
+
+
+def _call_without_length(app, body: bytes) -> str:
+    """POST ``body`` the way a server that passes a chunked body on without a length would."""
+    environ = EnvironBuilder(path="/webhooks/graph", method="POST", data=body,
+                             content_type="application/json").get_environ()
+    del environ["CONTENT_LENGTH"]
+    environ["wsgi.input_terminated"] = True
+    statuses = []
+    app.wsgi_app(environ, lambda status, headers: statuses.append(status))
+    return statuses[0]
+
+
+def test_a_body_of_unknown_length_is_read_but_never_past_the_limit(app, db, subscription):
+    assert _call_without_length(app, json.dumps({"value": [notification()]}).encode()).startswith("202")
+    assert len(jobs(db)) == 1
+    too_big = json.dumps({"value": [notification(message_id=f"m{i}") for i in range(3000)]}).encode()
+    assert len(too_big) > 1024 * 1024
+    assert _call_without_length(app, too_big).startswith("413")
+    assert len(jobs(db)) == 1
+
+
+def test_a_bug_answers_a_logged_json_500_never_a_crash(app, client, db, subscription, monkeypatch, caplog):
+    def broken(subscription_id):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(app.extensions["subscription_directory"], "lookup", broken)
+    rv = post(client, notification(), headers={"X-Request-Id": "bug-1"})
+    assert rv.status_code == 500 and rv.get_json()["error"]["code"] == "internal_server_error"
+    [entry] = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert "could not handle a delivery" in entry.getMessage() and entry.exc_info
+    assert jobs(db) == []

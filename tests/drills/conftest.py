@@ -11,8 +11,9 @@ import requests
 
 from app.storage import thread_db
 from tests.conftest import API_TOKEN
-from tests.drills.harness import queue_settled, start_conversation
+from tests.drills.harness import start_conversation
 from tests.e2e.harness import Browser, ServiceServer
+from tests.e2e.mail import queue_idle
 from tests.e2e.waiting import wait_for
 
 
@@ -58,7 +59,7 @@ def connected(service, api, megan, db) -> dict:
     """A record whose first email is also in Megan's inbox, Megan connected, and the queue quiet again."""
     record = start_conversation(api, service.emulator, megan)
     assert Browser(service).connect(record["id"], "megan").status_code == 302
-    wait_for(lambda: list(db.query("SELECT 1 FROM subscriptions WHERE status = 'active'")) and queue_settled(db),
+    wait_for(lambda: list(db.query("SELECT 1 FROM subscriptions WHERE status = 'active'")) and queue_idle(db),
              timeout=20, message="subscribed, backfilled and reconciled")
     [connection] = api.get("/api/connections").json()["connections"]
     return {"record": record, "connection": connection}

@@ -189,6 +189,3 @@ def job_states(db, kind: str | None = None) -> dict[str, int]:
     return {row["state"]: row["n"] for row in db.query(f"SELECT state, count(*) AS n FROM jobs {where} GROUP BY state",
                                                        params)}
 
-
-def queue_settled(db) -> bool:
-    return not list(db.query("SELECT 1 FROM jobs WHERE state IN ('queued', 'running') LIMIT 1"))

@@ -22,11 +22,13 @@ from sqlite_utils import Database
 
 from app.runtime import LEASE_SECONDS, REAP_INTERVAL_SECONDS
 from emulator import Emulator
+from handlers.queue import SqliteQueue
 from tests.drills.harness import (
     ServiceProcess, assert_exactly_once, deliver_reply, job_states, reply_id, start_conversation, thread_ids,
     wait_for_replies,
 )
 from tests.e2e.harness import Browser
+from tests.e2e.mail import queue_idle
 from tests.e2e.waiting import wait_for
 
 BURST = 60
@@ -49,7 +51,7 @@ def crash(tmp_path_factory):
         record = start_conversation(service, emulator, megan)
         assert Browser(service).connect(record["id"], "megan").status_code == 302
         wait_for(lambda: list(db.query("SELECT 1 FROM subscriptions WHERE status = 'active'"))
-                 and not list(db.query("SELECT 1 FROM jobs WHERE state IN ('queued', 'running')")),
+                 and queue_idle(db),
                  timeout=20, message="subscribed, backfilled and reconciled")
         [connection] = service.get("/api/connections").json()["connections"]
         emulator.set_graph_latency(GRAPH_LATENCY_MS)
@@ -105,6 +107,7 @@ def test_the_kill_landed_mid_burst_with_work_in_hand(crash):
 def test_every_acknowledged_notification_was_persisted_and_nothing_was_given_up(crash):
     emulator, db, connection = crash["emulator"], crash["db"], crash["connection"]
     assert emulator.subscriptions.delivery.abandoned == 0, "Graph gave up on deliveries: the restart came too late"
+    SqliteQueue(db).drain_inbox()  # acknowledged deliveries not yet claimed count as persisted
     keys = {row["dedupe_key"] for row in db.query("SELECT dedupe_key FROM jobs WHERE kind = 'message'")}
     acknowledged = acknowledged_items(emulator)
     missing = [item["resourceData"]["id"] for item in acknowledged
@@ -118,13 +121,14 @@ def test_work_not_in_the_dead_process_s_hand_is_processed_exactly_once_after_res
     in_hand = {row["id"] for row in crash["in_hand"]}
     # Replies whose every job died with the process wait for their lease; every other one must be linked.
     jobs_by_reply: dict[str, set[int]] = {}
+    SqliteQueue(db).drain_inbox()
     for row in db.query("SELECT id, json_extract(payload, '$.message_id') AS graph_id FROM jobs WHERE kind = 'message'"):
         if row["graph_id"] in crash["graph_ids"]:
             jobs_by_reply.setdefault(crash["graph_ids"][row["graph_id"]], set()).add(row["id"])
     expected = {reply for reply, jobs in jobs_by_reply.items() if not jobs <= in_hand}
     assert len(jobs_by_reply) == BURST, "some replies never produced a notification job"
     wait_for_replies(service, record["id"], expected, timeout=20)
-    wait_for(lambda: not list(db.query("SELECT 1 FROM jobs WHERE state = 'queued'")), timeout=20,
+    wait_for(lambda: SqliteQueue(db).stats().by_state["queued"] == 0, timeout=20,
              message="nothing left queued")
     assert_exactly_once(thread_ids(service, record["id"]), expected)
     running = {row["id"] for row in db.query("SELECT id FROM jobs WHERE state = 'running'")}
@@ -138,8 +142,8 @@ def test_jobs_the_killed_process_held_are_rerun_promptly_after_restart(crash):
     deadline = crash["killed_at"] + RECOVERY_SECONDS
     expected = set(crash["graph_ids"].values())
     wait_for_replies(service, record["id"], expected, timeout=max(0.0, deadline - time.monotonic()))
-    wait_for(lambda: not list(db.query("SELECT 1 FROM jobs WHERE state IN ('queued', 'running')")),
-             timeout=max(0.0, deadline - time.monotonic()), message="the dead process's jobs re-run")
+    wait_for(lambda: queue_idle(db), timeout=max(0.0, deadline - time.monotonic()),
+             message="the dead process's jobs re-run")
     assert_exactly_once(thread_ids(service, record["id"]), expected)
     assert len(thread_ids(service, record["id"])) == BURST + 1
     in_hand = [row["id"] for row in crash["in_hand"]]

@@ -10,8 +10,9 @@ from __future__ import annotations
 import time
 
 from tests.drills.harness import (
-    assert_exactly_once, deliver_reply, job_states, queue_settled, reply_id, thread_ids, wait_for_replies,
+    assert_exactly_once, deliver_reply, job_states, reply_id, thread_ids, wait_for_replies,
 )
+from tests.e2e.mail import queue_idle
 from tests.e2e.waiting import wait_for
 
 BURST = 30
@@ -41,7 +42,7 @@ def test_backlog_built_during_a_graph_outage_drains_when_graph_returns(service, 
 
     expected = {reply_id("outage", n) for n in range(BURST)}
     wait_for_replies(api, record["id"], expected, timeout=DRAIN_SECONDS)
-    wait_for(lambda: queue_settled(db), timeout=DRAIN_SECONDS, message="no job queued or running")
+    wait_for(lambda: queue_idle(db), timeout=DRAIN_SECONDS, message="no job queued or running")
     drained = time.monotonic() - recovered
     assert_exactly_once(thread_ids(api, record["id"]), expected)
     assert job_states(db).get("dead", 0) == 0, list(db.query("SELECT kind, last_error FROM jobs WHERE state = 'dead'"))

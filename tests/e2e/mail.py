@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from email.message import EmailMessage
 
+from handlers.queue import SqliteQueue
 from tests.e2e.waiting import wait_for
 
 VENDOR = {"name": "Dana Whitfield", "address": "dana@acme.example"}
@@ -39,5 +40,7 @@ def wait_for_thread(api, record_id, count, timeout=30.0):
                     timeout=timeout, message=f"{count} thread messages")
 
 
-def queue_idle(db):
-    return not list(db.query("SELECT 1 FROM jobs WHERE state IN ('queued', 'running')"))
+def queue_idle(db) -> bool:
+    """No job queued or running, and no delivery left in the receiver's inbox."""
+    states = SqliteQueue(db).stats().by_state
+    return states["queued"] + states["running"] == 0
