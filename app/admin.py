@@ -11,6 +11,7 @@ from flask import Blueprint, current_app, redirect, render_template, request, se
 
 from app.readiness import run_checks
 from app.storage import get_db
+from handlers.queue import SqliteQueue
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
@@ -67,7 +68,8 @@ def status():
             "FROM subscriptions s LEFT JOIN connections c ON c.id = s.connection_id "
             "WHERE s.status IN ('active', 'replaced') ORDER BY s.expires_at")),
         checks=run_checks(db),
-        queue=list(db.query("SELECT kind, state, count(*) AS n FROM jobs GROUP BY kind, state ORDER BY kind, state")),
+        queue=[{"kind": kind, "state": state, "n": n}  # the inbox's jobs count as queued
+               for kind, states in sorted(SqliteQueue(db).stats().by_kind.items()) for state, n in states.items() if n],
         dead=[{**row, "payload": json.loads(row["payload"])} for row in db.query(
             "SELECT id, kind, connection_id, last_error, attempts, updated_at, payload FROM jobs "
             "WHERE state = 'dead' ORDER BY updated_at DESC LIMIT 20")],

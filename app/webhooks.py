@@ -39,6 +39,9 @@ log = logging.getLogger(__name__)
 ENDPOINTS = {"/webhooks/graph": "notifications", "/webhooks/graph/lifecycle": "lifecycle"}
 MAX_NOTIFICATION_BYTES = 1024 * 1024
 SUBSCRIPTION_CACHE_SECONDS = 30.0
+# Graph can deliver for a new subscription before the worker that created it has stored it (its
+# create call is still returning), so an unknown id is remembered only long enough to blunt a flood.
+UNKNOWN_CACHE_SECONDS = 1.0
 MAX_CACHED_SUBSCRIPTIONS = 100_000
 
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
@@ -54,20 +57,23 @@ class SubscriptionDirectory:
     throughput with it, 0.75 without).
     """
 
-    def __init__(self, database_path: str, cipher: Cipher) -> None:
+    def __init__(self, database_path: str, cipher: Cipher, *,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self._database_path = database_path
         self._cipher = cipher
+        self._clock = clock
         self._cache: dict[str, tuple[float, KnownSubscription | None]] = {}
 
     def lookup(self, subscription_id: str) -> KnownSubscription | None:
-        now = time.monotonic()
+        now = self._clock()
         cached = self._cache.get(subscription_id)
         if cached is not None and cached[0] > now:
             return cached[1]
         known = self._load(subscription_id)
         if len(self._cache) >= MAX_CACHED_SUBSCRIPTIONS:
             self._cache = {}
-        self._cache[subscription_id] = (now + SUBSCRIPTION_CACHE_SECONDS, known)
+        ttl = SUBSCRIPTION_CACHE_SECONDS if known is not None else UNKNOWN_CACHE_SECONDS
+        self._cache[subscription_id] = (now + ttl, known)
         return known
 
     def _load(self, subscription_id: str) -> KnownSubscription | None:

@@ -75,7 +75,7 @@ def test_an_app_registration_error_makes_it_unready(client, db, healthy):
 
 
 def test_metrics_expose_counters_and_database_gauges(client, healthy):
-    client.post("/webhooks/graph", json={"value": [{"subscriptionId": "unknown"}]})
+    client.post("/webhooks/graph", json={"value": [{"subscriptionId": "unknown", "tenantId": "any"}]})
     text = client.get("/metrics").get_data(as_text=True)
     assert 'outlook_notifications_rejected_total{reason="unknown_subscription"}' in text
     assert 'outlook_connections{status="active"} 1.0' in text

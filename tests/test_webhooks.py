@@ -10,6 +10,7 @@ from werkzeug.test import EnvironBuilder
 
 from app.logs import REQUEST_ID
 from app.timeutil import iso
+from app.webhooks import UNKNOWN_CACHE_SECONDS, SubscriptionDirectory
 from handlers.queue import SqliteQueue
 
 TENANT = "8f4c6b0e-0000-4000-8000-000000000001"
@@ -18,6 +19,10 @@ SECRET = "a-client-state-of-at-least-32-characters!"
 
 @pytest.fixture
 def subscription(app, db) -> str:
+    return store_subscription(app, db)
+
+
+def store_subscription(app, db) -> str:
     now = datetime.now(timezone.utc)
     db["tenants"].insert({"id": TENANT, "created_at": iso(now), "updated_at": iso(now)})
     db["connections"].insert({"id": 7, "tenant_id": TENANT, "user_id": "user-1", "created_at": iso(now),
@@ -193,3 +198,14 @@ def test_a_bug_answers_a_logged_json_500_never_a_crash(app, client, db, subscrip
     [entry] = [r for r in caplog.records if r.levelno == logging.ERROR]
     assert "could not handle a delivery" in entry.getMessage() and entry.exc_info
     assert jobs(db) == []
+
+
+def test_a_subscription_stored_just_after_its_first_delivery_is_trusted_a_moment_later(app, db):
+    """Graph may deliver while the create call that made the subscription is still returning."""
+    clock = [1000.0]
+    directory = SubscriptionDirectory(app.config["DATABASE_PATH"], app.extensions["cipher"], clock=lambda: clock[0])
+    assert directory.lookup("sub-1") is None
+    store_subscription(app, db)
+    assert directory.lookup("sub-1") is None  # a flood of unknown ids costs one query a second each
+    clock[0] += UNKNOWN_CACHE_SECONDS
+    assert directory.lookup("sub-1").connection_id == 7
