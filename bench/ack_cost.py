@@ -78,7 +78,7 @@ def run() -> dict[str, float]:
             for name, app in variants.items():
                 best[name] = min(best[name], _round(app, template, numbers))
     figures = {f"cost_{name}_ms": seconds * 1000 for name, seconds in best.items()}
-        figures["cost_write_ms"] = figures["cost_receiver_ms"] - figures["cost_receiver_without_write_ms"]
+    figures["cost_write_ms"] = figures["cost_receiver_ms"] - figures["cost_receiver_without_write_ms"]
     return figures
 
 
