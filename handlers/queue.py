@@ -29,8 +29,9 @@ from app.storage import close_thread_dbs, thread_db, write_transaction
 DEFAULT_MAX_ATTEMPTS = 10
 # Dead letters are kept this many times longer than done jobs, for an operator to look at.
 DEAD_RETENTION_FACTOR = 10
-# Deliveries moved from the inbox into the queue per transaction (about ten jobs each).
-DRAIN_DELIVERIES = 500
+# Deliveries moved from the inbox into the queue per transaction (about ten jobs each): a drain
+# holds the write lock for a few tens of milliseconds, which acknowledgements meanwhile wait out.
+DRAIN_DELIVERIES = 100
 
 
 class JobState(str, Enum):
