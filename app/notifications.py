@@ -97,9 +97,8 @@ def _lifecycle(item: dict, subscription_id: str, subscription: KnownSubscription
         return "unknown_lifecycle_event"
     expiry = item.get("subscriptionExpirationDateTime")
     expiry = expiry if _is_text(expiry) else ""
-    digest = hashlib.sha256(f"{subscription_id}|{event}|{expiry}".encode()).hexdigest()[:32]
     return NewJob("lifecycle", {"subscription_id": subscription_id, "event": event},
-                    f"life|{digest}", subscription.connection_id)
+                  f"life|{_digest(subscription_id, event, expiry)}", subscription.connection_id)
 
 
 def _change(item: dict, subscription_id: str, subscription: KnownSubscription) -> NewJob | str:
@@ -120,6 +119,19 @@ def _change(item: dict, subscription_id: str, subscription: KnownSubscription) -
     return NewJob(
         "message",
         {"subscription_id": subscription_id, "message_id": message_id, "change_type": change_type},
-        f"msg|{subscription.connection_id}|{message_id}|{version}" if version else None,
+        message_dedupe_key(subscription.connection_id, message_id, version) if version else None,
         subscription.connection_id,
     )
+
+
+def message_dedupe_key(connection_id: int, message_id: str, version: str) -> str:
+    """The queue's dedupe key for one version of a mailbox message: its replays collapse into one job.
+
+    A digest of the ids rather than the ids: Graph message ids run to 150 characters, and the key
+    is written with every acknowledgement and indexed in the jobs table.
+    """
+    return f"msg|{connection_id}|{_digest(message_id, version)}"
+
+
+def _digest(*parts: str) -> str:
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:32]

@@ -66,7 +66,8 @@ def web_threads() -> int:
 
 def subscriptions() -> tuple[tuple[str, str], ...]:
     """(id, clientState) of the subscriptions the senders' notifications come from."""
-    return tuple((f"bench-sub-{i}", f"bench-client-state-{i:02d}-{'x' * 40}") for i in range(SUBSCRIPTIONS))
+    return tuple((f"7f1c3f52-5b3a-4b0e-9d51-{i:012d}", f"bench-client-state-{i:02d}-{'x' * 44}")
+                 for i in range(SUBSCRIPTIONS))
 
 
 def service_config(database: str, key: str, threads: int) -> dict[str, Any]:

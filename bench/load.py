@@ -57,17 +57,29 @@ class NotificationBodies:
     def _template(self, first: int) -> bytes:
         items = []
         for i in range(self.batch):
-            subscription_id, client_state = self.subscriptions[(first + i) % len(self.subscriptions)]
-            message_id = f"AAMk{self.prefix}-{SEQ.decode()}-{i}"
-            resource = f"Users/u/Messages/{message_id}"
+            number = (first + i) % len(self.subscriptions)
+            subscription_id, client_state = self.subscriptions[number]
+            message_id = graph_message_id(f"{self.prefix}-{SEQ.decode()}-{i}")
+            resource = f"Users/{USER_ID_PREFIX}{number:012d}/Messages/{message_id}"
             items.append({
                 "subscriptionId": subscription_id, "clientState": client_state, "tenantId": self.tenant_id,
                 "changeType": "created", "subscriptionExpirationDateTime": "2030-01-01T00:00:00.0000000Z",
                 "resource": resource,
                 "resourceData": {"@odata.type": "#Microsoft.Graph.Message", "@odata.id": resource,
-                                 "@odata.etag": 'W/"CQAAABYAAAA"', "id": message_id},
+                                 "@odata.etag": 'W/"CQAAABYAAADkrWGo7bouTKlsgTZMr9KwAAAUWRHf"', "id": message_id},
             })
         return json.dumps({"value": items}).encode()
+
+
+# Graph message ids are about 150 characters of base64 (mailbox, folder and item parts); notifications
+# carry each one twice. The bench's end with a unique part so every notification is new work.
+GRAPH_MESSAGE_ID_PREFIX = ("AAMkAGVmMDEzMTM4LTZmYWUtNDdkNC1hMDZiLTU1OGY5OTZhYmY4OABGAAAAAAAiQ8W967B7TKBjgx9rVEURBwAi"
+                           "IsqMbYjsT5e-T7KzowPTAAAAAAEMAAAiIsqMbYjsT5e-T7KzowPTAAAYbv")
+USER_ID_PREFIX = "5b1e3f0c-2a9d-4c7e-8f61-"
+
+
+def graph_message_id(unique: str) -> str:
+    return f"{GRAPH_MESSAGE_ID_PREFIX}{unique}="
 
 
 SEQ = b"@SEQ@"

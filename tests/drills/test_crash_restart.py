@@ -20,6 +20,7 @@ import time
 import pytest
 from sqlite_utils import Database
 
+from app.notifications import message_dedupe_key
 from app.runtime import LEASE_SECONDS, REAP_INTERVAL_SECONDS
 from emulator import Emulator
 from handlers.queue import SqliteQueue
@@ -110,9 +111,8 @@ def test_every_acknowledged_notification_was_persisted_and_nothing_was_given_up(
     SqliteQueue(db).drain_inbox()  # acknowledged deliveries not yet claimed count as persisted
     keys = {row["dedupe_key"] for row in db.query("SELECT dedupe_key FROM jobs WHERE kind = 'message'")}
     acknowledged = acknowledged_items(emulator)
-    missing = [item["resourceData"]["id"] for item in acknowledged
-               if f"msg|{connection['id']}|{item['resourceData']['id']}|{item['resourceData']['@odata.etag']}"
-               not in keys]
+    data = [item["resourceData"] for item in acknowledged]
+    missing = [d["id"] for d in data if message_dedupe_key(connection["id"], d["id"], d["@odata.etag"]) not in keys]
     assert acknowledged and not missing, f"{len(missing)} acknowledged notification(s) left no job"
 
 
