@@ -51,6 +51,16 @@ def _positive_int(name: str, raw: Any) -> int:
     return value
 
 
+def _at_least(minimum: int) -> Callable[[str, Any], int]:
+    def parse(name: str, raw: Any) -> int:
+        value = _positive_int(name, raw)
+        if value < minimum:
+            raise ConfigError(f"{name} must be at least {minimum}, got {value}")
+        return value
+
+    return parse
+
+
 def _port(name: str, raw: Any) -> int:
     value = _positive_int(name, raw)
     if value > 65535:
@@ -118,6 +128,10 @@ SETTINGS: tuple[Setting, ...] = (
             _text),
     Setting("WORKER_THREADS", 4, "Worker threads that process the queue in `python -m app`.", _positive_int),
     Setting("WEB_THREADS", 8, "Request threads of the WSGI server in `python -m app`.", _positive_int),
+    Setting("JOB_MAX_ATTEMPTS", 12, "Attempts a queued job (a notification, a send, a subscribe) gets before it "
+            "is dead-lettered; a pause Graph asked for (429 with Retry-After) does not count.", _positive_int),
+    Setting("JOB_RETRY_MAX_DELAY_SECONDS", 900, "The longest wait between a job's attempts; waits double from 2 s "
+            "up to it. With the defaults a failing job is retried for up to 47 minutes.", _at_least(2)),
     Setting("LOG_LEVEL", "INFO", "Logging level: DEBUG, INFO, WARNING or ERROR.",
             lambda name, raw: _choice("debug", "info", "warning", "error")(name, raw).upper()),
     Setting("LOG_FORMAT", "text", "`text` for readable lines, `json` for one JSON object per line.",

@@ -12,7 +12,6 @@ from app.services import Services
 
 from handlers.dispatch import build_handlers
 from handlers.queue import Job
-from handlers.retry import JOB_RETRY
 from handlers.worker import WorkerPool
 from subscriptions.leader import Leadership
 from subscriptions.scheduler import build_scheduler, periodic_jobs
@@ -41,7 +40,7 @@ class Runtime:
     def __init__(self, app: Flask, *, workers: int | None = None, scheduler: bool = True) -> None:
         services = app.extensions["services"]
         self.pool = WorkerPool(workers or app.config["WORKER_THREADS"], services.queue, build_handlers(services),
-                               retry_policy=JOB_RETRY, on_outcome=partial(record_outcome, services),
+                               retry_policy=services.retry, on_outcome=partial(record_outcome, services),
                                lease_seconds=LEASE_SECONDS, reap_interval=REAP_INTERVAL_SECONDS)
         app.extensions["wake_workers"] = self.pool.notify
         self.leadership = Leadership(services.db)

@@ -18,7 +18,7 @@ from app.identity import Identity
 from app.storage import thread_db
 from app.timeutil import utcnow
 from handlers.queue import SqliteQueue
-from handlers.retry import JOB_RETRY
+from handlers.retry import Retry, job_retry
 
 
 @dataclass
@@ -29,6 +29,7 @@ class Services:
     cipher: Cipher
     identity: Identity
     queue: SqliteQueue
+    retry: Retry  # how often, and how long apart, the workers try a job
     session: Session = field(default_factory=Session)
     clock: Callable[[], datetime] = utcnow  # tests move time forward by replacing it
 
@@ -56,5 +57,6 @@ def build_services(app: Flask) -> Services:
         authority_host=config["AZURE_AUTHORITY_HOST"], verify=verify, cipher=cipher,
         db_factory=lambda: thread_db(database),
     )
-    return Services(dict(config), cipher, identity, SqliteQueue(database, max_attempts=JOB_RETRY.max_attempts),
+    retry = job_retry(config["JOB_MAX_ATTEMPTS"], config["JOB_RETRY_MAX_DELAY_SECONDS"])
+    return Services(dict(config), cipher, identity, SqliteQueue(database, max_attempts=retry.max_attempts), retry,
                     Session(verify))

@@ -56,5 +56,14 @@ class Retry:
         return retry_after * (1 + 0.1 * self.jitter * rand())
 
 
-JOB_RETRY = Retry(max_attempts=12, base_delay=2.0, cap=900.0)
-"""The service's policy for queued jobs: about 1.5 hours of retries before a job is dead-lettered."""
+JOB_RETRY_BASE_DELAY = 2.0
+"""Seconds before a job's second attempt; the wait doubles from there (``JOB_RETRY_MAX_DELAY_SECONDS`` caps it)."""
+
+
+def job_retry(max_attempts: int, max_delay: float) -> Retry:
+    """The policy for queued jobs, from the ``JOB_MAX_ATTEMPTS`` and ``JOB_RETRY_MAX_DELAY_SECONDS`` settings.
+
+    With the defaults (12 attempts, 900 s) a failing job is retried for up to 47 minutes
+    (2 + 4 + ... + 512 + 900 + 900 s, less jitter) before it is dead-lettered.
+    """
+    return Retry(max_attempts=max_attempts, base_delay=JOB_RETRY_BASE_DELAY, cap=max_delay)

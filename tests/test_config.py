@@ -62,6 +62,8 @@ def test_sandbox_honours_values_that_are_set(tmp_path):
         ("GRAPH_ENDPOINT", "graph.local", "GRAPH_ENDPOINT must be an http(s) URL"),
         ("TOKEN_ENCRYPTION_KEYS", "not-a-key", "TOKEN_ENCRYPTION_KEYS key #1 is not 32"),
         ("LOG_FORMAT", "xml", "LOG_FORMAT must be one of text, json"),
+        ("JOB_MAX_ATTEMPTS", "0", "JOB_MAX_ATTEMPTS must be greater than 0"),
+        ("JOB_RETRY_MAX_DELAY_SECONDS", "1", "JOB_RETRY_MAX_DELAY_SECONDS must be at least 2"),
     ],
 )
 def test_malformed_values_name_the_variable(name, value, message):

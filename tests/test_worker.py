@@ -247,3 +247,15 @@ def test_a_long_job_keeps_its_lease_and_a_stop_lets_it_finish(db_path, queue):
 def test_pool_needs_a_worker(queue):
     with pytest.raises(ValueError, match="0"):
         WorkerPool(0, queue, {})
+
+
+def test_the_configured_retry_policy_is_the_one_the_workers_and_the_reaper_use(app_config, monkeypatch, tmp_path):
+    from app import create_app
+    from app.runtime import Runtime
+
+    monkeypatch.chdir(tmp_path)
+    app = create_app({**app_config, "JOB_MAX_ATTEMPTS": "3", "JOB_RETRY_MAX_DELAY_SECONDS": "60"})
+    runtime = Runtime(app, workers=2, scheduler=False)
+    policies = {worker.retry_policy for worker in runtime.pool.workers}
+    assert policies == {Retry(max_attempts=3, base_delay=2.0, cap=60.0)}
+    assert app.extensions["services"].queue.max_attempts == 3

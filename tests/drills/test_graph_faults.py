@@ -5,8 +5,8 @@ the mailbox for its Retry-After) are retried, honour Retry-After, and end with e
 no dead letters, no duplicates, no job left behind.
 
 The faults last for a window of ``FAULT_WINDOW`` seconds from the start of the burst. Left on, a job
-that keeps losing the lottery backs off 2 s, 4 s, 8 s, 16 s... (``handlers.retry.JOB_RETRY``, which the
-service offers no way to shorten), and a 30-reply burst was seen to take 2.5 to 60 s to settle: more than
+that keeps losing the lottery backs off 2 s, 4 s, 8 s, 16 s... (``handlers.retry.JOB_RETRY_BASE_DELAY``;
+the settings only cap the wait), and a 30-reply burst was seen to take 2.5 to 60 s to settle: more than
 the suite can afford. Within the window every job has had up to three tries, so the drill still needs
 repeated retries to pass.
 """
