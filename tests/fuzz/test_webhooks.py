@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from app.storage import thread_db
 from app.timeutil import iso
 from handlers.queue import SqliteQueue
-from tests.fuzz_support import fuzz_app, row_counts
+from tests.fuzz.support import fuzz_app, row_counts
 
 TENANT = "8f4c6b0e-0000-4000-8000-000000000001"
 SECRET = "a-client-state-of-at-least-32-characters!"
@@ -46,11 +46,6 @@ def app(tmp_path_factory):
             "change_type": "created,updated,deleted", "client_state": application.extensions["cipher"].encrypt(SECRET),
             "expires_at": iso(until), "routable_until": iso(until), "created_at": iso(now), "updated_at": iso(now)})
     return application
-
-
-@pytest.fixture(scope="module")
-def client(app):
-    return app.test_client()
 
 
 def counts(app) -> dict[str, int]:

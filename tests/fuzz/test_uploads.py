@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from app.storage import thread_db
 from app.timeutil import iso
-from tests.fuzz_support import fuzz_app, row_counts
+from tests.fuzz.support import fuzz_app, row_counts
 
 TOKEN = "fuzz-upload-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "message/rfc822"}
@@ -33,11 +33,6 @@ def app(tmp_path_factory):
     thread_db(application.config["DATABASE_PATH"])["records"].insert(
         {"id": RECORD, "title": "Acme vendor file", "created_at": iso(datetime.now(timezone.utc))})
     return application
-
-
-@pytest.fixture(scope="module")
-def client(app):
-    return app.test_client()
 
 
 def counts(app) -> dict[str, int]:

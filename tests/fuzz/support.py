@@ -26,3 +26,4 @@ def row_counts(app: Flask, tables: tuple[str, ...]) -> dict[str, int]:
     """How many rows each table holds: input that is rejected must leave these unchanged."""
     db = thread_db(app.config["DATABASE_PATH"])
     return {table: db[table].count for table in tables}
+

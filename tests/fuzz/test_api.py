@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, assume, given, settings, strategies as st
 
 from app.storage import thread_db
 from app.timeutil import iso
-from tests.fuzz_support import fuzz_app, row_counts
+from tests.fuzz.support import fuzz_app, row_counts
 
 TOKEN = "fuzz-api-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -50,11 +50,6 @@ def app(tmp_path_factory):
         db["connections"].insert({"id": connection_id, "tenant_id": TENANT, "user_id": user, "status": status,
                                   "email": f"{user}@contoso.example", "created_at": now, "updated_at": now})
     return application
-
-
-@pytest.fixture(scope="module")
-def client(app):
-    return app.test_client()
 
 
 def counts(app) -> dict[str, int]:
