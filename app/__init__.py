@@ -19,7 +19,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     tests and sandbox mode point the service at a database or an emulator. Nothing starts here:
     the worker and scheduler run from ``python -m app`` or ``flask --app wsgi worker``.
     """
-    from app import admin, api, auth, cli, health, pages, storage, webhooks
+    from app import admin, api, auth, cli, health, pages, security_headers, storage, webhooks
     from app import api_mailboxes, api_outbox  # noqa: F401  (their routes live on api.bp)
     from app.config import SETTINGS_BY_NAME, load_settings, read_dotenv
     from app.crypto import Cipher
@@ -44,6 +44,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
     storage.init_app(app)
     register_error_handlers(app)
+    security_headers.init_app(app)
     init_request_ids(app)
     app.url_map.converters["id"] = RowIdConverter
     for blueprint in (health.bp, api.bp, auth.bp, pages.bp, admin.bp):

@@ -45,6 +45,14 @@ def _flag(body: dict[str, Any], field: str) -> bool:
     return value
 
 
+def _subject(body: dict[str, Any]) -> str | None:
+    """The subject, one line: a CR or LF would let a caller end the header and write others."""
+    subject = optional_string(body, "subject", max_length=998)
+    if subject is not None and ("\r" in subject or "\n" in subject):
+        raise APIError(422, "invalid_field", "'subject' must be one line (no carriage return or line feed).")
+    return subject
+
+
 def parse_send_request(body: dict[str, Any]) -> dict[str, Any]:
     """The validated send request, normalised; raises :class:`APIError` (422) naming the field."""
     connection_id = body.get("connection_id")
@@ -60,7 +68,7 @@ def parse_send_request(body: dict[str, Any]) -> dict[str, Any]:
         "connection_id": connection_id,
         "to": _addresses(body, "to", required=not reply),
         "cc": _addresses(body, "cc", required=False),
-        "subject": optional_string(body, "subject", max_length=998),
+        "subject": _subject(body),
         "body": required_string(body, "body", max_length=MAX_BODY),
         "body_type": body_type,
         "reply": reply,

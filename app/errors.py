@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
-from flask import Flask, Response, jsonify, request
+import logging
+import sqlite3
+
+from flask import Flask, Response, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import IntegerConverter
+
+from app.storage import unavailable_retry_after
+
+log = logging.getLogger(__name__)
 
 MAX_ROW_ID = 2**63 - 1  # SQLite's integer range; a larger id cannot name a row
 
@@ -44,7 +51,26 @@ def wants_json() -> bool:
     return request.accept_mimetypes.best_match(["text/html", "application/json"]) == "application/json"
 
 
+def storage_unavailable(retry_after: int) -> Response:
+    """503 for a busy or full store: the request was fine, the client should try again later."""
+    message = "The service's database is busy or full; nothing was changed. Try again shortly."
+    if wants_json():
+        rv = error_response(503, "storage_unavailable", message)
+    else:
+        rv = Response(render_template("unavailable.html", message=message), 503)
+    rv.headers["Retry-After"] = str(retry_after)
+    return rv
+
+
 def register_error_handlers(app: Flask) -> None:
+    @app.errorhandler(sqlite3.Error)
+    def handle_storage_error(e: sqlite3.Error):
+        retry_after = unavailable_retry_after(e)
+        if retry_after is None:  # a bug, not the store's state: Flask logs it and answers 500
+            raise e
+        log.warning("Storage unavailable on %s %s: %s", request.method, request.path, e)
+        return storage_unavailable(retry_after)
+
     @app.errorhandler(APIError)
     def handle_api_error(e: APIError) -> Response:
         return error_response(e.status, e.code, e.message)

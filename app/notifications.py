@@ -16,6 +16,11 @@ from typing import Any, NamedTuple
 from handlers.queue import NewJob
 
 MAX_ITEMS = 1000
+# Notifications without an etag (Graph sends one for messages; a replayer need not) collapse into
+# one job per message and change type within a window of this many seconds. A genuine second
+# change inside the window is still seen: the job fetches the message as it is when it runs, and
+# the delta reconcile backs up anything that slips between.
+REPLAY_WINDOW_SECONDS = 60
 LIFECYCLE_EVENTS = {"reauthorizationRequired", "subscriptionRemoved", "missed"}
 CHANGE_TYPES = {"created", "updated", "deleted"}
 
@@ -63,11 +68,17 @@ def _is_text(value: Any) -> bool:
     return True
 
 
-def verify_item(item: Any, lookup: Callable[[str], KnownSubscription | None]) -> NewJob | str:
+def replay_window(now: float) -> str:
+    """The replay window ``now`` falls in, for :func:`verify_item`."""
+    return str(int(now // REPLAY_WINDOW_SECONDS))
+
+
+def verify_item(item: Any, lookup: Callable[[str], KnownSubscription | None], window: str) -> NewJob | str:
     """The job (a ``message`` or ``lifecycle`` one) for a genuine item, else why it was rejected.
 
-    Runs for every item of every delivery, so it checks types with ``type(...) is`` and reads
-    each field once. Items come from ``json.loads``: containers are exactly dict and list.
+    ``window`` is :func:`replay_window` of the time the delivery arrived. Runs for every item of
+    every delivery, so it checks types with ``type(...) is`` and reads each field once. Items come
+    from ``json.loads``: containers are exactly dict and list.
     """
     if type(item) is not dict:
         return "malformed_item"
@@ -88,7 +99,7 @@ def verify_item(item: Any, lookup: Callable[[str], KnownSubscription | None]) ->
         return "tenant_mismatch"
     if "lifecycleEvent" in item:
         return _lifecycle(item, subscription_id, subscription)
-    return _change(item, subscription_id, subscription)
+    return _change(item, subscription_id, subscription, window)
 
 
 def _lifecycle(item: dict, subscription_id: str, subscription: KnownSubscription) -> NewJob | str:
@@ -101,7 +112,7 @@ def _lifecycle(item: dict, subscription_id: str, subscription: KnownSubscription
                   f"life|{_digest(subscription_id, event, expiry)}", subscription.connection_id)
 
 
-def _change(item: dict, subscription_id: str, subscription: KnownSubscription) -> NewJob | str:
+def _change(item: dict, subscription_id: str, subscription: KnownSubscription, window: str) -> NewJob | str:
     change_type = item.get("changeType")
     resource_data = item.get("resourceData")
     if type(change_type) is not str or change_type not in CHANGE_TYPES or type(resource_data) is not dict:
@@ -109,17 +120,17 @@ def _change(item: dict, subscription_id: str, subscription: KnownSubscription) -
     message_id = resource_data.get("id")
     if not _is_text(message_id) or len(message_id) > 512:
         return "malformed_item"
-    # Replays of one version of a message collapse into one job; without an etag there is no
-    # version to compare, so the item is kept (processing is idempotent anyway).
+    # Replays of one version of a message collapse into one job. Without an etag there is no
+    # version to compare, so replays collapse within the current replay window instead.
     if change_type == "deleted":
         version = "deleted"
     else:
         etag = resource_data.get("@odata.etag")
-        version = etag if _is_text(etag) else None
+        version = etag if _is_text(etag) else f"{change_type}@{window}"
     return NewJob(
         "message",
         {"subscription_id": subscription_id, "message_id": message_id, "change_type": change_type},
-        message_dedupe_key(subscription.connection_id, message_id, version) if version else None,
+        message_dedupe_key(subscription.connection_id, message_id, version),
         subscription.connection_id,
     )
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sqlite3
 import time
 from collections import Counter
@@ -29,8 +30,8 @@ from app import metrics
 from app.crypto import Cipher
 from app.errors import error_document
 from app.logs import log_context, request_id_from
-from app.notifications import InvalidNotification, KnownSubscription, parse_batch, verify_item
-from app.storage import thread_db
+from app.notifications import InvalidNotification, KnownSubscription, parse_batch, replay_window, verify_item
+from app.storage import thread_db, unavailable_retry_after
 from app.timeutil import now_iso
 from handlers.queue import NewJob
 
@@ -103,6 +104,12 @@ def _error(status: str, code: str, message: str, headers: Iterable[tuple[str, st
 
 
 ACCEPTED = Answer("202 Accepted", [], b"")
+# Graph's tokens are short printable text ("Validation: Testing client application reachability for
+# subscription Request-Id: ..."). Echoing only such text keeps the endpoint from serving a
+# stranger's page, script or megabytes under the service's origin.
+VALIDATION_TOKEN = re.compile(r"[\x20-\x3b\x3d\x3f-\x7e]{1,1024}")
+BAD_VALIDATION_TOKEN = _error("400 Bad Request", "invalid_validation_token",
+                              "validationToken must be 1 to 1024 printable ASCII characters, without < or >.")
 TOO_LARGE = _error("413 Request Entity Too Large", "payload_too_large", "Notification batches are limited to 1 MiB.")
 
 
@@ -116,6 +123,7 @@ class NotificationReceiver:
     def __init__(self, extensions: dict[str, Any], next_app: WsgiApp) -> None:
         self._extensions = extensions
         self._next_app = next_app
+        self._headers = [*extensions["security_headers"]]
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         endpoint = ENDPOINTS.get(environ.get("PATH_INFO", ""))
@@ -131,7 +139,7 @@ class NotificationReceiver:
         finally:
             log_context.reset(context)
         start_response(answer.status, [*answer.headers, ("Content-Length", str(len(answer.body))),
-                                       ("X-Request-Id", request_id)])
+                                       ("X-Request-Id", request_id), *self._headers])
         return [answer.body]
 
     def _answer(self, endpoint: str, environ: dict[str, Any]) -> Answer:
@@ -141,6 +149,8 @@ class NotificationReceiver:
         token = _validation_token(environ.get("QUERY_STRING", ""))
         if token is not None:
             # Graph's handshake: echo the token, decoded, as text/plain, and do nothing else.
+            if not VALIDATION_TOKEN.fullmatch(token):
+                return BAD_VALIDATION_TOKEN
             return Answer("200 OK", [("Content-Type", "text/plain; charset=utf-8")], token.encode())
         length = _declared_length(environ)
         if length is not None and length > MAX_NOTIFICATION_BYTES:
@@ -158,15 +168,17 @@ class NotificationReceiver:
             log.warning("Receiver %s: rejected a delivery: %s", endpoint, e.reason)
             return _error("400 Bad Request", e.reason, "The body is not a Graph change-notification batch.")
         metrics.NOTIFICATIONS_RECEIVED.inc(len(items))
-        accepted = _verify(endpoint, items, self._extensions["subscription_directory"].lookup)
-        if accepted:
-            try:
+        try:
+            accepted = _verify(endpoint, items, self._extensions["subscription_directory"].lookup)
+            if accepted:
                 self._extensions["queue"].enqueue_many(accepted)
-            except sqlite3.Error:
-                log.exception("Receiver %s: could not persist %d notification(s); Graph will retry", endpoint,
-                              len(accepted))
-                return _error("503 Service Unavailable", "storage_unavailable",
-                              "Could not persist the notifications; retry.")
+        except sqlite3.Error as e:  # Graph retries a 5xx: nothing is lost by refusing now
+            log.exception("Receiver %s: could not check or persist %d notification(s); Graph will retry",
+                          endpoint, len(items))
+            retry_after = unavailable_retry_after(e) or 30
+            return _error("503 Service Unavailable", "storage_unavailable",
+                          "Could not persist the notifications; retry.", [("Retry-After", str(retry_after))])
+        if accepted:
             metrics.NOTIFICATIONS_ACCEPTED.inc(len(accepted))
             self._extensions["wake_workers"]()
         return ACCEPTED
@@ -207,8 +219,9 @@ def _verify(endpoint: str, items: list, lookup: Callable[[str], KnownSubscriptio
     """The jobs for the genuine items of a delivery; the others are counted and logged by reason."""
     accepted: list[NewJob] = []
     rejected: Counter[str] = Counter()
+    window = replay_window(time.time())
     for item in items:
-        outcome = verify_item(item, lookup)
+        outcome = verify_item(item, lookup, window)
         if type(outcome) is str:
             rejected[outcome] += 1
         else:

@@ -110,6 +110,9 @@ addresses = st.builds(lambda local, domain, pad: f"{pad}{local}@{domain}.example
                       st.sampled_from(["", " "]))
 
 
+one_line = clean_text.filter(lambda value: "\r" not in value and "\n" not in value)  # a subject is one header line
+
+
 @st.composite
 def valid_sends(draw) -> dict:
     reply = draw(st.booleans())
@@ -117,7 +120,7 @@ def valid_sends(draw) -> dict:
     to = draw(st.lists(addresses, min_size=0 if reply else 1, max_size=3))
     if to or draw(st.booleans()):
         body["to"] = to
-    for field, strategy in (("cc", st.lists(addresses, max_size=3)), ("subject", st.none() | clean_text),
+    for field, strategy in (("cc", st.lists(addresses, max_size=3)), ("subject", st.none() | one_line),
                             ("body_type", st.sampled_from(["text", "html"])), ("automated", st.booleans())):
         if draw(st.booleans()):
             body[field] = draw(strategy)
@@ -144,6 +147,7 @@ def invalid_sends(draw) -> dict:
         lambda: {**body, "reply": draw(st.sampled_from(["true", 1, 0, None, []]))},
         lambda: {**body, "automated": draw(st.sampled_from(["yes", 1, None, {}]))},
         lambda: {**body, "subject": draw(non_strings | st.text(min_size=999, max_size=1005) | st.just("\ud83d"))},
+        lambda: {**body, "subject": draw(one_line) + draw(st.sampled_from(["\r\n", "\n", "\r"])) + "Bcc: x@y.example"},
         lambda: {**body, "to": [*body.get("to", []), _bad_address(draw)]},
         lambda: {**body, "cc": [_bad_address(draw)]},
         lambda: {**body, "to": draw(st.sampled_from(["a@x.example", {"a": 1}, 5]) | st.lists(non_strings, min_size=1, max_size=2))},
