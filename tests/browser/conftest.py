@@ -67,13 +67,18 @@ def pytest_runtest_makereport(item, call):
 
 @pytest.fixture
 def page(context, request, tmp_path) -> Page:
+    """A page that fails the test if anything on it breaks the service's Content-Security-Policy."""
     page = context.new_page()
+    violations: list[str] = []
+    page.on("console", lambda message: violations.append(message.text)
+            if "Content Security Policy" in message.text else None)
     yield page
     report = getattr(request.node, "report_call", None)
     if report is not None and report.failed:
         shot = tmp_path / "failure.png"
         page.screenshot(path=str(shot), full_page=True)
         print(f"Screenshot of the failed page: {shot} (at {page.url})")
+    assert not violations, f"the page broke the Content-Security-Policy: {violations}"
 
 
 def snapshot(page: Page, name: str) -> None:

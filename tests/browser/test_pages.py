@@ -91,6 +91,13 @@ def test_connect_outlook_from_the_record_page(page, service, record, db):
     assert connection == {"email": MEGAN, "status": "active"}
 
 
+def test_the_record_page_is_styled_under_its_content_security_policy(page, service, record):
+    rv = page.goto(f"/records/{record['id']}")
+    assert "default-src 'none'" in rv.headers["content-security-policy"]
+    background = page.evaluate("getComputedStyle(document.body).backgroundColor")
+    assert background == "rgb(245, 247, 250)"  # app.css loaded: --bg
+
+
 def test_an_inbound_reply_appears_on_the_record(page, service, record, db, megan):
     connect_in_browser(page, record["id"])
     wait_until_subscribed(db)
