@@ -292,6 +292,13 @@ def m004_login_sessions(db: Database) -> None:
     )
 
 
+@migrations(name="m005_drop_auth_flows")
+def m005_drop_auth_flows(db: Database) -> None:
+    """Sign-in flows now travel encrypted in the browser's session cookie; a flow in progress
+    during the upgrade ends at "Sign-in expired", and the user clicks Connect Outlook again."""
+    db.execute("DROP TABLE auth_flows")
+
+
 def migrate(db: Database) -> list[str]:
     """Apply pending migrations; return the names applied."""
     pending = [migration.name for migration in migrations.pending(db)]
