@@ -24,6 +24,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from app.config import SETTINGS_BY_NAME, load_settings, read_dotenv
     from app.crypto import Cipher
     from app.errors import RowIdConverter, register_error_handlers
+    from app.login_sessions import SESSION_LIFETIME
     from app.logs import init_request_ids
     from app.services import build_services
 
@@ -35,6 +36,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.config["MAX_CONTENT_LENGTH"] = MAX_REQUEST_BYTES
     app.config["SESSION_COOKIE_SAMESITE"] = "Lax"  # a second layer against cross-site posts
     app.config["SESSION_COOKIE_SECURE"] = app.config["PUBLIC_BASE_URL"].startswith("https://")
+    app.config["PERMANENT_SESSION_LIFETIME"] = SESSION_LIFETIME  # a session cookie signed longer ago is refused
     app.secret_key = app.config["SECRET_KEY"]
     app.extensions["cipher"] = Cipher(app.config["TOKEN_ENCRYPTION_KEYS"])
 

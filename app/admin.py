@@ -1,19 +1,41 @@
-"""The operator's status page, ``/admin``, behind a login with the API token or ``ADMIN_PASSWORD``."""
+"""The operator's status page, ``/admin``, behind a login with the API token or ``ADMIN_PASSWORD``.
+
+The login form and the sign-out form carry the session's CSRF token. Failed guesses are counted in
+the database per client address and over all clients (:mod:`app.ratelimit`), so every web process
+locks a guesser out. A sign-in is a server-side session (:mod:`app.login_sessions`) that lasts at
+most 12 hours and that signing out ends, for every copy of the cookie.
+"""
 
 from __future__ import annotations
 
 import hmac
 import json
+import logging
+import math
+import re
 import time
 from functools import wraps
 
-from flask import Blueprint, current_app, redirect, render_template, request, session, url_for
+from flask import Blueprint, abort, current_app, redirect, render_template, request, session, url_for
 
+from app import login_sessions, ratelimit
+from app.csrf import csrf_token, csrf_valid
 from app.readiness import run_checks
 from app.storage import get_db
 from handlers.queue import SqliteQueue
 
+log = logging.getLogger(__name__)
 bp = Blueprint("admin", __name__, url_prefix="/admin")
+
+OPERATOR = "operator"  # the principal of operator sessions
+SESSION_KEY = "operator_session"
+FAILED_LOGINS_PER_CLIENT = ratelimit.Limit("operator_login", hits=5, window_seconds=900)
+FAILED_LOGINS_OVERALL = ratelimit.Limit("operator_login_all", hits=50, window_seconds=900)
+OPERATOR_PATH = re.compile(r"/admin(/[A-Za-z0-9_/-]*)?")  # where a sign-in may send the operator next
+
+
+def _now() -> float:
+    return current_app.extensions["services"].clock().timestamp()
 
 
 def _secret_matches(given: str) -> bool:
@@ -22,30 +44,74 @@ def _secret_matches(given: str) -> bool:
 
 
 def operator_required(view):
+    """Let the view run only in a live operator session; otherwise send the browser to sign in."""
+
     @wraps(view)
     def wrapped(*args, **kwargs):
-        if not session.get("operator"):
+        if not login_sessions.is_live(get_db(), session.get(SESSION_KEY), OPERATOR, _now()):
+            session.pop(SESSION_KEY, None)
             return redirect(url_for("admin.login", next=request.path))
         return view(*args, **kwargs)
 
     return wrapped
 
 
+def _login_limits() -> list[tuple[ratelimit.Limit, str]]:
+    return [(FAILED_LOGINS_PER_CLIENT, ratelimit.client_key(request.remote_addr)),
+            (FAILED_LOGINS_OVERALL, ratelimit.EVERYONE)]
+
+
+def _locked_for(now: float) -> int | None:
+    """Seconds until this client may guess again (``None``: it may now)."""
+    waits = [ratelimit.blocked_for(get_db(), limit, key, now) for limit, key in _login_limits()]
+    return max((wait for wait in waits if wait), default=None)
+
+
+def _login_page(error: str | None = None, status: int = 200, headers: dict[str, str] | None = None):
+    return render_template("admin_login.html", error=error, csrf_token=csrf_token()), status, headers or {}
+
+
+def _locked_out(wait: int):
+    minutes = math.ceil(wait / 60)
+    return _login_page(f"Too many failed sign-ins. Sign-in is locked; try again in {minutes} "
+                       f"minute{'s' if minutes != 1 else ''}.", 429, {"Retry-After": str(wait)})
+
+
+def _next_page() -> str:
+    wanted = request.args.get("next", "")
+    return wanted if OPERATOR_PATH.fullmatch(wanted) else url_for("admin.status")
+
+
 @bp.route("/login", methods=["GET", "POST"])
 def login():
-    error = None
-    if request.method == "POST":
-        if _secret_matches(request.form.get("secret", "")):
-            session.clear()
-            session["operator"] = True
-            return redirect(url_for("admin.status"))
-        error = "That password or API token is not valid."
-    return render_template("admin_login.html", error=error), 401 if error else 200
+    if request.method == "GET":
+        return _login_page()
+    now = _now()
+    if wait := _locked_for(now):
+        return _locked_out(wait)
+    if not csrf_valid():
+        return _login_page("This sign-in form had expired. Please sign in again.", 400)
+    db = get_db()
+    if not _secret_matches(request.form.get("secret", "")):
+        for limit, key in _login_limits():
+            ratelimit.hit(db, limit, key, now)
+        if wait := _locked_for(now):
+            log.warning("Operator sign-in locked for %d s after repeated failures from %s", wait, request.remote_addr)
+            return _locked_out(wait)
+        return _login_page("That password or API token is not valid.", 401)
+    ratelimit.clear(db, FAILED_LOGINS_PER_CLIENT, ratelimit.client_key(request.remote_addr))
+    session.clear()
+    session[SESSION_KEY] = login_sessions.start(db, OPERATOR, now)
+    log.info("Operator signed in from %s", request.remote_addr)
+    return redirect(_next_page())
 
 
 @bp.post("/logout")
 def logout():
-    session.pop("operator", None)
+    if not csrf_valid():
+        abort(400, "This sign-out form had expired, so you are still signed in. Sign out again from the admin page.")
+    login_sessions.end(get_db(), session.get(SESSION_KEY))
+    session.clear()
     return redirect(url_for("admin.login"))
 
 
@@ -74,5 +140,5 @@ def status():
             "SELECT id, kind, connection_id, last_error, attempts, updated_at, payload FROM jobs "
             "WHERE state = 'dead' ORDER BY updated_at DESC LIMIT 20")],
         app_errors=list(db.query("SELECT * FROM app_errors ORDER BY last_seen_at DESC")),
-        now=time.time(),
+        now=time.time(), csrf_token=csrf_token(),
     )

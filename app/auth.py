@@ -1,7 +1,14 @@
 """Connect Outlook: the sign-in flow, its callback, and tenant-wide admin consent.
 
-msal's flow dict (PKCE verifier, nonce, state) stays in the database, encrypted; the browser
-only holds an opaque id in the signed session cookie. Each flow can be redeemed once.
+msal's flow dict (PKCE verifier, nonce, state) travels in the browser's signed session cookie,
+encrypted with the app's cipher (the cookie is signed, not secret) and without its authorize URL,
+so starting a sign-in stores nothing on the server: anonymous clicks cannot grow the database.
+A flow lasts 15 minutes, is removed from the session by its callback, and every callback path,
+error redirects included, must carry the flow's ``state``. Sign-in starts are rate-limited per
+client address.
+
+Redirect URIs are built from ``PUBLIC_BASE_URL``, never from the request: behind a TLS-terminating
+proxy, or opened as ``localhost``, the request's own URL is not the one registered with Entra.
 """
 
 from __future__ import annotations
@@ -15,52 +22,59 @@ from typing import Any
 
 from flask import Blueprint, current_app, redirect, request, session, url_for
 
+from app import ratelimit
+from app.admin import operator_required
 from app.connections import (
     ConsentProblem,
+    canonical_tenant_id,
     consent_problem,
     record_admin_consent,
     record_consent_problem,
     save_connection,
 )
+from app.crypto import DecryptionError
 from app.errors import MAX_ROW_ID, APIError
 from app.identity import IdentityConfigError, IdentityUnavailable, SignInError
 from app.pages import render_problem
 from app.storage import get_db
-from app.timeutil import iso, now_iso, utcnow
 
 log = logging.getLogger(__name__)
 bp = Blueprint("auth", __name__)
 
+CALLBACK_PATH = "/auth/callback"
+ADMIN_CONSENT_CALLBACK_PATH = "/admin/consent/callback"
 FLOW_LIFETIME = timedelta(minutes=15)
+SIGN_IN_STARTS = ratelimit.Limit("sign_in_start", hits=60, window_seconds=600)  # per client address
 
 
 def _identity():
     return current_app.extensions["identity"]
 
 
-def _save_flow(kind: str, flow: dict[str, Any], record_id: int | None) -> str:
-    flow_id = secrets.token_urlsafe(32)
-    cipher = current_app.extensions["cipher"]
-    db = get_db()
-    with db.atomic():
-        db.execute("DELETE FROM auth_flows WHERE expires_at < ?", [now_iso()])
-        db.execute("INSERT INTO auth_flows (id, kind, record_id, flow, expires_at) VALUES (?, ?, ?, ?, ?)",
-                   [flow_id, kind, record_id, cipher.encrypt(json.dumps(flow)), iso(utcnow() + FLOW_LIFETIME)])
-    return flow_id
+def _public_url(path: str) -> str:
+    return current_app.config["PUBLIC_BASE_URL"] + path
 
 
-def _pop_flow(kind: str) -> tuple[dict[str, Any], int | None] | None:
-    """The flow this browser started, deleted as it is read so a callback cannot be replayed."""
-    flow_id = session.pop(f"{kind}_flow", None)
-    if not isinstance(flow_id, str):
+def _save_flow(kind: str, flow: dict[str, Any]) -> None:
+    """Keep ``flow`` in this browser's session, encrypted; its authorize URL is not needed again."""
+    kept = {key: value for key, value in flow.items() if key != "auth_uri"}
+    session[f"{kind}_flow"] = current_app.extensions["cipher"].encrypt(json.dumps(kept)).decode()
+
+
+def _pop_flow(kind: str) -> dict[str, Any] | None:
+    """The flow this browser started, if it is under 15 minutes old and the redirect carries its
+    ``state``. It leaves the session either way, so a callback cannot be replayed here."""
+    sealed = session.pop(f"{kind}_flow", None)
+    if not isinstance(sealed, str):
         return None
-    rows = list(get_db().query(
-        "DELETE FROM auth_flows WHERE id = ? AND kind = ? AND expires_at >= ? RETURNING flow, record_id",
-        [flow_id, kind, now_iso()]))
-    if not rows:
+    try:
+        flow = json.loads(current_app.extensions["cipher"].decrypt_text(
+            sealed, ttl=int(FLOW_LIFETIME.total_seconds())))
+    except DecryptionError:
         return None
-    flow = json.loads(current_app.extensions["cipher"].decrypt_text(rows[0]["flow"]))
-    return flow, rows[0]["record_id"]
+    if not hmac.compare_digest(flow["state"].encode(), request.args.get("state", "").encode()):
+        return None
+    return flow
 
 
 def _record_exists(record_id: int) -> bool:
@@ -73,20 +87,26 @@ def connect_outlook():
     if record_id is None or not 1 <= record_id <= MAX_ROW_ID or not _record_exists(record_id):
         raise APIError(404 if record_id else 400, "record_not_found" if record_id else "missing_record_id",
                        "Connect Outlook needs the id of an existing record (?record_id=...).")
+    db, client = get_db(), ratelimit.client_key(request.remote_addr)
+    now = current_app.extensions["services"].clock().timestamp()
+    if wait := ratelimit.blocked_for(db, SIGN_IN_STARTS, client, now):
+        page, status = render_problem(consent_problem("too_many_sign_ins"), 429)
+        return page, status, {"Retry-After": str(wait)}
+    ratelimit.hit(db, SIGN_IN_STARTS, client, now)
     try:
-        flow = _identity().start_sign_in(url_for("auth.callback", _external=True))
+        flow = _identity().start_sign_in(_public_url(CALLBACK_PATH))
     except IdentityUnavailable as e:
         return render_problem(consent_problem("identity_unavailable", str(e)), 503)
-    session["connect_flow"] = _save_flow("connect", flow, record_id)
+    _save_flow("connect", {**flow, "record_id": record_id})
     return redirect(flow["auth_uri"])
 
 
-@bp.get("/auth/callback")
+@bp.get(CALLBACK_PATH)
 def callback():
-    popped = _pop_flow("connect")
-    if popped is None:
+    flow = _pop_flow("connect")
+    if flow is None:
         return render_problem(consent_problem("sign_in_expired"), 400)
-    flow, record_id = popped
+    record_id = flow.pop("record_id")
     if "error" in request.args:
         problem = record_consent_problem(get_db(), record_id, request.args.get("error", ""),
                                          request.args.get("error_description", ""))
@@ -112,28 +132,29 @@ def callback():
 
 
 @bp.get("/admin/consent")
+@operator_required
 def admin_consent():
     """Send a tenant administrator to the v2 admin-consent endpoint (Option 1)."""
     state = secrets.token_urlsafe(32)
-    session["admin_consent_flow"] = _save_flow("admin_consent", {"state": state}, None)
-    return redirect(_identity().admin_consent_url(url_for("auth.admin_consent_callback", _external=True), state))
+    _save_flow("admin_consent", {"state": state})
+    return redirect(_identity().admin_consent_url(_public_url(ADMIN_CONSENT_CALLBACK_PATH), state))
 
 
-@bp.get("/admin/consent/callback")
+@bp.get(ADMIN_CONSENT_CALLBACK_PATH)
 def admin_consent_callback():
-    popped = _pop_flow("admin_consent")
-    state = request.args.get("state", "")
-    if popped is None or not hmac.compare_digest(popped[0]["state"].encode(), state.encode()):
+    if _pop_flow("admin_consent") is None:
         return render_problem(consent_problem("sign_in_expired"), 400)
     if "error" in request.args:
         problem = ConsentProblem("admin_consent_failed", "Admin consent was not granted",
                                  request.args.get("error_description") or request.args["error"],
                                  "An administrator can try again from the admin page.")
         return render_problem(problem, 400)
-    tenant_id = request.args.get("tenant", "")
-    allowed = current_app.config["ALLOWED_TENANTS"]
-    if request.args.get("admin_consent", "").lower() != "true" or not tenant_id:
+    if request.args.get("admin_consent", "").lower() != "true":
         return render_problem(consent_problem("sign_in_rejected", "the response carries no consent"), 400)
+    tenant_id = canonical_tenant_id(request.args.get("tenant", ""))
+    if tenant_id is None:
+        return render_problem(consent_problem("sign_in_rejected", "the response names no valid tenant id"), 400)
+    allowed = current_app.config["ALLOWED_TENANTS"]
     if allowed and tenant_id not in allowed:
         return render_problem(consent_problem("tenant_not_allowed"), 403)
     record_admin_consent(get_db(), tenant_id)

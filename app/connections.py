@@ -59,7 +59,12 @@ _PROBLEMS = {
     "identity_unavailable": ("Microsoft sign-in is unavailable",
                              "The Microsoft identity platform did not answer.",
                              "Wait a minute and click Connect Outlook again."),
+    "too_many_sign_ins": ("Too many sign-ins",
+                          "More sign-ins were started from your network than the service allows in a short time.",
+                          "Wait a few minutes, then click Connect Outlook again."),
 }
+
+TENANT_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.IGNORECASE)
 
 APPROVAL_REQUESTED_CODES = {90095}
 APPROVAL_REQUIRED_CODES = {90094, 65001, 90093, 900941}
@@ -88,17 +93,30 @@ def classify_consent_error(error: str, description: str) -> str:
 
 
 def record_consent_problem(db: Database, record_id: int | None, error: str, description: str) -> ConsentProblem:
-    """Remember a failed consent on the record (so its page can say so) and explain it."""
+    """Remember a failed consent on the record (so its page can say so) and explain it.
+
+    Only the latest outcome per record is kept (the page shows no more), so repeated error
+    redirects cannot grow the table.
+    """
     outcome = classify_consent_error(error, description)
     codes = aadsts_codes(description)
-    db.execute(
-        "INSERT INTO consent_requests (record_id, outcome, error_code, created_at) VALUES (?, ?, ?, ?)",
-        [record_id, outcome, f"AADSTS{min(codes)}" if codes else error[:64], now_iso()],
-    )
+    with db.atomic():
+        db.execute("DELETE FROM consent_requests WHERE record_id = ?", [record_id])
+        db.execute(
+            "INSERT INTO consent_requests (record_id, outcome, error_code, created_at) VALUES (?, ?, ?, ?)",
+            [record_id, outcome, f"AADSTS{min(codes)}" if codes else error[:64], now_iso()],
+        )
     return consent_problem(outcome)
 
 
+def canonical_tenant_id(value: str) -> str | None:
+    """``value`` as a tenant id (a GUID, lower case), or ``None`` when it is not one."""
+    return value.lower() if TENANT_ID.fullmatch(value) else None
+
+
 def _ensure_tenant(db: Database, tenant_id: str) -> None:
+    if canonical_tenant_id(tenant_id) != tenant_id:
+        raise ValueError(f"not a tenant id (a lower-case GUID): {tenant_id[:64]!r}")
     now = now_iso()
     db.execute("INSERT OR IGNORE INTO tenants (id, created_at, updated_at) VALUES (?, ?, ?)", [tenant_id, now, now])
 

@@ -29,16 +29,18 @@ class Cipher:
         data = plaintext.encode() if isinstance(plaintext, str) else plaintext
         return self._fernet.encrypt(data)
 
-    def decrypt(self, ciphertext: bytes) -> bytes:
+    def decrypt(self, ciphertext: bytes | str, *, ttl: int | None = None) -> bytes:
+        """The plaintext; with ``ttl``, only if it was encrypted at most ``ttl`` seconds ago."""
         try:
-            return self._fernet.decrypt(ciphertext)
+            return self._fernet.decrypt(ciphertext, ttl=ttl)
         except InvalidToken:
             raise DecryptionError(
                 "stored secret cannot be decrypted with any key in TOKEN_ENCRYPTION_KEYS"
+                + (f", or is more than {ttl} s old" if ttl is not None else "")
             ) from None
 
-    def decrypt_text(self, ciphertext: bytes) -> str:
-        return self.decrypt(ciphertext).decode()
+    def decrypt_text(self, ciphertext: bytes | str, *, ttl: int | None = None) -> str:
+        return self.decrypt(ciphertext, ttl=ttl).decode()
 
     def rotate(self, ciphertext: bytes) -> bytes:
         """Re-encrypt ``ciphertext`` with the newest key (raises :class:`DecryptionError`)."""
@@ -54,5 +56,4 @@ class Cipher:
 ENCRYPTED_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("connections", "id", "token_cache"),
     ("subscriptions", "id", "client_state"),
-    ("auth_flows", "id", "flow"),
 )

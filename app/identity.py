@@ -21,6 +21,7 @@ from sqlite_utils import Database
 
 from app.crypto import Cipher
 from app.http import Session
+from app.logs import redact_library_logs
 from app.timeutil import now_iso
 from subscriptions.leader import acquire_lease, release_lease
 
@@ -115,6 +116,7 @@ class Identity:
         self._locks: dict[int, threading.Lock] = {}
         self._locks_guard = threading.Lock()
         self._access_tokens: dict[int, tuple[str, float]] = {}
+        redact_library_logs()  # at DEBUG msal logs the authorization code and the PKCE verifier
 
     def _msal(self, cache: msal.SerializableTokenCache | None = None) -> msal.ConfidentialClientApplication:
         try:

@@ -1,7 +1,8 @@
 """The schema, as an ordered list of named migrations applied at start-up.
 
 Times are ISO-8601 UTC strings (``YYYY-MM-DDTHH:MM:SS.ffffff+00:00``, which sort correctly as
-text), except in the ``jobs`` and ``leases`` tables, whose hot paths compare epoch seconds.
+text), except in the ``jobs``, ``leases``, ``rate_limits`` and ``login_sessions`` tables, whose
+hot paths compare epoch seconds.
 Append new steps; never edit an applied one.
 """
 
@@ -252,6 +253,50 @@ def m002_inbox(db: Database) -> None:
         );
         """
     )
+
+
+@migrations(name="m003_rate_limits")
+def m003_rate_limits(db: Database) -> None:
+    _run(
+        db,
+        """
+        -- Events counted against a rate limit (failed operator sign-ins, sign-in starts), per key
+        -- (a client address, or '*' for all clients) and window, in epoch seconds. Rows of ended
+        -- windows are deleted as new events arrive.
+        CREATE TABLE rate_limits (
+            name TEXT NOT NULL,
+            key TEXT NOT NULL,
+            hits INTEGER NOT NULL,
+            window_ends_at REAL NOT NULL,
+            PRIMARY KEY (name, key)
+        );
+        CREATE INDEX rate_limits_window ON rate_limits(window_ends_at)
+        """
+    )
+
+
+@migrations(name="m004_login_sessions")
+def m004_login_sessions(db: Database) -> None:
+    _run(
+        db,
+        """
+        -- Signed-in sessions (the operator's): the SHA-256 of the id the session cookie holds, so
+        -- signing out ends every copy of the cookie. Epoch seconds.
+        CREATE TABLE login_sessions (
+            id_hash TEXT PRIMARY KEY,
+            principal TEXT NOT NULL,
+            created_at REAL NOT NULL,
+            expires_at REAL NOT NULL
+        )
+        """
+    )
+
+
+@migrations(name="m005_drop_auth_flows")
+def m005_drop_auth_flows(db: Database) -> None:
+    """Sign-in flows now travel encrypted in the browser's session cookie; a flow in progress
+    during the upgrade ends at "Sign-in expired", and the user clicks Connect Outlook again."""
+    db.execute("DROP TABLE auth_flows")
 
 
 def migrate(db: Database) -> list[str]:

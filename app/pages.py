@@ -8,17 +8,16 @@ redirects (303) back to the record with a status message.
 
 from __future__ import annotations
 
-import hmac
 import re
 import secrets
 from typing import Any
 
-from flask import (Blueprint, abort, current_app, flash, jsonify, redirect, render_template, request, session,
-                   url_for)
+from flask import Blueprint, abort, current_app, flash, jsonify, redirect, render_template, request, url_for
 from sqlite_utils import Database
 
 from app.api_outbox import parse_send_request
 from app.connections import ConsentProblem
+from app.csrf import csrf_token, csrf_valid
 from app.errors import APIError, wants_json
 from app.outbox import queue_send, recent_sends
 from app.storage import get_db
@@ -27,7 +26,6 @@ from app.timeutil import parse_iso
 
 bp = Blueprint("pages", __name__)
 
-CSRF_SESSION_KEY = "csrf_token"
 FORM_KEY_PREFIX = "page:"  # keeps the form's idempotency keys apart from API callers' keys
 MAX_FORM_KEY = 100
 FIELD_LABELS = {"connection_id": "From", "to": "To", "cc": "Cc", "subject": "Subject", "body": "Message"}
@@ -79,18 +77,6 @@ def mailbox_state(db: Database, record_id: int) -> dict[str, Any]:
 
 
 # -- compose ----------------------------------------------------------------------------------------
-
-def csrf_token() -> str:
-    """This browser session's CSRF token (kept in Flask's signed session cookie)."""
-    if CSRF_SESSION_KEY not in session:
-        session[CSRF_SESSION_KEY] = secrets.token_urlsafe(32)
-    return session[CSRF_SESSION_KEY]
-
-
-def _csrf_valid(given: str) -> bool:
-    expected = session.get(CSRF_SESSION_KEY)
-    return bool(expected) and hmac.compare_digest(given.encode(), expected.encode())
-
 
 def _new_compose(messages: list[dict[str, Any]]) -> dict[str, Any]:
     """Empty form values, with a fresh idempotency key: one key per rendered form."""
@@ -156,7 +142,7 @@ def compose(record_id: int):
     record_ = _get_record(record_id)
     form = {name: request.form.get(name, "") for name in ("mode", "connection_id", "to", "cc", "subject", "body")}
     key = request.form.get("idempotency_key", "").strip()
-    if not _csrf_valid(request.form.get("csrf_token", "")) or not key or len(key) > MAX_FORM_KEY:
+    if not csrf_valid() or not key or len(key) > MAX_FORM_KEY:
         # Possibly a cross-site post: show a fresh, empty form rather than what was posted.
         return _render_record(record_, status=400, error={
             "field": "", "message": "This form had expired, so nothing was sent. Please write your message again."})

@@ -18,6 +18,7 @@ emulator's own cost per call.
 
 from __future__ import annotations
 
+import ipaddress
 import multiprocessing
 import secrets
 import tempfile
@@ -49,9 +50,11 @@ def connect_users(app, emulator: Emulator, mailboxes: list[Mailbox]) -> None:
                      base_url=base_url)
     record_id = rv.get_json()["id"]
     for mailbox in mailboxes:
-        rv = client.get(f"/connect/outlook?record_id={record_id}", base_url=base_url)
+        # Each user from their own address, as in life (one address would meet the sign-in rate limit).
+        user = {"REMOTE_ADDR": str(ipaddress.IPv4Address((10 << 24) + uuid.UUID(mailbox.user_id).int % 2**24))}
+        rv = client.get(f"/connect/outlook?record_id={record_id}", base_url=base_url, environ_base=user)
         callback = emulator.authorize(rv.headers["Location"], mailbox.user_id)
-        rv = client.get(callback)
+        rv = client.get(callback, environ_base=user)
         if rv.status_code != 302:
             raise RuntimeError(f"the sign-in callback answered {rv.status_code}")
 

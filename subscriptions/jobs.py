@@ -157,8 +157,6 @@ def reconcile_all(services: Services) -> int:
 
 
 def prune(services: Services, now: float | None = None) -> int:
-    """Drop finished jobs after a day (dead letters after two weeks) and expired sign-in flows."""
+    """Drop finished jobs after a day (dead letters after two weeks)."""
     now = time.time() if now is None else now
-    removed = services.queue.prune(DONE_RETENTION_SECONDS, dead_older_than=DEAD_RETENTION_SECONDS, now=now)
-    services.db().execute("DELETE FROM auth_flows WHERE expires_at < ?", [now_iso()])
-    return removed
+    return services.queue.prune(DONE_RETENTION_SECONDS, dead_older_than=DEAD_RETENTION_SECONDS, now=now)

@@ -9,6 +9,7 @@ import pytest
 
 from app.pages import send_request_from_form
 from app.timeutil import now_iso
+from tests.forms import hidden
 
 
 @pytest.fixture
@@ -29,10 +30,6 @@ def add_connection(db, record_id, connection_id, email, *, status="active"):
 def connected(db, record):
     add_connection(db, record["id"], 3, "megan@contoso.example")
     return record
-
-
-def hidden(html: str, name: str) -> str:
-    return re.search(rf'name="{name}" value="([^"]*)"', html).group(1)
 
 
 def open_form(client, record_id) -> dict[str, str]:

@@ -7,6 +7,7 @@ from typing import Any
 from urllib.parse import urljoin
 
 import requests
+from flask import Flask
 from waitress import create_server, wasyncore
 
 from app import create_app
@@ -23,6 +24,21 @@ class _LateApp:
         return self.target(environ, start_response)
 
 
+def emulated_app(emulator: Emulator, config: dict[str, Any], public_base_url: str) -> tuple[Flask, dict[str, Any]]:
+    """The service configured against ``emulator``, reachable at ``public_base_url``, and the emulator's
+    demo (seeded with that URL's redirect URIs)."""
+    demo = emulator.seed_demo([f"{public_base_url}/auth/callback", f"{public_base_url}/admin/consent/callback"])
+    return create_app({
+        **config,
+        "PUBLIC_BASE_URL": public_base_url,
+        "AZURE_CLIENT_ID": demo["client_id"],
+        "AZURE_CLIENT_SECRET": demo["client_secret"],
+        "AZURE_AUTHORITY_HOST": emulator.authority_host,
+        "GRAPH_ENDPOINT": emulator.graph_endpoint,
+        "REQUESTS_CA_BUNDLE": emulator.ca_file,
+    }), demo
+
+
 class ServiceServer:
     """The service, configured against ``emulator``, served at ``base_url``."""
 
@@ -32,16 +48,7 @@ class ServiceServer:
         self._server = create_server(self._late, host="127.0.0.1", port=0, threads=8)
         self.base_url = f"http://127.0.0.1:{self._server.effective_port}"
         self.emulator = emulator
-        self.demo = emulator.seed_demo([f"{self.base_url}/auth/callback", f"{self.base_url}/admin/consent/callback"])
-        self.app = create_app({
-            **config,
-            "PUBLIC_BASE_URL": self.base_url,
-            "AZURE_CLIENT_ID": self.demo["client_id"],
-            "AZURE_CLIENT_SECRET": self.demo["client_secret"],
-            "AZURE_AUTHORITY_HOST": emulator.authority_host,
-            "GRAPH_ENDPOINT": emulator.graph_endpoint,
-            "REQUESTS_CA_BUNDLE": emulator.ca_file,
-        })
+        self.app, self.demo = emulated_app(emulator, config, self.base_url)
         self._late.target = self.app
         self.runtime = Runtime(self.app, workers=workers, scheduler=scheduler)
         self._thread = threading.Thread(target=self._server.run, name="service", daemon=True)
@@ -75,6 +82,9 @@ class Browser:
 
     def get(self, path_or_url: str, **kwargs) -> requests.Response:
         return self.http.get(self.service.url(path_or_url), allow_redirects=False, timeout=30, **kwargs)
+
+    def post(self, path_or_url: str, **kwargs) -> requests.Response:
+        return self.http.post(self.service.url(path_or_url), allow_redirects=False, timeout=30, **kwargs)
 
     def start_connect(self, record_id: int) -> str:
         """Click Connect Outlook; return the authorize URL the service redirects to."""

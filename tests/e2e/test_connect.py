@@ -16,6 +16,7 @@ from app.storage import thread_db
 from subscriptions.jobs import renew_one
 from tests.e2e.harness import Browser, ServiceServer
 from tests.e2e.waiting import wait_for
+from tests.forms import sign_in_operator
 
 
 def db_of(service):
@@ -79,6 +80,7 @@ def test_admin_consents_for_the_organization_then_a_second_user_needs_no_admin(s
 
 
 def test_admin_consent_endpoint_success_is_recorded(service, browser, api):
+    sign_in_operator(browser)
     rv = browser.get("/admin/consent")
     assert rv.status_code == 302
     url = rv.headers["Location"]
@@ -92,6 +94,7 @@ def test_admin_consent_endpoint_success_is_recorded(service, browser, api):
 
 
 def test_admin_consent_cancel_is_shown_and_nothing_recorded(service, browser, api):
+    sign_in_operator(browser)
     url = browser.get("/admin/consent").headers["Location"]
     callback = service.emulator.admin_consent(url, service.demo["users"]["fabrikam_admin"], accept=False)
     page = browser.get(callback)
@@ -100,6 +103,7 @@ def test_admin_consent_cancel_is_shown_and_nothing_recorded(service, browser, ap
 
 
 def test_admin_consent_with_a_forged_state_is_refused(service, browser, api):
+    sign_in_operator(browser)
     url = browser.get("/admin/consent").headers["Location"]
     callback = service.emulator.admin_consent(url, service.demo["users"]["fabrikam_admin"])
     forged = callback.replace("state=", "state=x")
