@@ -19,6 +19,7 @@ from app.storage import open_db
 from tests.drills.harness import ServiceProcess
 from tests.e2e.harness import Browser
 from tests.e2e.waiting import wait_for
+from tests.e2e.conftest import api, service  # noqa: F401  (the service and the emulator on loopback)
 
 
 def sign_in_secrets(service, record_id: int, *, secret_key: str, cipher: Cipher, database: str) -> list[str]:

@@ -10,6 +10,7 @@ import pytest
 from app.storage import thread_db
 from tests.e2e.harness import Browser
 from tests.forms import sign_in_operator
+from tests.e2e.conftest import api, browser, service  # noqa: F401  (the service and the emulator on loopback)
 
 APPROVAL_REQUIRED = {"error": "access_denied",
                      "error_description": "AADSTS90094: Admin consent is required for the permissions requested."}
