@@ -127,7 +127,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("REQUESTS_CA_BUNDLE", None, "CA bundle for msal and Graph calls (standard requests variable).",
             _text),
     Setting("WORKER_THREADS", 4, "Worker threads that process the queue in `python -m app`.", _positive_int),
-    Setting("WEB_THREADS", 8, "Request threads of the WSGI server in `python -m app`.", _positive_int),
+    Setting("WEB_THREADS", 8, "Request threads of the WSGI server in `python -m app` (under gunicorn, set it to "
+            "`--threads`). A quarter of them, at least 2, are kept for Graph's deliveries; other requests get `503` "
+            "when the rest are busy.", _positive_int),
     Setting("WEB_MAX_CONNECTIONS", 10_000, "The most connections `python -m app` holds open at once; fewer if "
             "the process's hard open-file limit cannot fit them plus 256 other files (it logs a warning then).",
             _positive_int),

@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import IntegerConverter
+from werkzeug.wrappers import Request
 
 MAX_ROW_ID = 2**63 - 1  # SQLite's integer range; a larger id cannot name a row
 
@@ -37,11 +38,15 @@ def error_response(status: int, code: str, message: str) -> Response:
     return rv
 
 
-def wants_json() -> bool:
-    """API and webhook callers always get JSON; elsewhere the client's Accept header decides."""
-    if request.path.startswith(("/api/", "/webhooks/")):
+def wants_json(req: Request | None = None) -> bool:
+    """API and webhook callers always get JSON; elsewhere the client's Accept header decides.
+
+    ``req`` is Flask's current request unless given (WSGI middleware in front of Flask passes its own).
+    """
+    req = request if req is None else req
+    if req.path.startswith(("/api/", "/webhooks/")):
         return True
-    return request.accept_mimetypes.best_match(["text/html", "application/json"]) == "application/json"
+    return req.accept_mimetypes.best_match(["text/html", "application/json"]) == "application/json"
 
 
 def register_error_handlers(app: Flask) -> None:
