@@ -40,7 +40,8 @@ CLEANUP_INTERVAL_SECONDS = 1
 
 # After the process ran out of descriptors (EMFILE) or the kernel out of sockets or memory,
 # accepting waits this long: a listening socket with connections pending is always readable,
-# and retrying at once would spin the event loop, logging a warning each turn.
+# and retrying at once would spin the event loop, logging a warning each turn. (It resumes on the
+# loop's first turn after the pause, which is at most waitress's one-second loop timeout later.)
 ACCEPT_PAUSE_SECONDS = 0.5
 RESOURCE_ERRORS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 

@@ -91,18 +91,18 @@ def test_running_out_of_file_descriptors_pauses_accepting_quietly_and_recovers(e
     waiting: list[socket.socket] = []
     try:
         resource.prlimit(pid, resource.RLIMIT_NOFILE, (open_fds(pid) + 5, limits[1]))  # something else took the rest
-        logged = len(service.log_tail(lines=10_000).splitlines())
+        logged = len(service.log_tail(lines=100_000).splitlines())
         waiting += [socket.create_connection(("127.0.0.1", service.port), timeout=5) for _ in range(50)]
         time.sleep(2)
         assert service.process.poll() is None, service.log_tail()
-        added = len(service.log_tail(lines=10_000).splitlines()) - logged
-        assert added < 30, f"{added} log lines in 2 s while out of descriptors: {service.log_tail()}"
+        added = len(service.log_tail(lines=100_000).splitlines()) - logged
+        assert added < 200, f"{added} log lines in 2 s while out of descriptors: {service.log_tail()}"
 
         resource.prlimit(pid, resource.RLIMIT_NOFILE, limits)
         for connection in waiting:
             connection.close()
         elapsed, answer = timed(lambda: requests.get(service.url("/healthz"), timeout=5))
-        assert answer.status_code == 200 and elapsed < ANSWER_BOUND_SECONDS
+        assert answer.status_code == 200 and elapsed < 3, elapsed  # accepting again within a turn of the loop
     finally:
         for connection in waiting:
             connection.close()
