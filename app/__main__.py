@@ -1,8 +1,8 @@
 """``python -m app``: the whole service in one process.
 
-A multi-threaded waitress server, the worker threads and the scheduler; in sandbox mode (no
-``AZURE_CLIENT_ID``) also the embedded Microsoft emulator, seeded with demo data. SIGINT or
-SIGTERM stops the server, lets the workers finish their jobs, and exits cleanly.
+A multi-threaded waitress server (:mod:`app.server`), the worker threads and the scheduler; in
+sandbox mode (no ``AZURE_CLIENT_ID``) also the embedded Microsoft emulator, seeded with demo data.
+SIGINT or SIGTERM stops the server, lets the workers finish their jobs, and exits cleanly.
 """
 
 from __future__ import annotations
@@ -14,18 +14,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from waitress import create_server
-
 from app import create_app
 from app.config import ConfigError, load_settings, read_dotenv
 from app.logs import configure_logging
 from app.runtime import Runtime
+from app.server import build_server
 
 log = logging.getLogger("app")
-
-
-# Graph opens many delivery connections at once; waitress's default of 100 would leave some unanswered.
-CONNECTION_LIMIT = 1000
 
 
 class _Stop(KeyboardInterrupt):
@@ -35,24 +30,6 @@ class _Stop(KeyboardInterrupt):
     while it handles a connection (it would close that channel and keep serving), but lets
     KeyboardInterrupt and SystemExit through.
     """
-
-
-# Waitress does all socket I/O on one thread, which has to win the GIL back from the request
-# threads after each system call. With Python's default switch interval (5 ms), a request thread
-# busy verifying a notification batch can hold every connection's I/O for 5 ms at a time. At 1 ms
-# the acknowledgement path carried about 30 % more requests per second, with a third of the p99,
-# under 200 senders, and a bare Flask view no fewer (``python -m bench.ack``).
-SWITCH_INTERVAL = 0.001
-
-
-def build_server(app: Any, host: str, port: int, threads: int) -> Any:
-    """The production WSGI server, as ``python -m app`` runs it (the benchmarks use it too).
-
-    It sets the interpreter's thread switch interval too: see :data:`SWITCH_INTERVAL`.
-    """
-    sys.setswitchinterval(SWITCH_INTERVAL)
-    return create_server(app, host=host, port=port, threads=threads, connection_limit=CONNECTION_LIMIT,
-                         ident="outlook-integration")
 
 
 def _on_signal(signum: int, frame: Any) -> None:
@@ -76,7 +53,9 @@ def main() -> int:
         emulator, overrides = start_sandbox(settings, environ)
     app = create_app(overrides)
     runtime = Runtime(app)
-    server = build_server(app, settings["HOST"], settings["PORT"], settings["WEB_THREADS"])
+    server = build_server(app, settings["HOST"], settings["PORT"], settings["WEB_THREADS"],
+                          max_connections=settings["WEB_MAX_CONNECTIONS"],
+                          client_timeout=settings["WEB_CLIENT_TIMEOUT_SECONDS"])
     signal.signal(signal.SIGINT, _on_signal)
     signal.signal(signal.SIGTERM, _on_signal)
     runtime.start()

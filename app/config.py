@@ -127,7 +127,14 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("REQUESTS_CA_BUNDLE", None, "CA bundle for msal and Graph calls (standard requests variable).",
             _text),
     Setting("WORKER_THREADS", 4, "Worker threads that process the queue in `python -m app`.", _positive_int),
-    Setting("WEB_THREADS", 8, "Request threads of the WSGI server in `python -m app`.", _positive_int),
+    Setting("WEB_THREADS", 8, "Request threads of the WSGI server in `python -m app` (under gunicorn, set it to "
+            "`--threads`). A quarter of them, at least 2, are kept for Graph's deliveries; other requests get `503` "
+            "when the rest are busy.", _positive_int),
+    Setting("WEB_MAX_CONNECTIONS", 10_000, "The most connections `python -m app` holds open at once; fewer if "
+            "the process's hard open-file limit cannot fit them plus 256 other files (it logs a warning then).",
+            _positive_int),
+    Setting("WEB_CLIENT_TIMEOUT_SECONDS", 75, "`python -m app` closes a connection idle this long, or one whose "
+            "request head is still incomplete this long after its first byte.", _positive_int),
     Setting("JOB_MAX_ATTEMPTS", 12, "Attempts a queued job (a notification, a send, a subscribe) gets before it "
             "is dead-lettered; a pause Graph asked for (429 with Retry-After) does not count.", _positive_int),
     Setting("JOB_RETRY_MAX_DELAY_SECONDS", 900, "The longest wait between a job's attempts; waits double from 2 s "

@@ -8,6 +8,7 @@ import sqlite3
 from flask import Flask, Response, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import IntegerConverter
+from werkzeug.wrappers import Request
 
 from app.storage import unavailable_retry_after
 
@@ -44,11 +45,15 @@ def error_response(status: int, code: str, message: str) -> Response:
     return rv
 
 
-def wants_json() -> bool:
-    """API and webhook callers always get JSON; elsewhere the client's Accept header decides."""
-    if request.path.startswith(("/api/", "/webhooks/")):
+def wants_json(req: Request | None = None) -> bool:
+    """API and webhook callers always get JSON; elsewhere the client's Accept header decides.
+
+    ``req`` is Flask's current request unless given (WSGI middleware in front of Flask passes its own).
+    """
+    req = request if req is None else req
+    if req.path.startswith(("/api/", "/webhooks/")):
         return True
-    return request.accept_mimetypes.best_match(["text/html", "application/json"]) == "application/json"
+    return req.accept_mimetypes.best_match(["text/html", "application/json"]) == "application/json"
 
 
 def storage_unavailable(retry_after: int) -> Response:

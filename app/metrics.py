@@ -20,6 +20,8 @@ GRAPH_REQUESTS = Counter("outlook_graph_requests", "Graph requests by operation 
 GRAPH_THROTTLES = Counter("outlook_graph_throttled", "Graph answers of 429/503/504, by operation.", ["operation"])
 JOB_OUTCOMES = Counter("outlook_jobs", "Jobs finished by the workers, by kind and outcome.", ["kind", "outcome"])
 RENEWALS = Counter("outlook_subscription_renewals", "Subscription renewals by outcome.", ["outcome"])
+REQUESTS_BUSY = Counter("outlook_requests_busy", "Requests answered 503 busy: the request threads not reserved "
+                        "for Graph's deliveries were all taken.")
 NOTIFICATION_TO_LINKED = Histogram(
     "outlook_notification_to_linked_seconds", "From receiving a notification to the message linked.",
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300),

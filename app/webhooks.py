@@ -27,6 +27,7 @@ from urllib.parse import parse_qs
 from flask import Flask
 
 from app import metrics
+from app.capacity import CapacityLimit
 from app.crypto import Cipher
 from app.errors import error_document
 from app.logs import log_context, request_id_from
@@ -233,7 +234,9 @@ def _verify(endpoint: str, items: list, lookup: Callable[[str], KnownSubscriptio
 
 
 def mount(app: Flask) -> None:
-    """Put the receiver in front of ``app``'s Flask pipeline (see the module docstring)."""
+    """Put the receiver in front of ``app``'s Flask pipeline (see the module docstring), and of the
+    capacity limit that keeps request threads free for Graph, which the receiver's requests bypass."""
     app.extensions["subscription_directory"] = SubscriptionDirectory(app.config["DATABASE_PATH"],
                                                                      app.extensions["cipher"])
-    app.wsgi_app = NotificationReceiver(app.extensions, app.wsgi_app)  # type: ignore[method-assign]
+    limited = CapacityLimit(app.wsgi_app, app.config["WEB_THREADS"])
+    app.wsgi_app = NotificationReceiver(app.extensions, limited)  # type: ignore[method-assign]

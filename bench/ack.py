@@ -1,7 +1,7 @@
 """Acknowledgement path: the real receiver against a bare Flask view, under the same waitress.
 
 Each server runs in a process of its own, built the way ``python -m app`` builds its server
-(:func:`app.__main__.build_server` with ``WEB_THREADS`` threads). Both get the same loads, each
+(:func:`app.server.build_server` with ``WEB_THREADS`` threads). Both get the same loads, each
 request a batch of genuine notifications whose message ids were never seen before, so every
 request is stored:
 
@@ -111,8 +111,9 @@ def bare_app():
 
 def serve(kind: str, config: dict[str, Any], log_path: str, port_pipe) -> None:
     """Process entry point: build the app, serve it with waitress as ``python -m app`` does."""
-    from app.__main__ import build_server
+    from app.config import SETTINGS_BY_NAME
     from app.logs import configure_logging
+    from app.server import build_server
 
     sys.stderr = open(log_path, "a", buffering=1)  # noqa: SIM115 - lives as long as the process
     configure_logging("INFO", "text")
@@ -123,15 +124,17 @@ def serve(kind: str, config: dict[str, Any], log_path: str, port_pipe) -> None:
         seed_subscriptions(app)
     else:
         app = bare_app()
-    server = build_server(app, "127.0.0.1", 0, config["WEB_THREADS"])
+    server = build_server(app, "127.0.0.1", 0, config["WEB_THREADS"],
+                          max_connections=SETTINGS_BY_NAME["WEB_MAX_CONNECTIONS"].default,
+                          client_timeout=SETTINGS_BY_NAME["WEB_CLIENT_TIMEOUT_SECONDS"].default)
     logging.getLogger("bench").info("Serving the %s app on port %s", kind, server.effective_port)
     port_pipe.send(server.effective_port)
     server.run()
 
 
 @contextmanager
-def served(kind: str, config: dict[str, Any], log_path: Path) -> Iterator[int]:
-    """Run ``serve`` in a fresh process; yield its port; terminate it afterwards."""
+def served(kind: str, config: dict[str, Any], log_path: Path) -> Iterator[tuple[int, int]]:
+    """Run ``serve`` in a fresh process; yield its port and process id; terminate it afterwards."""
     context = multiprocessing.get_context("spawn")
     parent, child = context.Pipe()
     process = context.Process(target=serve, args=(kind, config, str(log_path), child), daemon=True)
@@ -139,13 +142,13 @@ def served(kind: str, config: dict[str, Any], log_path: Path) -> Iterator[int]:
     try:
         if not parent.poll(60):
             raise RuntimeError(f"the {kind} server did not start (see {log_path})")
-        yield parent.recv()
+        yield parent.recv(), process.pid
     finally:
         process.terminate()
         process.join(10)
 
 
-def _load(port: int, prefix: str, *, paced: bool = False) -> LoadSpec:
+def ack_load(port: int, prefix: str, *, paced: bool = False) -> LoadSpec:
     bodies = NotificationBodies(subscriptions(), TENANT, BATCH, prefix=f"{prefix}{os.getpid()}-{port}")
     if paced:
         return LoadSpec("127.0.0.1", port, PATH, bodies, PACED_SENDERS, CLIENT_PROCESSES, WARMUP, DURATION,
@@ -153,7 +156,7 @@ def _load(port: int, prefix: str, *, paced: bool = False) -> LoadSpec:
     return LoadSpec("127.0.0.1", port, PATH, bodies, SENDERS, CLIENT_PROCESSES, WARMUP, DURATION)
 
 
-def _figures(prefix: str, results: list[LoadResult]) -> dict[str, Any]:
+def load_figures(prefix: str, results: list[LoadResult]) -> dict[str, Any]:
     """Medians of the runs' rates and latencies; sums of their failures."""
     return {f"{prefix}_rps": statistics.median(r.rps for r in results),
             f"{prefix}_p50_ms": statistics.median(r.p50_ms for r in results),
@@ -188,18 +191,18 @@ def run(results_dir: Path) -> dict[str, Any]:
     log_path.write_text("")
     figures: dict[str, Any] = {"ack_senders": SENDERS, "ack_batch": BATCH, "web_threads": threads,
                                "ack_paced_rate": PACED_RATE, "ack_paced_senders": PACED_SENDERS, "ack_rounds": ROUNDS}
-    figures["client_capacity_rps"] = client_capacity(_load(0, "capacity")).rps
+    figures["client_capacity_rps"] = client_capacity(ack_load(0, "capacity")).rps
     with tempfile.TemporaryDirectory(prefix="bench-ack-") as tmp:
         config = service_config(str(Path(tmp) / "ack.db"), Fernet.generate_key().decode(), threads)
-        with served("bare", config, log_path) as bare_port, served("real", config, log_path) as real_port:
+        with served("bare", config, log_path) as (bare_port, _), served("real", config, log_path) as (real_port, _):
             bare: list[LoadResult] = []
             real: list[LoadResult] = []
             for turn in range(ROUNDS):
-                bare.append(run_load(_load(bare_port, f"bare-closed-{turn}")))
-                real.append(run_load(_load(real_port, f"ack-closed-{turn}")))
-            figures.update(_figures("bare_paced", [run_load(_load(bare_port, "bare-paced", paced=True))]))
-            figures.update(_figures("ack_paced", [run_load(_load(real_port, "ack-paced", paced=True))]))
-        figures.update({**_figures("bare", bare), **_figures("ack", real)})
+                bare.append(run_load(ack_load(bare_port, f"bare-closed-{turn}")))
+                real.append(run_load(ack_load(real_port, f"ack-closed-{turn}")))
+            figures.update(load_figures("bare_paced", [run_load(ack_load(bare_port, "bare-paced", paced=True))]))
+            figures.update(load_figures("ack_paced", [run_load(ack_load(real_port, "ack-paced", paced=True))]))
+        figures.update({**load_figures("bare", bare), **load_figures("ack", real)})
         figures["ack_rounds_ratio"] = [r.rps / b.rps if b.rps else 0.0 for b, r in zip(bare, real)]
         figures["ack_ratio"] = statistics.median(figures["ack_rounds_ratio"])
         figures["ack_rows_expected"] = (figures["ack_total_ok"] + figures["ack_paced_total_ok"]) * BATCH

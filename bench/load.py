@@ -92,7 +92,7 @@ class LoadSpec:
     host: str
     port: int
     path: str
-    bodies: NotificationBodies
+    bodies: NotificationBodies | None  # None: GET requests without a body
     senders: int = 200
     processes: int = 2
     warmup: float = 2.0
@@ -264,6 +264,9 @@ class _Sender(asyncio.Protocol):
 
 
 def _request_maker(spec: LoadSpec, process: int) -> Callable[[int], bytes]:
+    if spec.bodies is None:
+        request = f"GET {spec.path} HTTP/1.1\r\nHost: {spec.host}:{spec.port}\r\nUser-Agent: bench\r\n\r\n".encode()
+        return lambda seq: request
     head = (f"POST {spec.path} HTTP/1.1\r\nHost: {spec.host}:{spec.port}\r\n"
             "Content-Type: application/json\r\nUser-Agent: bench\r\n").encode()
     templates = NotificationBodies(spec.bodies.subscriptions, spec.bodies.tenant_id, spec.bodies.batch,

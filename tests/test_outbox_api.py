@@ -10,6 +10,12 @@ from app.timeutil import now_iso
 
 
 @pytest.fixture
+def app_config(app_config: dict) -> dict:
+    """Request threads to spare: the concurrency test's eight callers all run at once, none is refused busy."""
+    return {**app_config, "WEB_THREADS": 32}
+
+
+@pytest.fixture
 def record(api):
     return api.create_record("Contract 12")
 

@@ -8,10 +8,13 @@ its own process instead, configured only through the environment, the way an ope
 from __future__ import annotations
 
 import os
+import resource
 import signal
 import socket
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
@@ -34,6 +37,18 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+@contextmanager
+def soft_open_file_limit(soft: int | None) -> Iterator[None]:
+    """Lower this process's soft ``RLIMIT_NOFILE`` to ``soft`` meanwhile, so the processes it starts inherit it."""
+    saved = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft is not None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, saved[1]))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, saved)
 
 
 class ServiceProcess:
@@ -77,9 +92,10 @@ class ServiceProcess:
     def log_path(self) -> Path:
         return self.workdir / f"service-{self.runs}.log"
 
-    def start(self, timeout: float = 20.0) -> "ServiceProcess":
+    def start(self, timeout: float = 20.0, *, open_files: int | None = None) -> "ServiceProcess":
+        """Start the process; ``open_files`` is the soft open-file limit it starts with (as a shell's 1024)."""
         self.runs += 1
-        with open(self.log_path, "wb") as log:
+        with open(self.log_path, "wb") as log, soft_open_file_limit(open_files):
             self.process = subprocess.Popen([sys.executable, "-m", "app"], cwd=self.workdir, env=self.env,
                                             stdout=log, stderr=subprocess.STDOUT)
         wait_for(self._healthy, timeout=timeout, interval=0.05, message=f"the service to start ({self.log_tail()})")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 import requests
@@ -14,8 +15,14 @@ from tests.e2e.waiting import wait_for
 
 
 def post_send(service, record_id, body, key):
-    return requests.post(service.url(f"/api/records/{record_id}/messages"), json=body, timeout=30,
-                         headers={"Authorization": f"Bearer {API_TOKEN}", "Idempotency-Key": key})
+    """POST a send request as a well-behaved client: told the service is busy, it retries with the same key."""
+    for _ in range(10):
+        rv = requests.post(service.url(f"/api/records/{record_id}/messages"), json=body, timeout=30,
+                           headers={"Authorization": f"Bearer {API_TOKEN}", "Idempotency-Key": key})
+        if rv.status_code != 503 or "Retry-After" not in rv.headers:
+            return rv
+        time.sleep(int(rv.headers["Retry-After"]))
+    return rv
 
 
 def wait_sent(api, outbox_id, status="sent"):
