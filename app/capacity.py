@@ -55,8 +55,10 @@ class CapacityLimit:
     in memory, and waitress hands it to its I/O thread, so sending it holds no request thread.
     """
 
-    def __init__(self, next_app: WSGIApplication, threads: int, *, wait: float = WAIT_SECONDS) -> None:
+    def __init__(self, next_app: WSGIApplication, threads: int, *, wait: float = WAIT_SECONDS,
+                 headers: Iterable[tuple[str, str]] = ()) -> None:
         reserved = reserved_threads(threads)
+        self._headers = tuple(headers)  # the security headers every answer carries (Flask adds them to its own)
         self.limit = threads - reserved
         self._next_app = next_app
         self._wait = wait
@@ -96,6 +98,7 @@ class CapacityLimit:
             response = Response(json.dumps(error_document("busy", BUSY_MESSAGE)), 503, mimetype="application/json")
         else:
             response = ServiceUnavailable(BUSY_MESSAGE).get_response(environ)
+        response.headers.extend(self._headers)
         response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
         response.headers["X-Request-Id"] = request_id_from(request.headers.get("X-Request-Id", ""))
         return response(environ, start_response)

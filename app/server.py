@@ -28,6 +28,8 @@ from waitress.adjustments import Adjustments
 from waitress.channel import HTTPChannel
 from waitress.server import TcpWSGIServer
 
+from app import MAX_REQUEST_BYTES
+
 log = logging.getLogger(__name__)
 
 # Descriptors kept out of the connections' budget: the SQLite files of every thread (database, WAL
@@ -157,7 +159,9 @@ def build_server(app: Any, host: str, port: int, threads: int, *, max_connection
 
     It raises the open-file limit to what ``max_connections`` needs, holds as many connections as
     that limit then allows, and sets the interpreter's thread switch interval
-    (:data:`SWITCH_INTERVAL`).
+    (:data:`SWITCH_INTERVAL`). Waitress buffers a body before the application sees it (in a
+    temporary file past 512 KiB), by default up to 1 GiB: a body over the application's own limit
+    is refused by waitress itself (413, as plain text), before it can fill the disk.
     """
     sys.setswitchinterval(SWITCH_INTERVAL)
     fd_limit = raise_fd_limit(max_connections + FD_RESERVE)
@@ -167,7 +171,8 @@ def build_server(app: Any, host: str, port: int, threads: int, *, max_connection
                     "(ulimit -Hn, or LimitNOFILE= for systemd)", fd_limit, limit, max_connections)
     adjustments = Adjustments(
         host=host, port=port, threads=threads, ident="outlook-integration", asyncore_use_poll=True,
-        connection_limit=limit, channel_timeout=client_timeout, cleanup_interval=CLEANUP_INTERVAL_SECONDS)
+        connection_limit=limit, channel_timeout=client_timeout, cleanup_interval=CLEANUP_INTERVAL_SECONDS,
+        max_request_body_size=MAX_REQUEST_BYTES)
     if len(adjustments.listen) > 1:
         log.warning("Server: HOST %s has several addresses; listening on the first only", host)
     return Server(app, map={}, adj=adjustments)

@@ -238,5 +238,5 @@ def mount(app: Flask) -> None:
     capacity limit that keeps request threads free for Graph, which the receiver's requests bypass."""
     app.extensions["subscription_directory"] = SubscriptionDirectory(app.config["DATABASE_PATH"],
                                                                      app.extensions["cipher"])
-    limited = CapacityLimit(app.wsgi_app, app.config["WEB_THREADS"])
+    limited = CapacityLimit(app.wsgi_app, app.config["WEB_THREADS"], headers=app.extensions["security_headers"])
     app.wsgi_app = NotificationReceiver(app.extensions, limited)  # type: ignore[method-assign]

@@ -101,7 +101,7 @@ def test_a_request_over_the_limit_waits_briefly_for_a_slot_and_only_one_waits_at
         start_response("200 OK", [("Content-Type", "text/plain")])
         return [b"done"]
 
-    client = Client(CapacityLimit(app, threads=4, wait=2.0))
+    client = Client(CapacityLimit(app, threads=4, wait=2.0, headers=[("X-Content-Type-Options", "nosniff")]))
     answers: list[tuple[str, float, TestResponse]] = []
 
     def call(path: str) -> None:
@@ -125,4 +125,5 @@ def test_a_request_over_the_limit_waits_briefly_for_a_slot_and_only_one_waits_at
     assert fast[0][1] > released_at > fast[1][1], "one waited for a slot, the other was refused at once"
     [refused] = [answer for _, _, answer in answers if answer.status_code == 503]
     assert refused.json["error"]["code"] == "busy" and refused.headers["Retry-After"] == "1"
+    assert refused.headers["X-Content-Type-Options"] == "nosniff"  # the security headers, as on every answer
     assert [answer.status_code for path, _, answer in answers if path == "/slow"] == [200, 200]

@@ -63,3 +63,17 @@ def test_idle_and_slowloris_connections_are_closed_but_a_slow_upload_is_served(e
         for connection in [*connections.values(), upload]:
             connection.close()
         service.stop()
+
+
+def test_a_body_over_the_upload_limit_is_refused_before_it_is_buffered(emulator, tmp_path):
+    """Waitress would otherwise spool up to 1 GiB per connection to temporary files before the app's check."""
+    service = ServiceProcess(emulator, tmp_path).start()
+    head = (f"POST /api/records/1/emails HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {API_TOKEN}\r\n"
+            f"Content-Type: message/rfc822\r\nContent-Length: {500 * 2**20}\r\n\r\n").encode()
+    upload = connect(service, head)
+    try:
+        upload.settimeout(5)
+        assert upload.recv(65536).startswith(b"HTTP/1.1 413 "), "refused on its Content-Length, no body sent"
+    finally:
+        upload.close()
+        service.stop()
