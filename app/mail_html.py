@@ -34,9 +34,9 @@ _HIDDEN = re.compile(rf"""
     <(?=[!a-zA-Z])(?:
         !--.*?(?:-->|\Z)                                                    # comments (to the end if unterminated)
       | ({_HIDDEN_ELEMENTS})(?=[\s/>])[^<>]*>.*?(?:</\1\s*>|\Z)          # elements whose text is not shown
-    )""", re.I | re.S | re.X)
+    )""", re.IGNORECASE | re.DOTALL | re.VERBOSE)
 _BLOCK_TAG = re.compile(r"</?(?=[bBpPdDlLtTuUoOhH])(?:br|p|div|li|tr|td|th|table|ul|ol|blockquote|hr|h[1-6])"
-                        r"(?=[\s/>])[^<>]*>", re.I)
+                        r"(?=[\s/>])[^<>]*>", re.IGNORECASE)
 _OTHER_TAG = re.compile(r"</?[a-zA-Z][^<>]*>|<[!?][^<>]*>")
 _TAG = re.compile(r"<(/?)([a-zA-Z][a-zA-Z0-9]*+)([^<>]*)>|<[!?/][^<>]*>")  # *+: no backtracking
 _ATTRIBUTE = re.compile(r"""([^\s"'<>/=]+)(?:\s*=\s*("[^"]*"|'[^']*'|[^\s>]+))?""")

@@ -25,6 +25,7 @@ from __future__ import annotations
 import binascii
 import codecs
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 MAX_HEADER_BYTES = 100 * 1024
@@ -40,7 +41,7 @@ _STRAY_CONTINUATIONS = re.compile(rb"(?:[ \t][^\r\n]*(?:\r\n|\r|\n))+")
 _LINE_BREAK = re.compile(rb"\r\n|\r|\n")
 _ENVELOPE = re.compile(rb"From [^\r\n]*(?:\r\n|\r|\n)")
 _FOLD = re.compile(rb"(?:\r\n|\r|\n)(?=[ \t])")
-_PARAM = re.compile(rb';\s*([^\s=;]+)\s*=\s*("(?:[^"\\]|\\.)*"?|[^;]*)', re.S)
+_PARAM = re.compile(rb';\s*([^\s=;]+)\s*=\s*("(?:[^"\\]|\\.)*"?|[^;]*)', re.DOTALL)
 _NOT_BASE64 = re.compile(rb"[^A-Za-z0-9+/]")
 _SLOW_CODECS = frozenset({"punycode", "idna"})  # pure-Python and quadratic or strict-only
 
@@ -152,7 +153,7 @@ def find_body(raw: bytes, message: Part) -> Part | None:
     return html
 
 
-def _leaves(raw: bytes, part: Part, depth: int):
+def _leaves(raw: bytes, part: Part, depth: int) -> Iterator[Part]:
     """The text parts that may be the body, depth first (attachments and non-text parts skipped)."""
     if part.is_attachment():
         return
@@ -170,7 +171,7 @@ def _leaves(raw: bytes, part: Part, depth: int):
             return
 
 
-def _children(raw: bytes, part: Part, boundary: bytes, default_type: str):
+def _children(raw: bytes, part: Part, boundary: bytes, default_type: str) -> Iterator[Part]:
     """The parts of a multipart, between its delimiter lines (RFC 2046), until the close or the end."""
     delimiter = re.compile(re.escape(b"--" + boundary) + rb"(?<![^\r\n]" + re.escape(b"--" + boundary)
                            + rb")(--)?[ \t]*(?:\r\n|\r|\n|\Z)")
@@ -271,7 +272,7 @@ _ADDRESS_TOKEN = re.compile(r"""
   | <[^<>]*>?                 # an angle address
   | [,;:]                     # separators: between addresses, and around groups
   | [^\s",;:<>()]+            # words: display-name words, or a bare addr-spec
-""", re.X | re.S)
+""", re.VERBOSE | re.DOTALL)
 
 
 def addresses(value: str) -> list[tuple[str, str]]:
