@@ -118,7 +118,7 @@ def references_under_writes(server: ServiceServer) -> dict[str, Any]:
     time.sleep(0.2)
     done.set()
     writer.join()
-    keys = thread_db(server.app.config["DATABASE_PATH"])["thread_message_ids"].count
+    keys = thread_db(server.app.config["DATABASE_PATH"])["thread_message_ids"].count_where("record_id = ?", [record])
     return {"status": status, "answer_s": took, "concurrent_writes": len(statuses),
             "concurrent_statuses": sorted(set(statuses)), "thread_keys_stored": keys}
 
