@@ -152,7 +152,7 @@ class _Builder:
 
     def _make_room_in_table(self, name: str) -> bool:
         """Close or add table parts so that ``name`` stands where it may; False if no table is open."""
-        level = self.find(_TABLE, ())
+        level = self.find(_TABLE, frozenset())
         if level is None:
             return False
         for wrapper in _TABLE_WRAPPERS[name]:
@@ -166,7 +166,8 @@ class _Builder:
         return True
 
     def end(self, name: str) -> None:
-        boundaries = () if name == "table" else _TABLE if name in _TABLE_WRAPPERS else _CELL_BOUNDARIES - {name}
+        boundaries = (frozenset() if name == "table" else _TABLE if name in _TABLE_WRAPPERS
+                      else _CELL_BOUNDARIES - {name})
         if (index := self.find({name}, boundaries)) is not None:
             self.close_to(index)
 
