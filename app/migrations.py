@@ -299,6 +299,17 @@ def m005_drop_auth_flows(db: Database) -> None:
     db.execute("DROP TABLE auth_flows")
 
 
+@migrations(name="m006_message_body_truncated")
+def m006_message_body_truncated(db: Database) -> None:
+    _run(
+        db,
+        """
+        -- 1 when the stored body is the first MAX_BODY_BYTES (1 MB) of a longer one.
+        ALTER TABLE messages ADD COLUMN body_truncated INTEGER NOT NULL DEFAULT 0
+        """
+    )
+
+
 def migrate(db: Database) -> list[str]:
     """Apply pending migrations; return the names applied."""
     pending = [migration.name for migration in migrations.pending(db)]

@@ -1,31 +1,36 @@
-"""Parsing an uploaded raw email (RFC 822/5322), and the Message-ID rules every path shares.
+"""Parsing an uploaded raw email (RFC 822/5322), and the rules every path that stores mail shares.
 
 :func:`parse_email` accepts any bytes and either returns a :class:`ParsedEmail` or raises
 :class:`InvalidEmail` with a sentence a user can act on; nothing else escapes it. Only the
 Message-ID is required: a header that cannot be understood (a malformed ``Date`` or address list)
-is left out rather than rejecting the whole email.
+is left out rather than rejecting the whole email. The reading itself is :mod:`app.mime`, linear
+in the size of the upload whatever its content.
 
-Header values from raw bytes may hold undecodable bytes (Python keeps them as surrogate escapes);
-:func:`_text` turns them into UTF-8 with replacement characters, so every string returned can be
-stored and served as JSON.
+Uploaded mail and mail fetched from Graph are both sender-controlled, so both keep to the same
+bounds before anything is stored: a Message-ID is at most :data:`MAX_MESSAGE_ID_LENGTH` characters
+(RFC 5322's line length), ``References`` keeps its last :data:`MAX_REFERENCES` ids (as mail clients
+trim it), and a body is cut after :data:`MAX_BODY_BYTES` and marked truncated (:func:`bounded_body`).
+
+Header values from raw bytes may hold bytes that are not UTF-8; they are read with replacement
+characters, so every string returned can be stored and served as JSON.
 """
 
 from __future__ import annotations
 
-import email
-import email.policy
 import email.utils
-import html
 import re
 from dataclasses import dataclass
 from datetime import timezone
-from email.message import EmailMessage
-from html.parser import HTMLParser
 from typing import NamedTuple
 
+from app import mime
+from app.mail_html import html_text
 from app.timeutil import iso
 
 PREVIEW_LENGTH = 255
+MAX_MESSAGE_ID_LENGTH = 998
+MAX_REFERENCES = 100
+MAX_BODY_BYTES = 1024 * 1024
 
 _BRACKETED = re.compile(r"<([^<>]*)>")
 
@@ -44,6 +49,16 @@ class Address(NamedTuple):
 
 
 @dataclass(frozen=True)
+class Body:
+    """A message body as the service stores it (see :func:`bounded_body`)."""
+
+    content: str | None
+    type: str | None  # "text" or "html"
+    truncated: bool
+    preview: str
+
+
+@dataclass(frozen=True)
 class ParsedEmail:
     message_id: str
     in_reply_to: str | None
@@ -56,10 +71,20 @@ class ParsedEmail:
     body: str | None
     body_type: str | None  # "text" or "html"
     body_preview: str
+    body_truncated: bool = False
 
 
 def normalize_message_id(value: str | None) -> str | None:
-    """``value`` as one ``<id>`` without whitespace (folding may split an id), or None if empty."""
+    """``value`` as one ``<id>`` without whitespace (folding may split an id).
+
+    None if empty or longer than :data:`MAX_MESSAGE_ID_LENGTH`: no mail system makes such an id,
+    and it would make an unbounded thread key.
+    """
+    message_id = _bracketed_id(value)
+    return message_id if message_id is not None and len(message_id) <= MAX_MESSAGE_ID_LENGTH else None
+
+
+def _bracketed_id(value: str | None) -> str | None:
     if not value:
         return None
     found = _BRACKETED.search(value)
@@ -81,39 +106,71 @@ def message_ids(value: str | None) -> list[str]:
     return list(dict.fromkeys(i for i in ids if i))
 
 
+def references(value: str | None) -> tuple[str, ...]:
+    """The ids of a ``References`` value, keeping the last :data:`MAX_REFERENCES` (the nearest parents)."""
+    return tuple(message_ids(value)[-MAX_REFERENCES:])
+
+
+def bounded_body(content: str | None, body_type: str | None, given_preview: str | None = None) -> Body:
+    """``content`` cut after :data:`MAX_BODY_BYTES` of UTF-8 (at a character boundary), with its preview.
+
+    ``given_preview`` is Graph's own ``bodyPreview`` when there is one; otherwise the preview is
+    made from the (cut) body.
+    """
+    truncated = False
+    if content is not None and len(content) > MAX_BODY_BYTES // 4:  # shorter ones cannot be over
+        encoded = content.encode("utf-8", "surrogatepass")
+        if len(encoded) > MAX_BODY_BYTES:
+            content = encoded[:MAX_BODY_BYTES].decode("utf-8", "ignore")
+            truncated = True
+    shown = given_preview[:PREVIEW_LENGTH] if given_preview is not None else preview(content, body_type)
+    return Body(content, body_type, truncated, shown)
+
+
 def parse_email(raw: bytes) -> ParsedEmail:
     """Parse an uploaded email; raise :class:`InvalidEmail` if it is not one we can attach."""
     if not isinstance(raw, (bytes, bytearray)):
         raise InvalidEmail("The upload must be the raw bytes of an email (message/rfc822).")
+    raw = bytes(raw)
     if not raw.strip():
         raise InvalidEmail("The upload is empty.")
+    budget = mime.Budget()
     try:
-        msg = email.message_from_bytes(bytes(raw), policy=email.policy.default)
-        headers: dict[str, str] = {}
-        for name, value in msg.raw_items():
-            headers.setdefault(name.lower(), _text(value))  # the first of a repeated header wins
-    except Exception as e:  # the parser is lenient; anything it still trips on is bad input
-        raise InvalidEmail("The upload could not be read as an email.") from e
-    if not headers:
-        raise InvalidEmail("The upload has no email headers; it does not look like an email.")
-    message_id = normalize_message_id(headers.get("message-id"))
-    if message_id is None:
-        raise InvalidEmail("The email has no Message-ID header, so it cannot be threaded.")
+        fields, content_start = mime.read_headers(raw, 0, budget, envelope=True)
+        if not fields:
+            raise InvalidEmail("The upload has no email headers; it does not look like an email.")
+        headers = {name: mime.header_value(value) or "" for name, value in fields.items()}
+        message_id = _message_id(headers.get("message-id"))
+        part = mime.find_body(raw, mime.Part(fields, content_start, len(raw), budget=budget))
+    except mime.HeadersTooLarge as e:
+        raise InvalidEmail(e.reason) from None
     in_reply_to = message_ids(headers.get("in-reply-to"))
-    body, body_type = _body(msg)
+    body = bounded_body(mime.content(raw, part) if part else None,
+                        ("html" if part.content_type() == "text/html" else "text") if part else None)
     return ParsedEmail(
         message_id=message_id,
         in_reply_to=in_reply_to[0] if in_reply_to else None,
-        references=tuple(message_ids(headers.get("references"))),
-        from_=next(iter(_addresses(msg, "from")), None),
-        to=_addresses(msg, "to"),
-        cc=_addresses(msg, "cc"),
+        references=references(headers.get("references")),
+        from_=next(iter(_addresses(headers.get("from"))), None),
+        to=_addresses(headers.get("to")),
+        cc=_addresses(headers.get("cc")),
         sent_at=_date(headers.get("date")),
-        subject=_header(msg, "subject"),
-        body=body,
-        body_type=body_type,
-        body_preview=preview(body, body_type),
+        subject=mime.decode_words(headers.get("subject", "")),
+        body=body.content,
+        body_type=body.type,
+        body_preview=body.preview,
+        body_truncated=body.truncated,
     )
+
+
+def _message_id(value: str | None) -> str:
+    message_id = _bracketed_id(value)
+    if message_id is None:
+        raise InvalidEmail("The email has no Message-ID header, so it cannot be threaded.")
+    if len(message_id) > MAX_MESSAGE_ID_LENGTH:
+        raise InvalidEmail(f"The email's Message-ID is {len(message_id):,} characters long; "
+                           f"it may be at most {MAX_MESSAGE_ID_LENGTH}.")
+    return message_id
 
 
 def preview(body: str | None, body_type: str | None) -> str:
@@ -121,41 +178,12 @@ def preview(body: str | None, body_type: str | None) -> str:
     if not body:
         return ""
     if body_type == "html":
-        body = _html_text(body)
-    return " ".join(body.split())[:PREVIEW_LENGTH]
+        body = html_text(body, PREVIEW_LENGTH)
+    return " ".join(body[:PREVIEW_LENGTH * 64].split())[:PREVIEW_LENGTH]
 
 
-def _text(value: str) -> str:
-    """Undo surrogate escapes: raw header bytes decoded as UTF-8, replacing what is not UTF-8."""
-    text = str(value)
-    try:
-        raw = text.encode("utf-8", "surrogateescape")
-    except UnicodeEncodeError:  # a lone surrogate that is no escaped byte (a utf-7 part can decode to one)
-        raw = text.encode("utf-8", "surrogatepass")
-    return raw.decode("utf-8", "replace")
-
-
-def _header(msg: EmailMessage, name: str) -> str:
-    """A header decoded (RFC 2047 encoded-words included), or its raw text if decoding fails."""
-    try:
-        value = msg[name]
-    except Exception:  # the header parsers raise assorted errors on hostile input
-        value = _raw(msg, name)
-    return _text(value or "").strip()
-
-
-def _raw(msg: EmailMessage, name: str) -> str:
-    return next((value for key, value in msg.raw_items() if key.lower() == name), "")
-
-
-def _addresses(msg: EmailMessage, name: str) -> tuple[Address, ...]:
-    """The addresses of an address header; a malformed one falls back to the lenient utils parser."""
-    try:
-        header = msg[name]
-        pairs = [(a.display_name, a.addr_spec) for a in header.addresses] if header is not None else []
-    except Exception:  # as in _header
-        pairs = email.utils.getaddresses([_raw(msg, name)])
-    return tuple(Address(_text(n), _text(a)) for n, a in pairs if a and "@" in a)
+def _addresses(value: str | None) -> tuple[Address, ...]:
+    return tuple(Address(name, address) for name, address in mime.addresses(value or ""))
 
 
 def _date(value: str | None) -> str | None:
@@ -169,60 +197,3 @@ def _date(value: str | None) -> str | None:
         return iso(moment)
     except (TypeError, ValueError, IndexError, OverflowError):
         return None
-
-
-def _body(msg: EmailMessage) -> tuple[str | None, str | None]:
-    """The text/plain body if there is one, else the text/html one, with its type."""
-    try:
-        part = msg.get_body(preferencelist=("plain", "html"))
-    except Exception:  # a broken MIME structure: keep the headers, drop the body
-        return None, None
-    if part is None:
-        return None, None
-    body_type = "html" if part.get_content_subtype() == "html" else "text"
-    try:
-        content = part.get_content()
-    except Exception:  # an unknown charset or a broken transfer encoding: decode leniently
-        payload = part.get_payload(decode=True)
-        content = payload.decode("utf-8", "replace") if isinstance(payload, bytes) else ""
-    return _text(content), body_type
-
-
-_INVISIBLE = frozenset({"script", "style", "head", "title"})
-_BREAKS = frozenset({"br", "p", "div", "li", "tr", "td", "th", "table", "ul", "ol", "blockquote", "hr",
-                     "h1", "h2", "h3", "h4", "h5", "h6"})
-
-
-class _TextExtractor(HTMLParser):
-    """Collects the visible text of an HTML document; block tags separate words, inline ones do not."""
-
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.chunks: list[str] = []
-        self._hidden = 0
-
-    def handle_starttag(self, tag: str, attrs: list) -> None:
-        if tag in _INVISIBLE:
-            self._hidden += 1
-        if tag in _BREAKS:
-            self.chunks.append(" ")
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag in _INVISIBLE and self._hidden:
-            self._hidden -= 1
-        if tag in _BREAKS:
-            self.chunks.append(" ")
-
-    def handle_data(self, data: str) -> None:
-        if not self._hidden:
-            self.chunks.append(data)
-
-
-def _html_text(markup: str) -> str:
-    extractor = _TextExtractor()
-    try:
-        extractor.feed(markup)
-        extractor.close()
-    except AssertionError:  # _markupbase gives up on some malformed declarations, such as "<!["
-        return html.unescape(re.sub(r"<[^>]*>", " ", markup))
-    return "".join(extractor.chunks)

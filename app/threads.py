@@ -1,4 +1,12 @@
-"""A record's thread as the API and the pages show it, and attaching uploaded emails to it."""
+"""A record's thread as the API and the pages show it, and attaching uploaded emails to it.
+
+HTML bodies are sanitized on output (:func:`entry`), not when stored. The stored body stays the
+message as it came (a record keeps evidence, and a later policy, such as showing inline cid:
+images, can use it), every row is covered whenever it was stored, and a fix to the sanitizer
+(an nh3 upgrade) protects old mail at once instead of needing a data migration. The cost is
+bounded: bodies are at most 1 MB (:data:`app.rfc822.MAX_BODY_BYTES`) and the sanitizer is linear
+in them (:mod:`app.mail_html`), a few milliseconds per 100 KB of ordinary mail.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +15,7 @@ from typing import Any
 
 from sqlite_utils import Database
 
+from app.mail_html import sanitized_html
 from app.rfc822 import Address, ParsedEmail, parse_email
 from app.storage import write_transaction
 from app.timeutil import now_iso
@@ -30,7 +39,8 @@ def entry(row: dict[str, Any]) -> dict[str, Any]:
         "in_reply_to": row["in_reply_to"],
         "references": json.loads(row["references_ids"]),
         "body_type": row["body_type"],
-        "body": row["body"],
+        "body": sanitized_html(row["body"]) if row["body_type"] == "html" and row["body"] else row["body"],
+        "body_truncated": bool(row["body_truncated"]),
         "body_preview": row["body_preview"],
     }
 
@@ -58,8 +68,9 @@ def _addresses(items: tuple[Address, ...]) -> str:
 def store_upload(db: Database, record_id: int, raw: bytes) -> dict[str, Any]:
     """Attach an uploaded RFC 822 email (raises :class:`app.rfc822.InvalidEmail`); idempotent per Message-ID.
 
-    Its Message-ID, In-Reply-To and References all become thread keys: replies to any of them
-    belong to this record's conversation.
+    Its Message-ID, In-Reply-To and References (the last 100) all become thread keys: replies to
+    any of them belong to this record's conversation. Parsing happens before the write lock is
+    taken; the transaction writes one row of at most 1 MB of body and at most 102 keys.
     """
     parsed = parse_email(raw)
     now = now_iso()
@@ -68,9 +79,9 @@ def store_upload(db: Database, record_id: int, raw: bytes) -> dict[str, Any]:
             """
             INSERT INTO messages (record_id, internet_message_id, subject, from_address, from_name, to_addresses,
                                   cc_addresses, sent_at, direction, source, in_reply_to, references_ids, body_type,
-                                  body, body_preview, created_at, updated_at)
+                                  body, body_truncated, body_preview, created_at, updated_at)
             VALUES (:record, :mid, :subject, :from_address, :from_name, :to, :cc, :sent_at, :direction, 'upload',
-                    :in_reply_to, :references, :body_type, :body, :preview, :now, :now)
+                    :in_reply_to, :references, :body_type, :body, :truncated, :preview, :now, :now)
             ON CONFLICT (record_id, internet_message_id) DO UPDATE SET updated_at = excluded.updated_at
             RETURNING *
             """,
@@ -79,7 +90,8 @@ def store_upload(db: Database, record_id: int, raw: bytes) -> dict[str, Any]:
              "from_name": parsed.from_.name if parsed.from_ else None, "to": _addresses(parsed.to),
              "cc": _addresses(parsed.cc), "sent_at": parsed.sent_at, "direction": _direction(db, record_id, parsed),
              "in_reply_to": parsed.in_reply_to, "references": json.dumps(list(parsed.references)),
-             "body_type": parsed.body_type, "body": parsed.body, "preview": parsed.body_preview, "now": now})
+             "body_type": parsed.body_type, "body": parsed.body, "truncated": int(parsed.body_truncated),
+             "preview": parsed.body_preview, "now": now})
         row = list(rows)[0]
         for message_id in {parsed.message_id, *parsed.references, *filter(None, [parsed.in_reply_to])}:
             add_message_id(db, record_id, message_id)

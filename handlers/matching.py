@@ -28,7 +28,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from app.rfc822 import message_ids, normalize_message_id
+from app.rfc822 import message_ids, normalize_message_id, references
 
 
 class ThreadKeys(Protocol):
@@ -46,7 +46,11 @@ class ThreadKeys(Protocol):
 
 @dataclass(frozen=True)
 class CandidateMessage:
-    """The threading facts of a Graph message, with Message-IDs normalised to ``<id>``."""
+    """The threading facts of a Graph message, with Message-IDs normalised to ``<id>``.
+
+    The same bounds as uploads (:mod:`app.rfc822`): an id over 998 characters counts as none, and
+    only the last 100 ``References`` ids are kept.
+    """
 
     connection_id: int
     graph_id: str | None
@@ -68,7 +72,7 @@ class CandidateMessage:
             conversation_id=message.get("conversationId") or None,
             is_draft=bool(message.get("isDraft")),
             in_reply_to=in_reply_to[0] if in_reply_to else None,
-            references=tuple(message_ids(headers.get("references"))),
+            references=references(headers.get("references")),
         )
 
     @property

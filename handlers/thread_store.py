@@ -17,6 +17,7 @@ from typing import Any
 
 from sqlite_utils import Database
 
+from app.rfc822 import bounded_body
 from app.timeutil import iso, parse_iso, utcnow
 from handlers.matching import CandidateMessage
 
@@ -131,7 +132,7 @@ def mark_deleted(db: Database, connection_id: int, graph_id: str, *, now: dateti
 
 
 _MESSAGE_COLUMNS = ("subject", "from_address", "from_name", "to_addresses", "cc_addresses", "sent_at",
-                    "in_reply_to", "references_ids", "body_type", "body", "body_preview")
+                    "in_reply_to", "references_ids", "body_type", "body", "body_truncated", "body_preview")
 
 _UPSERT_MESSAGE = f"""
     INSERT INTO messages (record_id, internet_message_id, direction, source, created_at, updated_at,
@@ -155,8 +156,11 @@ _UPSERT_COPY = """
 
 
 def _message_fields(message: dict[str, Any], candidate: CandidateMessage) -> dict[str, Any]:
+    """The ``messages`` columns of a Graph message, kept to the bounds uploads keep to (app.rfc822)."""
     sender = (message.get("from") or {}).get("emailAddress") or {}
-    body = message.get("body") or {}
+    graph_body = message.get("body") or {}
+    body = bounded_body(graph_body.get("content"), (graph_body.get("contentType") or "").lower() or None,
+                        message.get("bodyPreview"))
     return {
         "internet_message_id": candidate.internet_message_id,
         "subject": message.get("subject"),
@@ -167,9 +171,10 @@ def _message_fields(message: dict[str, Any], candidate: CandidateMessage) -> dic
         "sent_at": _iso_or_none(message.get("sentDateTime") or message.get("receivedDateTime")),
         "in_reply_to": candidate.in_reply_to,
         "references_ids": json.dumps(list(candidate.references)),
-        "body_type": (body.get("contentType") or "").lower() or None,
-        "body": body.get("content"),
-        "body_preview": message.get("bodyPreview"),
+        "body_type": body.type,
+        "body": body.content,
+        "body_truncated": int(body.truncated),
+        "body_preview": body.preview,
     }
 
 

@@ -1,0 +1,174 @@
+"""Hostile mail against the real service: ``python -m bench.hostile_mail`` prints the figures.
+
+- parse time of hostile uploads near the 10 MB limit (the slowest of them is shown);
+- eight concurrent hostile uploads (150 KB of unterminated ``<a `` as an HTML body, a 1.8 MB
+  ``To:``) over waitress on loopback: the slowest answer;
+- an upload with 700,000 ``References`` ids while another client keeps creating records: its
+  answer time, the other client's statuses, the thread keys stored;
+- the longest write transaction of the worst upload the limits accept (100 KB of ``References``,
+  1,000 recipients in each of From, To and Cc, a 1 MB HTML body);
+- the thread API's sanitizer on hostile 1 MB HTML bodies (the stored cap): the slowest.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import requests
+from cryptography.fernet import Fernet
+
+import app.threads
+from app.mail_html import sanitized_html
+from app.rfc822 import InvalidEmail, parse_email
+from app.storage import thread_db
+from emulator import Emulator
+from tests.e2e.harness import ServiceServer
+
+TOKEN = "bench-hostile-token"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+MID = b"Message-ID: <hostile@sender.example>\r\n"
+MB = 1024 * 1024
+
+
+def hostile_uploads() -> dict[str, bytes]:
+    html = MID + b"Content-Type: text/html\r\n\r\n"
+    nest = b"".join(b'Content-Type: multipart/mixed; boundary="b%d"\r\n\r\n--b%d\r\n' % (i, i) for i in range(170_000))
+    return {
+        "quoted strings in From, To, Cc (100 KB each)": MID + b"".join(
+            name + b": " + b'"a' * 50_000 + b"\r\n" for name in (b"From", b"To", b"Cc")) + b"\r\nhi",
+        "Content-Type parameters (100 KB)": MID + b"Content-Type: text/plain; " + b"a=b; " * 20_000 + b"\r\n\r\nhi",
+        "10,000 header fields": MID + (b"X-A: " + b"b" * 93 + b"\r\n") * 9_990 + b"\r\nhi",
+        "10 MB of unterminated <a": html + b"<a " * (10 * MB // 3),
+        "10 MB of <!--": html + b"<!--" * (10 * MB // 4),
+        "10 MB of <div>": html + b"<div>" * (10 * MB // 5),
+        "10 MB of empty parts": MID + b'Content-Type: multipart/mixed; boundary="b"\r\n\r\n' + b"--b\r\n\r\n" * (10 * MB // 7),
+        "10 MB of nested multiparts": MID + nest + b"Content-Type: text/plain\r\n\r\nhi\r\n",
+        "10 MB of empty lines": MID + b"\r\n" + b"\r\n" * (5 * MB),
+    }
+
+
+def parse_times() -> dict[str, float]:
+    times = {}
+    for name, raw in hostile_uploads().items():
+        start = time.perf_counter()
+        with contextlib.suppress(InvalidEmail):
+            parse_email(raw)
+        times[name] = time.perf_counter() - start
+    return times
+
+
+def pad(markup: str) -> str:
+    return markup + "x" * (MB - len(markup))
+
+
+def sanitize_times() -> dict[str, float]:
+    bodies = {"9,998 nested <div>": pad("<div>" * 9_998), "a & in one text": "a & " * (MB // 4),
+              "formatting re-opened in 3,000 paragraphs": pad("<p>" + "".join(f"<b id={i}>" for i in range(3_000))
+                                                              + "</p>" + "<p>x</p>" * 3_000),
+              "<div> * 200,000 (text rendering)": "<div>" * (MB // 5), "< * 1M": "<" * MB}
+    times = {}
+    for name, markup in bodies.items():
+        start = time.perf_counter()
+        sanitized_html(markup)
+        times[name] = time.perf_counter() - start
+    return times
+
+
+def post_upload(server: ServiceServer, record: int, raw: bytes) -> tuple[int, float]:
+    start = time.perf_counter()
+    rv = requests.post(server.url(f"/api/records/{record}/emails"), data=raw, timeout=60,
+                       headers={**AUTH, "Content-Type": "message/rfc822"})
+    return rv.status_code, time.perf_counter() - start
+
+
+def new_record(server: ServiceServer) -> int:
+    return requests.post(server.url("/api/records"), json={"title": "bench"}, headers=AUTH, timeout=30).json()["id"]
+
+
+def concurrent_hostile(server: ServiceServer) -> dict[str, Any]:
+    record = new_record(server)
+    tags = MID + b"Content-Type: text/html\r\n\r\n" + b"<a " * 50_000
+    uploads = [tags.replace(b"<hostile@", b"<tags-%d@" % i) for i in range(4)]
+    uploads += [MID + b"To: " + b"someone@vendor.example, " * 75_000 + b"\r\n\r\nhi"] * 4
+    with ThreadPoolExecutor(len(uploads)) as pool:
+        answers = list(pool.map(lambda raw: post_upload(server, record, raw), uploads))
+    return {"statuses": [status for status, _ in answers], "slowest_s": max(took for _, took in answers)}
+
+
+def references_under_writes(server: ServiceServer) -> dict[str, Any]:
+    record = new_record(server)
+    raw = MID + b"References: " + b" ".join(b"<%d@x>" % i for i in range(700_000)) + b"\r\n\r\nhi"
+    statuses: list[int] = []
+    done = threading.Event()
+
+    def keep_writing() -> None:
+        while not done.is_set():
+            statuses.append(requests.post(server.url("/api/records"), json={"title": "w"}, headers=AUTH,
+                                          timeout=30).status_code)
+
+    writer = threading.Thread(target=keep_writing)
+    writer.start()
+    status, took = post_upload(server, record, raw)
+    time.sleep(0.2)
+    done.set()
+    writer.join()
+    keys = thread_db(server.app.config["DATABASE_PATH"])["thread_message_ids"].count_where("record_id = ?", [record])
+    return {"status": status, "answer_s": took, "concurrent_writes": len(statuses),
+            "concurrent_statuses": sorted(set(statuses)), "thread_keys_stored": keys}
+
+
+def longest_write_transaction(server: ServiceServer) -> dict[str, Any]:
+    held: list[float] = []
+    real = app.threads.write_transaction
+
+    @contextlib.contextmanager
+    def timed(db):
+        with real(db) as inner:
+            start = time.perf_counter()
+            yield inner
+        held.append(time.perf_counter() - start)
+
+    references = b" ".join(b"<%d@x.example>" % i for i in range(7_000))[:100 * 1024 - 200]
+    recipients = b", ".join(b"<r%d@x.example>" % i for i in range(1_000))
+    raw = (MID + b"References: " + references + b"\r\nFrom: " + recipients + b"\r\nTo: " + recipients
+           + b"\r\nCc: " + recipients + b"\r\nContent-Type: text/html\r\n\r\n" + b"<p>word</p>" * (MB // 11))
+    app.threads.write_transaction = timed
+    try:
+        status, took = post_upload(server, new_record(server), raw)
+    finally:
+        app.threads.write_transaction = real
+    return {"status": status, "answer_s": took, "write_lock_held_s": max(held)}
+
+
+def run() -> dict[str, Any]:
+    figures: dict[str, Any] = {"parse_s": parse_times(), "sanitize_s": sanitize_times()}
+    emulator = Emulator()
+    emulator.start()
+    with tempfile.TemporaryDirectory() as tmp:
+        config = {"DATABASE_PATH": str(Path(tmp) / "bench.db"), "TOKEN_ENCRYPTION_KEYS": Fernet.generate_key().decode(),
+                  "SECRET_KEY": "bench", "API_TOKEN": TOKEN}
+        server = ServiceServer(emulator, config, workers=1).start()
+        try:
+            figures["eight_concurrent_hostile"] = concurrent_hostile(server)
+            figures["references_700k"] = references_under_writes(server)
+            figures["worst_acceptable_upload"] = longest_write_transaction(server)
+        finally:
+            server.stop()
+            emulator.stop()
+    return figures
+
+
+if __name__ == "__main__":
+    for key, value in run().items():
+        if isinstance(value, dict) and all(isinstance(v, float) for v in value.values()):
+            print(f"{key}:")
+            for name, seconds in value.items():
+                print(f"  {name:48s} {seconds:7.3f} s")
+        else:
+            print(f"{key}: {value}")
