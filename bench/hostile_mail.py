@@ -1,10 +1,8 @@
-"""Hostile mail against the real service: ``python -m bench.hostile_mail`` prints the figures.
+"""Hostile mail inside the service: ``python -m bench.hostile_mail`` prints the figures.
+
+(:mod:`bench.hostile` sends hostile uploads over the wire while Graph delivers.)
 
 - parse time of hostile uploads near the 10 MB limit (the slowest of them is shown);
-- eight concurrent hostile uploads (150 KB of unterminated ``<a `` as an HTML body, a 1.8 MB
-  ``To:``) over waitress on loopback: the slowest answer;
-- an upload with 700,000 ``References`` ids while another client keeps creating records: its
-  answer time, the other client's statuses, the thread keys stored;
 - the longest write transaction of the worst upload the limits accept (100 KB of ``References``,
   1,000 recipients in each of From, To and Cc, a 1 MB HTML body);
 - the thread API's sanitizer on hostile 1 MB HTML bodies (the stored cap): the slowest.
@@ -14,9 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import tempfile
-import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +22,6 @@ from cryptography.fernet import Fernet
 import app.threads
 from app.mail_html import sanitized_html
 from app.rfc822 import InvalidEmail, parse_email
-from app.storage import thread_db
 from emulator import Emulator
 from tests.e2e.harness import ServiceServer
 
@@ -91,38 +86,6 @@ def new_record(server: ServiceServer) -> int:
     return requests.post(server.url("/api/records"), json={"title": "bench"}, headers=AUTH, timeout=30).json()["id"]
 
 
-def concurrent_hostile(server: ServiceServer) -> dict[str, Any]:
-    record = new_record(server)
-    tags = MID + b"Content-Type: text/html\r\n\r\n" + b"<a " * 50_000
-    uploads = [tags.replace(b"<hostile@", b"<tags-%d@" % i) for i in range(4)]
-    uploads += [MID + b"To: " + b"someone@vendor.example, " * 75_000 + b"\r\n\r\nhi"] * 4
-    with ThreadPoolExecutor(len(uploads)) as pool:
-        answers = list(pool.map(lambda raw: post_upload(server, record, raw), uploads))
-    return {"statuses": [status for status, _ in answers], "slowest_s": max(took for _, took in answers)}
-
-
-def references_under_writes(server: ServiceServer) -> dict[str, Any]:
-    record = new_record(server)
-    raw = MID + b"References: " + b" ".join(b"<%d@x>" % i for i in range(700_000)) + b"\r\n\r\nhi"
-    statuses: list[int] = []
-    done = threading.Event()
-
-    def keep_writing() -> None:
-        while not done.is_set():
-            statuses.append(requests.post(server.url("/api/records"), json={"title": "w"}, headers=AUTH,
-                                          timeout=30).status_code)
-
-    writer = threading.Thread(target=keep_writing)
-    writer.start()
-    status, took = post_upload(server, record, raw)
-    time.sleep(0.2)
-    done.set()
-    writer.join()
-    keys = thread_db(server.app.config["DATABASE_PATH"])["thread_message_ids"].count_where("record_id = ?", [record])
-    return {"status": status, "answer_s": took, "concurrent_writes": len(statuses),
-            "concurrent_statuses": sorted(set(statuses)), "thread_keys_stored": keys}
-
-
 def longest_write_transaction(server: ServiceServer) -> dict[str, Any]:
     held: list[float] = []
     real = app.threads.write_transaction
@@ -155,8 +118,6 @@ def run() -> dict[str, Any]:
                   "SECRET_KEY": "bench", "API_TOKEN": TOKEN}
         server = ServiceServer(emulator, config, workers=1).start()
         try:
-            figures["eight_concurrent_hostile"] = concurrent_hostile(server)
-            figures["references_700k"] = references_under_writes(server)
             figures["worst_acceptable_upload"] = longest_write_transaction(server)
         finally:
             server.stop()
