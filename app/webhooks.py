@@ -139,8 +139,10 @@ class NotificationReceiver:
             answer = _error("500 Internal Server Error", "internal_server_error", "The delivery could not be handled.")
         finally:
             log_context.reset(context)
+        # The browser security headers go on every answer with a body (the handshake's echo above
+        # all). An acknowledgement is empty: nothing to render or sniff, and the hottest path there is.
         start_response(answer.status, [*answer.headers, ("Content-Length", str(len(answer.body))),
-                                       ("X-Request-Id", request_id), *self._headers])
+                                       ("X-Request-Id", request_id), *(self._headers if answer.body else ())])
         return [answer.body]
 
     def _answer(self, endpoint: str, environ: dict[str, Any]) -> Answer:

@@ -27,7 +27,7 @@ def answers(client, api, record) -> dict:
         "API 401": client.get("/api/connections"),
         "style sheet": _closed(client.get("/static/app.css")),
         "health": client.get("/healthz"),
-        "webhook ack": client.post("/webhooks/graph", json={"value": []}),
+        "webhook error": client.post("/webhooks/graph", data="not json", content_type="application/json"),
         "handshake": client.post("/webhooks/graph?validationToken=Validation%3A+Testing", data=""),
     }
 
@@ -56,7 +56,7 @@ def test_hsts_when_the_service_is_reached_over_https(app_config, tmp_path, monke
     monkeypatch.chdir(tmp_path)
     app = create_app({**app_config, "PUBLIC_BASE_URL": "https://records.example.com"})
     client = app.test_client()
-    for rv in (client.get("/healthz"), client.post("/webhooks/graph", json={"value": []})):
+    for rv in (client.get("/healthz"), client.post("/webhooks/graph?validationToken=abc", data="")):
         assert rv.headers["Strict-Transport-Security"].startswith("max-age=")
 
 
