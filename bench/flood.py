@@ -97,8 +97,8 @@ def run(results_dir: Path) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="bench-flood-") as tmp:
         config = service_config(str(Path(tmp) / "flood.db"), Fernet.generate_key().decode(), web_threads())
         with served("real", config, log_path) as (port, pid):
-            figures.update(_measure(port, "quiet"))
-            figures["quiet_rss_mb"] = rss_mb(pid)
+            figures.update(_measure(port, "flood_quiet"))
+            figures["flood_quiet_rss_mb"] = rss_mb(pid)
             with flood(port, pid) as timings:
                 figures.update(timings)
                 figures["flood_rss_mb"] = rss_mb(pid)

@@ -98,14 +98,14 @@ def hostile_uploads(base: str, record_id: int, stop: threading.Event) -> tuple[l
 def run(results_dir: Path) -> dict[str, Any]:
     log_path = results_dir / "hostile-server.log"
     log_path.write_text("")
-    figures: dict[str, Any] = {"web_threads": web_threads()}
+    figures: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="bench-hostile-") as tmp:
         config = service_config(str(Path(tmp) / "hostile.db"), Fernet.generate_key().decode(), web_threads())
         with served("real", config, log_path) as (port, _):
             base = f"http://127.0.0.1:{port}"
             record = requests.post(f"{base}/api/records", json={"title": "Hostile uploads"},
                                    headers=_headers("application/json"), timeout=10).json()
-            figures.update(load_figures("quiet_ack", [run_load(ack_load(port, "quiet", paced=True))]))
+            figures.update(load_figures("hostile_quiet_ack", [run_load(ack_load(port, "quiet", paced=True))]))
             outcome: dict[str, Any] = {}
             stop = threading.Event()
             attacker = threading.Thread(target=lambda: outcome.update(zip(("uploads", "api"),
@@ -114,8 +114,11 @@ def run(results_dir: Path) -> dict[str, Any]:
             figures.update(load_figures("hostile_ack", [run_load(ack_load(port, "hostile", paced=True))]))
             stop.set()
             attacker.join()
-            figures.update(_upload_figures(outcome["uploads"]))
-            figures["api_write_statuses"] = dict(outcome["api"])
+            figures["hostile_uploads"] = _upload_figures(outcome["uploads"])
+            figures["hostile_slowest_upload_s"] = max(answer["seconds"] for answer in outcome["uploads"])
+            figures["hostile_upload_count"] = len(outcome["uploads"])
+            figures["hostile_api_writes"] = dict(outcome["api"])
+            figures["hostile_api_5xx"] = sum(n for status, n in outcome["api"].items() if status >= 500)
     return figures
 
 
