@@ -131,8 +131,9 @@ def test_work_not_in_the_dead_process_s_hand_is_processed_exactly_once_after_res
     wait_for(lambda: SqliteQueue(db).stats().by_state["queued"] == 0, timeout=20,
              message="nothing left queued")
     assert_exactly_once(thread_ids(service, record["id"]), expected)
-    running = {row["id"] for row in db.query("SELECT id FROM jobs WHERE state = 'running'")}
-    assert running <= in_hand, "a job of the new process is stuck"
+    # "Nothing queued" can be seen while the new process still holds its last claim; stuck means it stays held.
+    wait_for(lambda: {row["id"] for row in db.query("SELECT id FROM jobs WHERE state = 'running'")} <= in_hand,
+             timeout=20, message="no job of the new process stuck running")
     assert job_states(db).get("dead", 0) == 0, list(db.query("SELECT kind, last_error FROM jobs WHERE state = 'dead'"))
     assert service.get("/healthz").status_code == 200
 
