@@ -1,7 +1,7 @@
 """The WSGI entry point: ``gunicorn wsgi:app`` or ``flask --app wsgi ...``."""
 
 from app import create_app
-from app.config import ConfigError
+from app.core.config import ConfigError
 
 try:
     app = create_app()

@@ -1,4 +1,9 @@
-"""The Outlook Integration service: a Flask application built by :func:`create_app`."""
+"""The Outlook Integration service: a Flask application built by :func:`create_app`.
+
+This root wires the layers together and holds no rule of its own: :func:`build_services` makes the one
+:class:`~app.records.services.Services` of a process, :func:`create_app` the web app around it;
+:mod:`app.runtime` adds the workers and the scheduler, :mod:`app.__main__` the server.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +14,39 @@ from typing import Any
 
 from flask import Flask
 
+from app import cli
+from app.core.config import SETTINGS_BY_NAME, load_settings, read_dotenv
+from app.core.crypto import Cipher
+from app.core.db import thread_db
+from app.core.login_sessions import SESSION_LIFETIME
+from app.core.logs import init_request_ids
+from app.core.migrations import migrate
+from app.core.queue import SqliteQueue
+from app.microsoft.http import Session
+from app.microsoft.identity import Identity
+from app.records.connections import TokenCacheStore
+from app.records.services import Services
+from app.web import (
+    admin, api_mailboxes, api_outbox, api_records, auth, context, health, pages, receiver, security_headers,
+)
+from app.web.errors import RowIdConverter, register_error_handlers
+
 MAX_REQUEST_BYTES = 10 * 1024 * 1024  # uploaded emails are the largest bodies we accept
+BLUEPRINTS = (health.bp, api_records.bp, api_outbox.bp, api_mailboxes.bp, auth.bp, pages.bp, admin.bp)
+
+
+def build_services(config: Mapping[str, Any]) -> Services:
+    """The collaborators of one process, from its settings."""
+    verify = config["REQUESTS_CA_BUNDLE"] or True
+    cipher = Cipher(config["TOKEN_ENCRYPTION_KEYS"])
+    database = config["DATABASE_PATH"]
+    identity = Identity(
+        client_id=config["AZURE_CLIENT_ID"] or "", client_secret=config["AZURE_CLIENT_SECRET"] or "",
+        authority_host=config["AZURE_AUTHORITY_HOST"], verify=verify,
+        token_caches=TokenCacheStore(lambda: thread_db(database), cipher), db_factory=lambda: thread_db(database),
+    )
+    queue = SqliteQueue(database, max_attempts=config["JOB_MAX_ATTEMPTS"])
+    return Services(dict(config), cipher, identity, queue, Session(verify))
 
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
@@ -19,15 +56,6 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     tests and sandbox mode point the service at a database or an emulator. Nothing starts here:
     the worker and scheduler run from ``python -m app`` or ``flask --app wsgi worker``.
     """
-    from app import admin, api, auth, cli, health, pages, security_headers, storage, webhooks
-    from app import api_mailboxes, api_outbox  # noqa: F401  (their routes live on api.bp)
-    from app.config import SETTINGS_BY_NAME, load_settings, read_dotenv
-    from app.crypto import Cipher
-    from app.errors import RowIdConverter, register_error_handlers
-    from app.login_sessions import SESSION_LIFETIME
-    from app.logs import init_request_ids
-    from app.services import build_services
-
     config = dict(config or {})
     environ = {**read_dotenv(Path(".env")), **os.environ}
     app = Flask(__name__)
@@ -38,19 +66,16 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.config["SESSION_COOKIE_SECURE"] = app.config["PUBLIC_BASE_URL"].startswith("https://")
     app.config["PERMANENT_SESSION_LIFETIME"] = SESSION_LIFETIME  # a session cookie signed longer ago is refused
     app.secret_key = app.config["SECRET_KEY"]
-    app.extensions["cipher"] = Cipher(app.config["TOKEN_ENCRYPTION_KEYS"])
 
-    services = build_services(app)
-    app.extensions.update(services=services, identity=services.identity, queue=services.queue,
-                          wake_workers=lambda: None)
-
-    storage.init_app(app)
+    services = build_services(app.config)
+    context.install(app, services)
+    migrate(services.db())  # the schema is current before the first request
     register_error_handlers(app)
-    security_headers.init_app(app)
+    headers = security_headers.init_app(app)
     init_request_ids(app)
     app.url_map.converters["id"] = RowIdConverter
-    for blueprint in (health.bp, api.bp, auth.bp, pages.bp, admin.bp):
+    for blueprint in BLUEPRINTS:
         app.register_blueprint(blueprint)
     cli.init_app(app)
-    webhooks.mount(app)
+    receiver.mount(app, services, headers)
     return app

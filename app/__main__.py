@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from app import create_app
-from app.config import ConfigError, load_settings, read_dotenv
-from app.logs import configure_logging
+from app.core.config import ConfigError, load_settings, read_dotenv
+from app.core.logs import configure_logging
 from app.runtime import Runtime
 from app.server import build_server
 

@@ -7,9 +7,12 @@ from flask.cli import AppGroup
 from flask import Flask, current_app
 
 from app import cli_ops
-from app.crypto import ENCRYPTED_COLUMNS, DecryptionError
-from app.migrations import migrate
-from app.storage import get_db, write_transaction
+from app.core.crypto import DecryptionError
+from app.core.migrations import migrate
+from app.core.db import write_transaction
+from app.records.connections import reencrypt_tokens
+from app.records.subscription_rows import reencrypt_client_states
+from app.web.context import get_db, services_of
 
 db_group = AppGroup("db", help="Database schema commands.")
 keys_group = AppGroup("keys", help="Token-encryption key commands.")
@@ -28,16 +31,10 @@ def keys_rotate_command() -> None:
 
     Add the new key in front of the list, run this, then remove the old key.
     """
-    cipher = current_app.extensions["cipher"]
-    db = get_db()
-    total = 0
+    cipher, db = services_of(current_app).cipher, get_db()
     try:
         with write_transaction(db):
-            for table, pk, column in ENCRYPTED_COLUMNS:
-                rows = db.query(f"SELECT {pk} AS pk, {column} AS value FROM {table} WHERE {column} IS NOT NULL")
-                for row in list(rows):
-                    db.execute(f"UPDATE {table} SET {column} = ? WHERE {pk} = ?", [cipher.rotate(row["value"]), row["pk"]])
-                    total += 1
+            total = reencrypt_tokens(db, cipher) + reencrypt_client_states(db, cipher)
     except DecryptionError as e:
         raise click.ClickException(f"{e}; nothing was changed") from None
     click.echo(f"re-encrypted {total} stored secret(s) with the newest key")

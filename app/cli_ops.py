@@ -9,10 +9,10 @@ import click
 from flask import Flask, current_app
 from flask.cli import AppGroup, with_appcontext
 
-from app.logs import configure_logging
+from app.core.logs import configure_logging
 from app.runtime import Runtime
-from app.storage import get_db
-from subscriptions.jobs import renew_one
+from app.web.context import get_db, services_of
+from subscriptions.renewal import renew_one
 from subscriptions.reconcile import reconcile
 
 connections_group = AppGroup("connections", help="Connected mailboxes.")
@@ -21,7 +21,7 @@ subscriptions_group = AppGroup("subscriptions", help="Graph change-notification 
 
 
 def _services():
-    return current_app.extensions["services"]
+    return services_of(current_app)
 
 
 @connections_group.command("list")

@@ -7,11 +7,10 @@ from functools import partial
 
 from flask import Flask
 
-from app import metrics
-from app.services import Services
-
-from handlers.dispatch import build_handlers
-from handlers.queue import Job
+from app.web.context import services_of
+from handlers.outcomes import record_outcome
+from handlers.registry import build_handlers
+from handlers.retry import job_retry
 from handlers.worker import WorkerPool
 from subscriptions.leader import Leadership
 from subscriptions.scheduler import build_scheduler, periodic_jobs
@@ -24,25 +23,17 @@ LEASE_SECONDS = 15.0
 REAP_INTERVAL_SECONDS = 5.0
 
 
-
-def record_outcome(services: Services, job: Job, outcome: str, reason: str | None) -> None:
-    """Count every finished job; a send that ran out of retries is failed visibly."""
-    metrics.JOB_OUTCOMES.labels(job.kind, outcome).inc()
-    if job.kind == "send" and outcome == "dead":
-        services.db().execute(
-            "UPDATE outbox SET status = 'failed', error = COALESCE(error, ?) WHERE id = ? AND status NOT IN ('sent', 'failed')",
-            [f"gave up: {reason}", job.payload["outbox_id"]])
-
-
 class Runtime:
     """Starts and stops the workers and the scheduler that run beside (or without) the web server."""
 
     def __init__(self, app: Flask, *, workers: int | None = None, scheduler: bool = True) -> None:
-        services = app.extensions["services"]
-        self.pool = WorkerPool(workers or app.config["WORKER_THREADS"], services.queue, build_handlers(services),
-                               retry_policy=services.retry, on_outcome=partial(record_outcome, services),
+        services = services_of(app)
+        config = services.config
+        self.pool = WorkerPool(workers or config["WORKER_THREADS"], services.queue, build_handlers(services),
+                               retry_policy=job_retry(config["JOB_MAX_ATTEMPTS"], config["JOB_RETRY_MAX_DELAY_SECONDS"]),
+                               on_outcome=partial(record_outcome, services),
                                lease_seconds=LEASE_SECONDS, reap_interval=REAP_INTERVAL_SECONDS)
-        app.extensions["wake_workers"] = self.pool.notify
+        services.on_enqueue = self.pool.notify  # the one place it is set: this process now has workers to wake
         self.leadership = Leadership(services.db)
         self.scheduler = build_scheduler(self.leadership, periodic_jobs(services)) if scheduler else None
 

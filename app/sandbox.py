@@ -15,9 +15,10 @@ from typing import Any
 
 from flask import Flask
 
-from app.storage import thread_db
-from app.timeutil import now_iso, utcnow
-from app.threads import store_upload
+from app.core.db import thread_db
+from app.core.timeutil import utcnow
+from app.records.records import create_record
+from app.records.threads import store_upload
 from emulator import Emulator
 
 log = logging.getLogger(__name__)
@@ -80,8 +81,7 @@ def seed_demo_record(app: Flask, emulator: Emulator) -> int:
                            sender={"name": DEMO_VENDOR[0], "address": DEMO_VENDOR[1]}, to=[megan],
                            internet_message_id=email["Message-ID"])
     db = thread_db(app.config["DATABASE_PATH"])
-    record_id = db.execute("INSERT INTO records (title, external_id, created_at) VALUES (?, ?, ?)",
-                           ["Acme Corp — vendor onboarding", "VEND-1001", now_iso()]).lastrowid
+    record_id = create_record(db, "Acme Corp — vendor onboarding", "VEND-1001")["id"]
     store_upload(db, record_id, bytes(email))
     return record_id
 

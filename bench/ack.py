@@ -35,6 +35,7 @@ from typing import Any
 from cryptography.fernet import Fernet
 
 from bench.load import (
+from app.web.context import services_of
     LoadResult,
     LoadSpec,
     NotificationBodies,
@@ -59,7 +60,7 @@ ROUNDS = 3  # closed-loop turns per server
 
 def web_threads() -> int:
     """The request threads ``python -m app`` would use here (``WEB_THREADS``, else its default)."""
-    from app.config import SETTINGS_BY_NAME
+    from app.core.config import SETTINGS_BY_NAME
 
     return int(os.environ.get("WEB_THREADS") or SETTINGS_BY_NAME["WEB_THREADS"].default)
 
@@ -79,11 +80,11 @@ def service_config(database: str, key: str, threads: int) -> dict[str, Any]:
 
 def seed_subscriptions(app) -> None:
     """A tenant, one connection per subscription, and the subscriptions with encrypted clientStates."""
-    from app.storage import thread_db
-    from app.timeutil import iso
+    from app.core.db import thread_db
+    from app.core.timeutil import iso
 
     db = thread_db(app.config["DATABASE_PATH"])
-    cipher = app.extensions["cipher"]
+    cipher = services_of(app).cipher
     now = datetime.now(timezone.utc)
     later = iso(now + timedelta(days=3))
     db["tenants"].insert({"id": TENANT, "created_at": iso(now), "updated_at": iso(now)})
@@ -111,8 +112,8 @@ def bare_app():
 
 def serve(kind: str, config: dict[str, Any], log_path: str, port_pipe) -> None:
     """Process entry point: build the app, serve it with waitress as ``python -m app`` does."""
-    from app.config import SETTINGS_BY_NAME
-    from app.logs import configure_logging
+    from app.core.config import SETTINGS_BY_NAME
+    from app.core.logs import configure_logging
     from app.server import build_server
 
     sys.stderr = open(log_path, "a", buffering=1)  # noqa: SIM115 - lives as long as the process
@@ -171,7 +172,7 @@ def load_figures(prefix: str, results: list[LoadResult]) -> dict[str, Any]:
 
 def _drain(database: str) -> dict[str, Any]:
     """Move the receiver's inbox into the queue as the workers would, timed."""
-    from handlers.queue import SqliteQueue
+    from app.core.queue import SqliteQueue
 
     queue = SqliteQueue(database)
     started = time.perf_counter()

@@ -26,6 +26,7 @@ from cryptography.fernet import Fernet
 
 from bench.ack import BATCH, PATH, TENANT, bare_app, seed_subscriptions, service_config, subscriptions
 from bench.load import SEQ, NotificationBodies
+from app.web.context import services_of
 
 ROUNDS = 25
 REQUESTS_PER_ROUND = 100
@@ -60,7 +61,7 @@ def run() -> dict[str, float]:
     with tempfile.TemporaryDirectory(prefix="bench-ack-cost-") as tmp:
         receiver = create_app(service_config(str(Path(tmp) / "cost.db"), Fernet.generate_key().decode(), 1))
         seed_subscriptions(receiver)
-        queue = receiver.extensions["queue"]
+        queue = services_of(receiver).queue
         template = NotificationBodies(subscriptions(), TENANT, BATCH, prefix="cost").templates()[0]
         numbers = itertools.count()
 

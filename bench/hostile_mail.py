@@ -19,11 +19,11 @@ from typing import Any
 
 from cryptography.fernet import Fernet
 
-import app.threads
+import app.records.threads
 from app import create_app
-from app.mail_html import sanitized_html
-from app.rfc822 import InvalidEmail, parse_email
-from app.storage import close_thread_dbs
+from app.records.mail_html import sanitized_html
+from app.records.rfc822 import InvalidEmail, parse_email
+from app.core.db import close_thread_dbs
 from bench.ack import service_config
 
 AUTH = {"Authorization": "Bearer bench"}  # bench.ack.service_config's API token
@@ -79,7 +79,7 @@ def longest_write_transaction(client: Any) -> dict[str, Any]:
     """The worst upload the limits accept, through the API: its answer time and how long its
     transaction held the write lock (timed from ``BEGIN IMMEDIATE`` to ``COMMIT``)."""
     held: list[float] = []
-    real = app.threads.write_transaction
+    real = app.records.threads.write_transaction
 
     @contextlib.contextmanager
     def timed(db):
@@ -93,13 +93,13 @@ def longest_write_transaction(client: Any) -> dict[str, Any]:
     raw = (MID + b"References: " + references + b"\r\nFrom: " + recipients + b"\r\nTo: " + recipients
            + b"\r\nCc: " + recipients + b"\r\nContent-Type: text/html\r\n\r\n" + b"<p>word</p>" * (MB // 11))
     record = client.post("/api/records", json={"title": "bench"}, headers=AUTH).get_json()["id"]
-    app.threads.write_transaction = timed
+    app.records.threads.write_transaction = timed
     try:
         start = time.perf_counter()
         rv = client.post(f"/api/records/{record}/emails", data=raw, headers={**AUTH, "Content-Type": "message/rfc822"})
         took = time.perf_counter() - start
     finally:
-        app.threads.write_transaction = real
+        app.records.threads.write_transaction = real
     return {"status": rv.status_code, "answer_s": took, "write_lock_held_s": max(held)}
 
 

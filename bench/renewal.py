@@ -28,12 +28,13 @@ from pathlib import Path
 from typing import Any
 
 from app import create_app
-from app.storage import close_thread_dbs, thread_db
-from app.timeutil import iso
+from app.core.db import close_thread_dbs, thread_db
+from app.core.timeutil import iso
 from bench.measure import free_port, peak_rss_mb, reset_peak_rss, rss_mb
 from bench.stack import API_TOKEN, Mailbox, add_users, service_config, start_emulator
 from emulator import Emulator
 from emulator.subscriptions import Subscription
+from app.web.context import services_of
 
 SUBSCRIPTIONS = 10_000
 TENANTS = 50
@@ -62,7 +63,7 @@ def connect_users(app, emulator: Emulator, mailboxes: list[Mailbox]) -> None:
 def seed_subscriptions(app, emulator: Emulator, client_id: str) -> int:
     """Spread ``SUBSCRIPTIONS`` due subscriptions over every connection, in the database and the emulator."""
     db = thread_db(app.config["DATABASE_PATH"])
-    cipher = app.extensions["cipher"]
+    cipher = services_of(app).cipher
     base_url = app.config["PUBLIC_BASE_URL"]
     connections = list(db.query("SELECT id, tenant_id, user_id FROM connections ORDER BY id"))
     now = datetime.now(timezone.utc)
@@ -90,9 +91,9 @@ def renew_in_child(config: dict[str, Any], pipe) -> None:
     """Process entry point: build the app, run ``renew_due`` once, report time and memory."""
     import time
 
-    from subscriptions.jobs import renew_due
+    from subscriptions.renewal import renew_due
 
-    services = create_app(config).extensions["services"]
+    services = services_of(create_app(config))
     reset = reset_peak_rss()
     before = rss_mb()
     started = time.perf_counter()

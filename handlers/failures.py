@@ -1,51 +1,38 @@
-"""How Graph and identity failures become worker decisions, the same way for every handler."""
+"""What a classified Graph or identity failure (:mod:`app.microsoft.failures`) means for a job."""
 
 from __future__ import annotations
 
 import contextlib
-import logging
 from collections.abc import Iterator
 
-from app.connections import mark_reconnect_required
-from app.graph import AuthExpired, GraphError, Throttled
-from app.identity import IdentityConfigError, IdentityUnavailable, ReconnectRequired
-from app.services import Services
-from handlers.errors import Deferred, PermanentError, RetryLater
-
-log = logging.getLogger(__name__)
-
-CONFIG_ERROR_RETRY_SECONDS = 600.0
+from app.microsoft.failures import FAILURES, Failure, Kind, classify
+from app.records.connections import mark_reconnect_required
+from app.records.services import Services
+from handlers.errors import Deferred, JobError, PermanentError, RetryLater
 
 
-def retry_after_throttle(e: Throttled) -> RetryLater:
-    """A 429 that says how long to wait defers the job (the attempt does not count); a 5xx, a
-    network failure or a 429 without ``Retry-After`` is an attempt that failed."""
-    if e.status == 429 and e.retry_after:
-        return Deferred("throttled", e.retry_after)
-    return RetryLater("throttled" if e.status == 429 else f"graph_{e.status or 'network'}", e.retry_after)
+def job_error(services: Services, connection_id: int | None, failure: Failure, kind: Kind | None = None) -> JobError:
+    """The worker's treatment of ``failure`` (as ``kind``, when the caller is told to treat it so).
+
+    A revoked grant also marks the connection ``reconnect_required``; an app-registration problem
+    is retried slowly, since fixing the secret fixes it.
+    """
+    kind = kind or failure.kind
+    if kind is Kind.RECONNECT:
+        if connection_id is not None:
+            mark_reconnect_required(services, connection_id, failure.detail)
+        return PermanentError("reconnect_required")
+    if kind is Kind.DEFERRED:
+        return Deferred(failure.reason, failure.retry_after or 0.0)
+    if kind in (Kind.TRANSIENT, Kind.MISCONFIGURED):
+        return RetryLater(failure.reason, failure.retry_after)
+    return PermanentError(failure.reason)
 
 
 @contextlib.contextmanager
 def graph_failures(services: Services, connection_id: int | None) -> Iterator[None]:
-    """Translate failures inside the block into :class:`RetryLater` or :class:`PermanentError`.
-
-    A revoked grant also marks the connection ``reconnect_required``; an app-registration
-    problem (recorded for operators by :mod:`app.identity`) is retried slowly: fixing the
-    secret fixes it.
-    """
+    """Raise the job error of any Graph or identity failure inside the block."""
     try:
         yield
-    except ReconnectRequired as e:
-        if connection_id is not None:
-            mark_reconnect_required(services, connection_id, e.reason)
-        raise PermanentError("reconnect_required") from None
-    except IdentityConfigError:
-        raise RetryLater("app_misconfigured", CONFIG_ERROR_RETRY_SECONDS) from None
-    except IdentityUnavailable as e:
-        raise RetryLater("identity_unavailable", e.retry_after) from None
-    except Throttled as e:
-        raise retry_after_throttle(e) from None
-    except AuthExpired:
-        raise RetryLater("unauthorized") from None
-    except GraphError as e:
-        raise PermanentError(f"graph_{e.status}_{e.code}"[:80]) from None
+    except FAILURES as e:
+        raise job_error(services, connection_id, classify(e)) from None

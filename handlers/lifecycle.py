@@ -11,10 +11,11 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
-from app.services import Services
-from app.timeutil import parse_iso
+from app.records import subscription_rows
+from app.records.services import Services
+from app.core.timeutil import parse_iso
 from handlers.failures import graph_failures
-from handlers.queue import Job
+from app.core.queue import Job
 from subscriptions.manager import create_subscription, renew_subscription
 from subscriptions.reconcile import enqueue_reconcile
 
@@ -40,7 +41,7 @@ def handle_lifecycle(services: Services, job: Job) -> None:
             if renewed is None or now - parse_iso(renewed) > RENEWED_RECENTLY:
                 renew_subscription(services, subscription, now)
         elif event == "subscriptionRemoved" and subscription["status"] == "active":
-            services.db().execute("UPDATE subscriptions SET status = 'removed' WHERE id = ?", [subscription_id])
+            subscription_rows.mark_removed(services.db(), subscription_id)
             create_subscription(services, connection_id, now)
             enqueue_reconcile(services, connection_id, "subscription_removed")
         elif event == "missed":

@@ -6,13 +6,15 @@ import logging
 import time
 from collections.abc import Mapping
 
-from app import metrics
-from app.graph import error_from
-from app.services import Services
+from app.core import metrics
+from app.microsoft.failures import classify
+from app.microsoft.graph import MESSAGE_SELECT, error_from
+from app.records.services import Services
 from handlers.errors import PermanentError, RetryLater
-from handlers.failures import graph_failures
-from handlers.linking import MESSAGE_SELECT, link_graph_message, load_connection, mark_message_deleted
-from handlers.queue import Job
+from handlers.failures import graph_failures, job_error
+from app.records import threads
+from app.records.linking import link_graph_message, load_connection
+from app.core.queue import Job
 
 log = logging.getLogger(__name__)
 
@@ -24,17 +26,14 @@ def _batch_item_outcome(services: Services, connection_id: int, status: int, bod
         return None
     if status == 0:
         return RetryLater("missing_batch_response")
-    try:
-        with graph_failures(services, connection_id):
-            raise error_from(status, body, headers)
-    except (RetryLater, PermanentError) as e:
-        return e
+    return job_error(services, connection_id, classify(error_from(status, body, headers)))
 
 
 def handle_messages(services: Services, jobs: list[Job]) -> dict[int, Exception | None]:
     """Process a batch of message jobs of one connection; return each job's outcome."""
     connection_id = jobs[0].connection_id
-    connection = load_connection(services, connection_id)
+    db = services.db()
+    connection = load_connection(db, connection_id)
     if connection is None or connection["status"] == "disconnected":
         return {job.id: None for job in jobs}  # the user disconnected: these no longer matter
     if connection["status"] != "active":
@@ -44,7 +43,7 @@ def handle_messages(services: Services, jobs: list[Job]) -> dict[int, Exception 
     fetch: dict[str, list[Job]] = {}
     for job in jobs:
         if job.payload["change_type"] == "deleted":
-            mark_message_deleted(services, connection_id, job.payload["message_id"])
+            threads.mark_deleted(db, connection_id, job.payload["message_id"])
             outcomes[job.id] = None
         else:
             fetch.setdefault(job.payload["message_id"], []).append(job)
@@ -60,7 +59,7 @@ def handle_messages(services: Services, jobs: list[Job]) -> dict[int, Exception 
         status, body, headers = results.get(message_id, (0, None, {}))
         outcome = None
         if status == 200:
-            if link_graph_message(services, connection, body):
+            if link_graph_message(db, connection, body):
                 for job in group:
                     metrics.NOTIFICATION_TO_LINKED.observe(max(0.0, now - job.created_at))  # created: received
         else:

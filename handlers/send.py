@@ -14,16 +14,14 @@ import secrets
 import socket
 from typing import Any
 
-from app.connections import mark_reconnect_required
-from app.graph import GraphClient, GraphError, NotFound, Throttled
-from app.identity import IdentityConfigError, IdentityUnavailable, ReconnectRequired
-from app.services import Services
-from app.timeutil import now_iso
-from handlers.errors import PermanentError, RetryLater
-from handlers.failures import retry_after_throttle
-from handlers.linking import MESSAGE_SELECT, link_sent_message
-from handlers.queue import Job
-from handlers.thread_store import add_message_id
+from app.core.queue import Job
+from app.microsoft.failures import FAILURES, Kind, classify
+from app.microsoft.graph import MESSAGE_SELECT, GraphClient, GraphError, NotFound, Throttled
+from app.records import outbox
+from app.records.connections import mark_reconnect_required
+from app.records.services import Services
+from handlers.errors import PermanentError
+from handlers.failures import job_error
 
 log = logging.getLogger(__name__)
 
@@ -37,12 +35,6 @@ def mint_message_id(record_id: int) -> str:
 
 def _recipients(addresses: list[str]) -> list[dict[str, Any]]:
     return [{"emailAddress": {"address": address}} for address in addresses]
-
-
-def _update(services: Services, outbox_id: int, **fields: Any) -> None:
-    assignments = ", ".join(f"{name} = ?" for name in fields)
-    services.db().execute(f"UPDATE outbox SET {assignments}, updated_at = ? WHERE id = ?",
-                          [*fields.values(), now_iso(), outbox_id])
 
 
 def _reply_target(services: Services, record_id: int, connection_id: int) -> dict[str, Any] | None:
@@ -70,12 +62,12 @@ def _thread_participants(services: Services, record_id: int, own_address: str) -
     return list(addresses), subject
 
 
-def _compose(services: Services, graph: GraphClient, outbox: dict[str, Any], request: dict[str, Any],
+def _compose(services: Services, graph: GraphClient, row: dict[str, Any], request: dict[str, Any],
              own_address: str) -> dict[str, Any]:
     """Create the draft (a reply where the mailbox holds the conversation) carrying our Message-ID."""
     body = {"contentType": request["body_type"], "content": request["body"]}
-    changes: dict[str, Any] = {"body": body, "internetMessageId": outbox["internet_message_id"]}
-    target = _reply_target(services, outbox["record_id"], outbox["connection_id"]) if request["reply"] else None
+    changes: dict[str, Any] = {"body": body, "internetMessageId": row["internet_message_id"]}
+    target = _reply_target(services, row["record_id"], row["connection_id"]) if request["reply"] else None
     if target is not None:
         draft = graph.create_reply(target["graph_id"])
         if request["to"]:
@@ -87,7 +79,7 @@ def _compose(services: Services, graph: GraphClient, outbox: dict[str, Any], req
         return graph.update_draft(draft["id"], changes)
     to, subject = request["to"], request["subject"]
     if request["reply"]:  # nothing of the conversation in this mailbox: write to its participants
-        participants, first_subject = _thread_participants(services, outbox["record_id"], own_address)
+        participants, first_subject = _thread_participants(services, row["record_id"], own_address)
         to = to or participants
         subject = subject or (first_subject if first_subject.lower().startswith("re:") else f"Re: {first_subject}")
         if not to:
@@ -96,38 +88,33 @@ def _compose(services: Services, graph: GraphClient, outbox: dict[str, Any], req
                                "ccRecipients": _recipients(request["cc"])})
 
 
-def _existing_draft(graph: GraphClient, outbox: dict[str, Any]) -> dict[str, Any] | None:
+def _existing_draft(graph: GraphClient, row: dict[str, Any]) -> dict[str, Any] | None:
     """Our draft from an earlier attempt, by stored id or else by our Message-ID."""
-    if outbox["draft_id"]:
+    if row["draft_id"]:
         try:
-            return graph.get_message(outbox["draft_id"], MESSAGE_SELECT)
+            return graph.get_message(row["draft_id"], MESSAGE_SELECT)
         except NotFound:
             raise PermanentError("draft_deleted") from None
-    quoted = outbox["internet_message_id"].replace("'", "''")
+    quoted = row["internet_message_id"].replace("'", "''")
     return next(graph.find_messages(f"internetMessageId eq '{quoted}'", MESSAGE_SELECT, top=1), None)
 
 
 def send(services: Services, outbox_id: int) -> None:
+    """Carry out one send request, resuming wherever an earlier attempt stopped."""
     db = services.db()
-    rows = list(db.query("SELECT o.*, c.status AS connection_status, c.status_reason, c.email FROM outbox o "
-                         "JOIN connections c ON c.id = o.connection_id WHERE o.id = ?", [outbox_id]))
-    if not rows or rows[0]["status"] in ("sent", "failed"):
+    row = outbox.pending(db, outbox_id)
+    if row is None:
         return
-    outbox = rows[0]
-    if outbox["connection_status"] != "active":
-        _update(services, outbox_id, status="failed", error=f"reconnect_required: {outbox['status_reason']}")
+    if row["connection_status"] != "active":
+        outbox.fail(db, outbox_id, f"reconnect_required: {row['status_reason']}")
         return
-    request = json.loads(outbox["request"])
-    if not outbox["internet_message_id"]:
-        outbox["internet_message_id"] = mint_message_id(outbox["record_id"])
-        with db.atomic():
-            _update(services, outbox_id, status="sending", internet_message_id=outbox["internet_message_id"])
-            add_message_id(db, outbox["record_id"], outbox["internet_message_id"], generated=True)
-    graph = services.graph_for(outbox["connection_id"])
-    draft = _existing_draft(graph, outbox)
+    if not row["internet_message_id"]:
+        outbox.start_sending(db, row, mint_message_id(row["record_id"]))
+    graph = services.graph_for(row["connection_id"])
+    draft = _existing_draft(graph, row)
     if draft is None:
-        draft = _compose(services, graph, outbox, request, outbox["email"] or "")
-        _update(services, outbox_id, draft_id=draft["id"])
+        draft = _compose(services, graph, row, row["request"], row["email"] or "")
+        outbox.remember_draft(db, outbox_id, draft["id"])
     if draft.get("isDraft", True):
         try:
             graph.send_draft(draft["id"])
@@ -135,26 +122,27 @@ def send(services: Services, outbox_id: int) -> None:
             if not isinstance(e, Throttled) and e.status < 500:
                 graph.delete_draft(draft["id"])  # our own unsent draft: the one thing we may delete
             raise
-    with db.atomic():
-        _update(services, outbox_id, status="sent", error=None, sent_at=now_iso())
-        link_sent_message(services, outbox, draft, request)
-    log.info("Outbox: sent %s", outbox_id, extra={"connection_id": outbox["connection_id"]})
+    outbox.mark_sent(db, row, draft)
+    log.info("Outbox: sent %s", outbox_id, extra={"connection_id": row["connection_id"]})
 
 
 def handle_send(services: Services, job: Job) -> None:
-    """Worker entry point: map failures to retry, dead letter, or a failed send with its reason."""
-    outbox_id = job.payload["outbox_id"]
+    """Worker entry point: a failure is retried, or fails the send with its reason, as
+    :mod:`app.microsoft.failures` says sends must treat it (``Failure.for_send``)."""
+    outbox_id, db = job.payload["outbox_id"], services.db()
     try:
         send(services, outbox_id)
-    except ReconnectRequired as e:
-        mark_reconnect_required(services, job.connection_id, e.reason)
-    except Throttled as e:
-        _update(services, outbox_id, error=f"retrying: {e}")
-        raise retry_after_throttle(e) from None
-    except IdentityUnavailable as e:
-        _update(services, outbox_id, error=f"retrying: {e}")
-        raise RetryLater("identity_unavailable", e.retry_after) from None
-    except (GraphError, IdentityConfigError, PermanentError) as e:
-        reason = e.message if isinstance(e, GraphError) else str(e)
-        _update(services, outbox_id, status="failed", error=reason[:500])
+    except FAILURES as e:
+        failure = classify(e)
+        kind = failure.for_send
+        if kind is Kind.RECONNECT:  # fails this send and the mailbox's other pending ones; nothing to retry
+            mark_reconnect_required(services, job.connection_id, failure.detail)
+            return
+        if kind in (Kind.TRANSIENT, Kind.DEFERRED):
+            outbox.note_retrying(db, outbox_id, str(e))
+            raise job_error(services, job.connection_id, failure, kind) from None
+        outbox.fail(db, outbox_id, failure.detail)
+        raise PermanentError("send_failed") from None
+    except PermanentError as e:
+        outbox.fail(db, outbox_id, str(e))
         raise PermanentError("send_failed") from None

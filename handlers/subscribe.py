@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from app.services import Services
+from app.records.services import Services
 from handlers.failures import graph_failures
-from handlers.queue import Job
+from app.core.queue import Job
 from subscriptions.manager import create_subscription
-from subscriptions.reconcile import backfill_record, enqueue_reconcile
+from subscriptions.backfill import backfill_record
+from subscriptions.reconcile import enqueue_reconcile
 
 
 def _subscribe(services: Services, job: Job) -> bool:

@@ -1,6 +1,6 @@
 """Worker threads: claim jobs, run their handler, record the outcome in the queue.
 
-A handler is a plain function of one :class:`~handlers.queue.Job`. It raises
+A handler is a plain function of one :class:`~app.core.queue.Job`. It raises
 :class:`~handlers.errors.RetryLater` for a transient failure, :class:`~handlers.errors.PermanentError`
 when retrying cannot help; any other ``Exception`` is logged and retried like a transient one
 (``BaseException`` is never caught). A :class:`BatchHandler` takes several ready jobs of one kind and
@@ -21,7 +21,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from handlers.errors import Deferred, JobError, PermanentError, RetryLater
-from handlers.queue import Job, Queue
+from app.core.queue import Job, SqliteQueue
 from handlers.retry import Retry
 
 log = logging.getLogger(__name__)
@@ -51,7 +51,7 @@ class Worker:
         slug, after each outcome is recorded (for metrics).
     """
 
-    def __init__(self, queue: Queue, handlers: Mapping[str, Handler], *, worker_id: str,
+    def __init__(self, queue: SqliteQueue, handlers: Mapping[str, Handler], *, worker_id: str,
                  lease_seconds: float = 60.0, retry_policy: Retry = Retry(), clock: Callable[[], float] = time.time,
                  stop_event: threading.Event | None = None, poll_interval: float = 1.0,
                  reap_interval: float = 30.0,
@@ -199,7 +199,7 @@ class WorkerPool:
     :param options: passed to each :class:`Worker`.
     """
 
-    def __init__(self, n: int, queue: Queue, handlers: Mapping[str, Handler], *, name: str | None = None,
+    def __init__(self, n: int, queue: SqliteQueue, handlers: Mapping[str, Handler], *, name: str | None = None,
                  **options) -> None:
         if n < 1:
             raise ValueError(f"a worker pool needs at least 1 worker, got {n!r}")

@@ -17,27 +17,11 @@ from collections.abc import Callable
 
 from sqlite_utils import Database
 
+from app.core.leases import acquire_lease, release_lease
+
 log = logging.getLogger(__name__)
 
 LEASE_NAME = "scheduler"
-
-
-def acquire_lease(db: Database, name: str, owner: str, ttl: float, now: float) -> bool:
-    """Take or extend lease ``name`` for ``owner``; True when ``owner`` holds it afterwards."""
-    rows = db.query(
-        """
-        INSERT INTO leases (name, owner, expires_at) VALUES (:name, :owner, :expires)
-        ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, expires_at = excluded.expires_at
-        WHERE leases.owner = excluded.owner OR leases.expires_at < :now
-        RETURNING owner
-        """,
-        {"name": name, "owner": owner, "expires": now + ttl, "now": now},
-    )
-    return bool(list(rows))
-
-
-def release_lease(db: Database, name: str, owner: str) -> None:
-    db.execute("DELETE FROM leases WHERE name = ? AND owner = ?", [name, owner])
 
 
 class Leadership:

@@ -14,10 +14,12 @@ import secrets
 from datetime import datetime, timedelta
 from typing import Any
 
-from app.graph import GraphClient, GraphError, NotFound
-from app.identity import IdentityConfigError, IdentityUnavailable, ReconnectRequired
-from app.services import Services
-from app.timeutil import iso, now_iso, parse_iso
+from app.core.timeutil import iso, parse_iso
+from app.microsoft.failures import FAILURES, Kind, classify
+from app.microsoft.graph import GraphClient, GraphError
+from app.records import subscription_rows
+from app.records.connections import mark_disconnected
+from app.records.services import Services
 
 log = logging.getLogger(__name__)
 
@@ -85,19 +87,10 @@ def create_subscription(services: Services, connection_id: int, now: datetime) -
     created = _post_subscription(
         graph, lambda expires: _request_body(services, connection["user_id"], client_state, expires), now)
     granted = iso(parse_iso(created["expirationDateTime"]))
-    db = services.db()
-    with db.atomic():
-        db.execute(
-            "UPDATE subscriptions SET status = 'replaced', replaced_by = ?, updated_at = ? "
-            "WHERE connection_id = ? AND status = 'active'", [created["id"], now_iso(), connection_id])
-        db.execute(
-            """
-            INSERT INTO subscriptions (id, connection_id, resource, change_type, client_state, status, expires_at,
-                                       routable_until, created_at, updated_at)
-            VALUES (?, ?, ?, ?, ?, 'active', ?, ?, ?, ?)
-            """,
-            [created["id"], connection_id, created.get("resource") or f"/users/{connection['user_id']}/messages",
-             CHANGE_TYPES, services.cipher.encrypt(client_state), granted, granted, iso(now), iso(now)])
+    subscription_rows.store_created(
+        services.db(), connection_id, created, change_type=CHANGE_TYPES,
+        resource=created.get("resource") or f"/users/{connection['user_id']}/messages",
+        encrypted_client_state=services.cipher.encrypt(client_state), expires_at=granted, now=iso(now))
     log.info("Subscriptions: created, expires %s", granted,
              extra={"connection_id": connection_id, "subscription_id": created["id"]})
     return created["id"]
@@ -117,29 +110,28 @@ def renew_subscription(services: Services, subscription: dict[str, Any], now: da
     if renewed is None:
         raise GraphError(400, "ExpiryRejected", "Graph rejected every subscription lifetime")
     granted = iso(parse_iso(renewed["expirationDateTime"]))
-    services.db().execute(
-        "UPDATE subscriptions SET expires_at = ?, routable_until = ?, renewed_at = ?, last_error = NULL, "
-        "updated_at = ? WHERE id = ?", [granted, granted, iso(now), iso(now), subscription["id"]])
+    subscription_rows.renewed(services.db(), subscription["id"], granted, iso(now))
     return granted
 
 
-def remove_subscriptions(services: Services, connection_id: int, *, on_graph: bool) -> int:
-    """Stop a connection's subscriptions: deleted on Graph when ``on_graph`` (best effort, the
-    grant may already be gone) and always locally. Returns how many were active."""
-    db = services.db()
-    active = [row["id"] for row in db.query(
-        "SELECT id FROM subscriptions WHERE connection_id = ? AND status = 'active'", [connection_id])]
-    if on_graph:
-        graph = services.graph_for(connection_id)
-        for subscription_id in active:
-            try:
-                graph.delete_subscription(subscription_id)
-            except NotFound:
-                pass
-            except (GraphError, ReconnectRequired, IdentityUnavailable, IdentityConfigError) as e:
-                # The grant may already be gone; the local removal below still stops processing.
+def remove_subscriptions(services: Services, connection_id: int) -> int:
+    """Stop a connection's subscriptions: deleted on Graph (best effort, the grant may already be
+    gone) and always locally. Returns how many were active."""
+    active = subscription_rows.active_ids(services.db(), connection_id)
+    graph = services.graph_for(connection_id)
+    for subscription_id in active:
+        try:
+            graph.delete_subscription(subscription_id)
+        except FAILURES as e:
+            if classify(e).kind is not Kind.GONE:  # the local removal below still stops processing
                 log.warning("Subscriptions: could not delete on Graph (%s)", type(e).__name__,
                             extra={"subscription_id": subscription_id})
-    db.execute("UPDATE subscriptions SET status = 'removed', routable_until = ?, updated_at = ? "
-               "WHERE connection_id = ? AND status IN ('active', 'replaced')", [now_iso(), now_iso(), connection_id])
+    subscription_rows.remove_all(services.db(), connection_id)
     return len(active)
+
+
+def disconnect(services: Services, connection_id: int) -> None:
+    """The user disconnects: delete the Graph subscriptions, wipe the tokens, keep the records' history."""
+    remove_subscriptions(services, connection_id)
+    services.identity.forget(connection_id)
+    mark_disconnected(services.db(), connection_id)

@@ -13,10 +13,11 @@ import logging
 from datetime import timedelta
 from typing import Any
 
-from app.graph import GraphError
-from app.services import Services
-from app.timeutil import now_iso, odata, parse_iso
-from handlers.linking import MESSAGE_SELECT, link_graph_message, load_connection, mark_message_deleted
+from app.core.timeutil import odata, parse_iso
+from app.microsoft.graph import MESSAGE_SELECT, GraphError
+from app.records import delta_state, threads
+from app.records.linking import link_graph_message, load_connection
+from app.records.services import Services
 
 log = logging.getLogger(__name__)
 
@@ -31,27 +32,10 @@ def enqueue_reconcile(services: Services, connection_id: int, reason: str) -> No
                                           connection_id=connection_id)
 
 
-def _delta_state(services: Services, connection_id: int, folder: str) -> dict[str, Any]:
-    rows = list(services.db().query("SELECT * FROM delta_state WHERE connection_id = ? AND folder = ?",
-                                    [connection_id, folder]))
-    return rows[0] if rows else {"delta_link": None, "last_received_at": None}
-
-
-def _save_delta_state(services: Services, connection_id: int, folder: str, delta_link: str | None,
-                      last_received_at: str | None) -> None:
-    services.db().execute(
-        """
-        INSERT INTO delta_state (connection_id, folder, delta_link, last_received_at, synced_at)
-        VALUES (?, ?, ?, ?, ?)
-        ON CONFLICT (connection_id, folder) DO UPDATE SET delta_link = excluded.delta_link,
-            last_received_at = COALESCE(excluded.last_received_at, last_received_at), synced_at = excluded.synced_at
-        """, [connection_id, folder, delta_link, last_received_at, now_iso()])
-
-
 def _sync_folder(services: Services, connection: dict[str, Any], folder: str, since: str | None) -> int:
     """Follow one folder's delta to its new deltaLink; return how many messages were linked."""
-    graph = services.graph_for(connection["id"])
-    state = _delta_state(services, connection["id"], folder)
+    graph, db = services.graph_for(connection["id"]), services.db()
+    state = delta_state.load(db, connection["id"], folder)
     link = None if since else state["delta_link"]
     if link is None and since is None:
         since = odata(services.clock() - INITIAL_WINDOW)
@@ -60,26 +44,26 @@ def _sync_folder(services: Services, connection: dict[str, Any], folder: str, si
     for page in graph.delta_pages(folder, link, MESSAGE_SELECT, received_since=since):
         for item in page.get("value", []):
             if "@removed" in item:
-                mark_message_deleted(services, connection["id"], item["id"])
+                threads.mark_deleted(db, connection["id"], item["id"])
                 continue
-            linked += bool(link_graph_message(services, connection, item))
+            linked += bool(link_graph_message(db, connection, item))
             received = item.get("receivedDateTime")
             if received and (newest is None or received > newest):
                 newest = received
         delta_link = page.get("@odata.deltaLink", delta_link)
-    _save_delta_state(services, connection["id"], folder, delta_link, newest)
+    delta_state.save(db, connection["id"], folder, delta_link, newest)
     return linked
 
 
 def _restart_window(services: Services, connection_id: int, folder: str) -> str:
-    last = _delta_state(services, connection_id, folder)["last_received_at"]
+    last = delta_state.load(services.db(), connection_id, folder)["last_received_at"]
     start = parse_iso(last) - RESYNC_MARGIN if last else services.clock() - INITIAL_WINDOW
     return odata(start)
 
 
 def reconcile(services: Services, connection_id: int) -> int:
     """Delta-sync the connection's folders; return how many messages were linked (or re-linked)."""
-    connection = load_connection(services, connection_id)
+    connection = load_connection(services.db(), connection_id)
     if connection is None or connection["status"] != "active":
         return 0
     linked = 0
@@ -93,27 +77,4 @@ def reconcile(services: Services, connection_id: int) -> int:
                         extra={"connection_id": connection_id})
             linked += _sync_folder(services, connection, folder, _restart_window(services, connection_id, folder))
     log.info("Reconcile: %d message(s) linked", linked, extra={"connection_id": connection_id})
-    return linked
-
-
-def backfill_record(services: Services, connection_id: int, record_id: int) -> int:
-    """Find the record's known emails in the newly connected mailbox and link their conversations."""
-    connection = load_connection(services, connection_id)
-    graph = services.graph_for(connection_id)
-    known = [row["message_id"] for row in services.db().query(
-        "SELECT message_id FROM thread_message_ids WHERE record_id = ?", [record_id])]
-    conversations: set[str] = set()
-    linked = 0
-    for message_id in known:
-        quoted = message_id.replace("'", "''")
-        for message in graph.find_messages(f"internetMessageId eq '{quoted}'", MESSAGE_SELECT):
-            linked += bool(link_graph_message(services, connection, message))
-            if message.get("conversationId"):
-                conversations.add(message["conversationId"])
-    for conversation_id in conversations:
-        quoted = conversation_id.replace("'", "''")
-        for message in graph.find_messages(f"conversationId eq '{quoted}'", MESSAGE_SELECT):
-            linked += bool(link_graph_message(services, connection, message))
-    log.info("Backfill: %d message(s) linked for record %s", linked, record_id,
-             extra={"connection_id": connection_id})
     return linked

@@ -12,8 +12,8 @@ from datetime import datetime, timezone
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.util import undefined
 
-from app.services import Services
-from subscriptions import jobs
+from app.records.services import Services
+from subscriptions import maintenance, renewal
 from subscriptions.leader import Leadership
 
 log = logging.getLogger(__name__)
@@ -23,11 +23,12 @@ LEADER_REFRESH_SECONDS = 15
 
 @dataclass(frozen=True)
 class PeriodicJob:
-    """``func`` every ``seconds``; the first run comes at once when ``at_start``."""
+    """``func`` every ``seconds``; the first run comes at once when ``at_start``. Without ``seconds``
+    it runs once, at start."""
 
     id: str
     func: Callable[[], object]
-    seconds: float
+    seconds: float | None
     at_start: bool = False
 
 
@@ -49,11 +50,14 @@ def build_scheduler(leadership: Leadership, jobs: list[PeriodicJob]) -> Backgrou
     """A scheduler with one interval trigger per job; start it with ``.start()``."""
     scheduler = BackgroundScheduler(timezone="UTC")
     for job in jobs:
-        scheduler.add_job(
-            _as_leader(leadership, job), "interval", seconds=job.seconds, id=job.id, name=job.id,
-            replace_existing=True, max_instances=1, coalesce=True, jitter=min(job.seconds / 10, 30),
-            next_run_time=datetime.now(timezone.utc) if job.at_start else undefined,
-        )
+        if job.seconds is None:
+            # However late the scheduler starts after it was built, a run-once job still runs.
+            trigger: dict = {"trigger": "date", "run_date": datetime.now(timezone.utc), "misfire_grace_time": None}
+        else:
+            trigger = {"trigger": "interval", "seconds": job.seconds, "jitter": min(job.seconds / 10, 30),
+                       "next_run_time": datetime.now(timezone.utc) if job.at_start else undefined}
+        scheduler.add_job(_as_leader(leadership, job), id=job.id, name=job.id, replace_existing=True,
+                          max_instances=1, coalesce=True, **trigger)
     return scheduler
 
 
@@ -62,12 +66,11 @@ def periodic_jobs(services: Services) -> list[PeriodicJob]:
     config = services.config
     return [
         PeriodicJob("leader-lease", lambda: None, LEADER_REFRESH_SECONDS, at_start=True),
-        PeriodicJob("renew-subscriptions", lambda: jobs.renew_due(services), config["RENEWAL_INTERVAL_SECONDS"],
+        PeriodicJob("renew-subscriptions", lambda: renewal.renew_due(services), config["RENEWAL_INTERVAL_SECONDS"],
                     at_start=True),
-        PeriodicJob("reconcile-after-downtime", lambda: jobs.reconcile_all(services), 10 * 365 * 86_400,
-                    at_start=True),
+        PeriodicJob("reconcile-after-downtime", lambda: maintenance.reconcile_all(services), None),
         PeriodicJob("reconcile-backstop",
-                    lambda: jobs.reconcile_due(services, config["RECONCILE_INTERVAL_SECONDS"]),
+                    lambda: maintenance.reconcile_due(services, config["RECONCILE_INTERVAL_SECONDS"]),
                     min(60, config["RECONCILE_INTERVAL_SECONDS"])),
-        PeriodicJob("prune-queue", lambda: jobs.prune(services), 3600),
+        PeriodicJob("prune-queue", lambda: maintenance.prune(services), 3600),
     ]

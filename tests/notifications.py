@@ -2,7 +2,8 @@
 
 from datetime import datetime, timedelta, timezone
 
-from app.timeutil import iso
+from app.core.timeutil import iso
+from app.web.context import services_of
 
 TENANT = "8f4c6b0e-0000-4000-8000-000000000001"
 SECRET = "a-client-state-of-at-least-32-characters!"
@@ -15,7 +16,7 @@ def store_subscription(app, db) -> str:
                               "updated_at": iso(now)})
     db["subscriptions"].insert({
         "id": "sub-1", "connection_id": 7, "resource": "/users/user-1/messages", "change_type": "created,updated,deleted",
-        "client_state": app.extensions["cipher"].encrypt(SECRET), "expires_at": iso(now + timedelta(days=3)),
+        "client_state": services_of(app).cipher.encrypt(SECRET), "expires_at": iso(now + timedelta(days=3)),
         "routable_until": iso(now + timedelta(days=3)), "created_at": iso(now), "updated_at": iso(now)})
     return "sub-1"
 

@@ -7,8 +7,9 @@ from pathlib import Path
 from cryptography.fernet import Fernet
 
 from app import create_app
-from app.crypto import Cipher
-from app.storage import thread_db
+from app.core.crypto import Cipher
+from app.core.db import thread_db
+from app.web.context import services_of
 
 
 def test_db_upgrade_reports_an_up_to_date_schema(runner):
@@ -73,7 +74,7 @@ def test_connections_list_shows_status_and_reason(app, runner):
 
 
 def test_queue_stats_and_retry_dead(app, runner):
-    queue = app.extensions["queue"]
+    queue = services_of(app).queue
     job_id = queue.enqueue("reconcile", {"connection_id": 1})
     claimed = queue.claim("w", 60)
     queue.dead_letter(claimed.id, "w", "reconnect_required")

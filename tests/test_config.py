@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 from cryptography.fernet import Fernet
 
-from app.config import ConfigError, load_settings, read_dotenv
+from app.core.config import ConfigError, load_settings, read_dotenv
 
 PRODUCTION = {
     "AZURE_CLIENT_ID": "11111111-2222-3333-4444-555555555555",

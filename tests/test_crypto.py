@@ -1,7 +1,7 @@
 import pytest
 from cryptography.fernet import Fernet
 
-from app.crypto import Cipher, DecryptionError
+from app.core.crypto import Cipher, DecryptionError
 
 
 def test_round_trip_and_ciphertext_hides_plaintext():

@@ -2,7 +2,7 @@ import io
 import json
 import logging
 
-from app.logs import REQUEST_ID, JsonFormatter, TextFormatter, log_context
+from app.core.logs import REQUEST_ID, JsonFormatter, TextFormatter, log_context
 
 
 def record(message="Renewal: failed (%s)", *args, **extra):

@@ -6,7 +6,7 @@ from collections.abc import Iterable
 
 import pytest
 
-from handlers.matching import CandidateMessage, Match, header_values, match_record
+from app.records.matching import CandidateMessage, Match, header_values, match_record
 
 
 class DictKeys:

@@ -5,8 +5,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from app.storage import thread_db
-from app.timeutil import now_iso
+from app.core.db import thread_db
+from app.core.timeutil import now_iso
 
 
 @pytest.fixture

@@ -7,8 +7,8 @@ import re
 
 import pytest
 
-from app.pages import send_request_from_form
-from app.timeutil import now_iso
+from app.web.pages import send_request_from_form
+from app.core.timeutil import now_iso
 from tests.forms import hidden
 
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from app.storage import close_thread_dbs, open_db
-from handlers.queue import JobState, NewJob, SqliteQueue
+from app.core.db import close_thread_dbs, open_db
+from app.core.queue import JobState, NewJob, SqliteQueue
 
 T0 = 1_700_000_000.0
 

@@ -5,8 +5,9 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from app.timeutil import iso
+from app.core.timeutil import iso
 from subscriptions.leader import LEASE_NAME, acquire_lease
+from app.web.context import services_of
 
 
 @pytest.fixture
@@ -62,7 +63,7 @@ def test_a_subscription_about_to_expire_unrenewed_makes_it_unready(client, db, h
 
 
 def test_a_stuck_queue_makes_it_unready(app, client, healthy):
-    app.extensions["queue"].enqueue("reconcile", {"connection_id": 1}, now=time.time() - 900)
+    services_of(app).queue.enqueue("reconcile", {"connection_id": 1}, now=time.time() - 900)
     status, checks = readiness(client)
     assert status == 503 and "oldest pending job has waited 900 s" in checks["queue"]["reason"]
 

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from app.config import SETTINGS
+from app.core.config import SETTINGS
 
 README = (Path(__file__).resolve().parents[1] / "README.md").read_text()
 

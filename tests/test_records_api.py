@@ -42,7 +42,7 @@ def test_bad_input_gets_a_json_4xx_and_stores_nothing(api, app, kwargs, status, 
     assert rv.status_code == status
     assert rv.get_json()["error"]["code"] == code
     assert rv.get_json()["error"]["message"]
-    from app.storage import thread_db
+    from app.core.db import thread_db
 
     assert thread_db(app.config["DATABASE_PATH"])["records"].count == 0
 

@@ -79,9 +79,13 @@ def test_after_a_throttle_the_wait_is_the_servers_spread_by_at_most_a_tenth(retr
 
 
 def test_a_429_with_retry_after_defers_and_other_throttles_count():
-    from app.graph import Throttled
+    from app.microsoft.graph import Throttled
     from handlers.errors import Deferred
-    from handlers.failures import retry_after_throttle
+    from app.microsoft.failures import classify
+    from handlers.failures import job_error
+
+    def retry_after_throttle(error):
+        return job_error(None, None, classify(error))  # no connection: a throttle never marks one
 
     deferred = retry_after_throttle(Throttled(429, "TooManyRequests", "slow down", 7.0))
     assert isinstance(deferred, Deferred) and (deferred.reason, deferred.retry_after) == ("throttled", 7.0)

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from app.rfc822 import Address, InvalidEmail, message_ids, normalize_message_id, parse_email
+from app.records.rfc822 import Address, InvalidEmail, message_ids, normalize_message_id, parse_email
 
 PLAIN = b"""\
 Message-ID: <po-4711@contoso.example>

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from app.migrations import migrate
-from app.storage import open_db
-from handlers.matching import CandidateMessage, Match, match_record
-from handlers.thread_store import (
+from app.core.migrations import migrate
+from app.core.db import open_db
+from app.records.matching import CandidateMessage, Match, match_record
+from app.records.threads import (
     SqliteThreadKeys,
     add_message_id,
     link_message,

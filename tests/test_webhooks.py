@@ -8,11 +8,12 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from werkzeug.test import EnvironBuilder
 
-from app.logs import REQUEST_ID
-from app.timeutil import iso
-from app.webhooks import UNKNOWN_CACHE_SECONDS, SubscriptionDirectory
-from handlers.queue import SqliteQueue
+from app.core.logs import REQUEST_ID
+from app.core.timeutil import iso
+from app.web.receiver import UNKNOWN_CACHE_SECONDS, SubscriptionDirectory
+from app.core.queue import SqliteQueue
 from tests.notifications import SECRET, notification, store_subscription
+from app.web.context import services_of
 
 
 @pytest.fixture
@@ -124,7 +125,7 @@ def test_storage_failure_answers_503_so_graph_retries(app, client, db, subscript
     def broken(*args, **kwargs):
         raise sqlite3.OperationalError("database is locked")
 
-    monkeypatch.setattr(app.extensions["queue"], "enqueue_many", broken)
+    monkeypatch.setattr(services_of(app).queue, "enqueue_many", broken)
     assert post(client, notification()).status_code == 503
 
 
@@ -167,7 +168,7 @@ def test_a_bug_answers_a_logged_json_500_never_a_crash(app, client, db, subscrip
     def broken(subscription_id):
         raise RuntimeError("a bug")
 
-    monkeypatch.setattr(app.extensions["subscription_directory"], "lookup", broken)
+    monkeypatch.setattr(app.wsgi_app.directory, "lookup", broken)
     rv = post(client, notification(), headers={"X-Request-Id": "bug-1"})
     assert rv.status_code == 500 and rv.get_json()["error"]["code"] == "internal_server_error"
     [entry] = [r for r in caplog.records if r.levelno == logging.ERROR]
@@ -178,7 +179,7 @@ def test_a_bug_answers_a_logged_json_500_never_a_crash(app, client, db, subscrip
 def test_a_subscription_stored_just_after_its_first_delivery_is_trusted_a_moment_later(app, db):
     """Graph may deliver while the create call that made the subscription is still returning."""
     clock = [1000.0]
-    directory = SubscriptionDirectory(app.config["DATABASE_PATH"], app.extensions["cipher"], clock=lambda: clock[0])
+    directory = SubscriptionDirectory(app.config["DATABASE_PATH"], services_of(app).cipher, clock=lambda: clock[0])
     assert directory.lookup("sub-1") is None
     store_subscription(app, db)
     assert directory.lookup("sub-1") is None  # a flood of unknown ids costs one query a second each

@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 
 from handlers.errors import Deferred, PermanentError, RetryLater
-from handlers.queue import Job, SqliteQueue
+from app.core.queue import Job, SqliteQueue
 from handlers.retry import Retry
 from handlers.worker import BatchHandler, Worker, WorkerPool
+from app.web.context import services_of
 
 T0 = 1_700_000_000.0
 NO_JITTER = Retry(max_attempts=3, base_delay=10, cap=100, jitter=0)
@@ -258,4 +259,4 @@ def test_the_configured_retry_policy_is_the_one_the_workers_and_the_reaper_use(a
     runtime = Runtime(app, workers=2, scheduler=False)
     policies = {worker.retry_policy for worker in runtime.pool.workers}
     assert policies == {Retry(max_attempts=3, base_delay=2.0, cap=60.0)}
-    assert app.extensions["services"].queue.max_attempts == 3
+    assert services_of(app).queue.max_attempts == 3

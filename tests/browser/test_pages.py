@@ -13,7 +13,7 @@ from email.message import EmailMessage
 import pytest
 from playwright.sync_api import Page, expect
 
-from app.storage import thread_db
+from app.core.db import thread_db
 from tests.browser.conftest import snapshot
 from tests.conftest import API_TOKEN
 from tests.e2e.harness import Browser as HttpBrowser

@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 import requests
 
-from app.storage import thread_db
+from app.core.db import thread_db
 from tests.conftest import API_TOKEN
 from tests.drills.harness import start_conversation
 from tests.e2e.harness import Browser, ServiceServer

@@ -16,8 +16,8 @@ import uuid
 import requests
 from sqlite_utils import Database
 
-from app.crypto import Cipher
-from handlers.queue import SqliteQueue
+from app.core.crypto import Cipher
+from app.core.queue import SqliteQueue
 from tests.drills.harness import ServiceProcess, deliver_reply, start_conversation
 from tests.e2e.harness import Browser
 from tests.e2e.mail import queue_idle

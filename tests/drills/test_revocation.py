@@ -12,7 +12,7 @@ import threading
 import time
 
 from app.runtime import Runtime
-from handlers.queue import SqliteQueue
+from app.core.queue import SqliteQueue
 from tests.drills.harness import FIRST_ID, VENDOR, deliver_reply, thread_ids
 from tests.e2e.harness import Browser
 from tests.e2e.mail import queue_idle

@@ -13,6 +13,7 @@ from waitress import create_server, wasyncore
 from app import create_app
 from app.runtime import Runtime
 from emulator import Emulator
+from app.web.context import services_of
 
 
 class _LateApp:
@@ -55,7 +56,7 @@ class ServiceServer:
 
     @property
     def services(self):
-        return self.app.extensions["services"]
+        return services_of(self.app)
 
     def start(self) -> "ServiceServer":
         self._thread.start()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from email.message import EmailMessage
 
-from handlers.queue import SqliteQueue
+from app.core.queue import SqliteQueue
 from tests.e2e.waiting import wait_for
 
 VENDOR = {"name": "Dana Whitfield", "address": "dana@acme.example"}

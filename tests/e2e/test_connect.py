@@ -10,10 +10,10 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from app.identity import IdentityConfigError, ReconnectRequired
-from app.services import build_services
-from app.storage import thread_db
-from subscriptions.jobs import renew_one
+from app.microsoft.identity import IdentityConfigError, ReconnectRequired
+from app import build_services
+from app.core.db import thread_db
+from subscriptions.renewal import renew_one
 from tests.e2e.harness import Browser, ServiceServer
 from tests.e2e.waiting import wait_for
 from tests.forms import sign_in_operator
@@ -185,7 +185,7 @@ def test_refresh_token_rotation_is_persisted(emulator, app_config):
             identity.access_token(connection["id"], force_refresh=True)
         identity.forget(connection["id"])
         # A fresh process (a new Identity) must find the newest refresh token in the database.
-        assert build_services(server.app).identity.access_token(connection["id"], force_refresh=True)
+        assert build_services(server.app.config).identity.access_token(connection["id"], force_refresh=True)
     finally:
         server.stop()
 

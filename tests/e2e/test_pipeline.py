@@ -8,7 +8,7 @@ from pathlib import Path
 import requests
 
 from app.runtime import Runtime
-from handlers.queue import SqliteQueue
+from app.core.queue import SqliteQueue
 from tests.e2e.mail import MEGAN, VENDOR, queue_idle, thread, wait_for_thread
 from tests.e2e.waiting import wait_for
 

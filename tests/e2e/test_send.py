@@ -8,7 +8,7 @@ import time
 import pytest
 import requests
 
-from handlers import send as send_module
+from app.records import linking
 from tests.conftest import API_TOKEN
 from tests.e2e.mail import queue_idle, thread
 from tests.e2e.waiting import wait_for
@@ -105,7 +105,7 @@ def test_twenty_concurrent_posts_with_one_key_send_once(service, api, megan, con
 
 def test_a_crash_between_send_and_recording_still_sends_exactly_once(service, api, megan, connected, monkeypatch):
     crashes = []
-    real = send_module.link_sent_message
+    real = linking.link_sent_message
 
     def crash_once(*args, **kwargs):
         if not crashes:
@@ -113,7 +113,7 @@ def test_a_crash_between_send_and_recording_still_sends_exactly_once(service, ap
             raise RuntimeError("process died right after send")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(send_module, "link_sent_message", crash_once)
+    monkeypatch.setattr(linking, "link_sent_message", crash_once)
     rv = post_send(service, connected["record"]["id"], {"connection_id": connection_id(connected), "to": [],
                                                          "reply": True, "body": "Crash test."}, "crash-1")
     outbox = wait_sent(api, rv.json()["id"])

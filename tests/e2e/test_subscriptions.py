@@ -7,9 +7,9 @@ from datetime import timedelta
 import pytest
 
 from app.runtime import Runtime
-from app.storage import thread_db
+from app.core.db import thread_db
 from emulator import Emulator
-from subscriptions.jobs import renew_due
+from subscriptions.renewal import renew_due
 from subscriptions.leader import Leadership
 from subscriptions.reconcile import reconcile
 from tests.e2e.harness import Browser, ServiceServer
@@ -165,7 +165,7 @@ def test_the_longest_lifetime_falls_back_to_the_older_limit(app_config):
 
 
 def test_only_one_of_two_schedulers_leads(app):
-    from app.storage import thread_db as open_thread_db
+    from app.core.db import thread_db as open_thread_db
 
     database = app.config["DATABASE_PATH"]
     first = Leadership(lambda: open_thread_db(database))

@@ -9,7 +9,7 @@ from cryptography.fernet import Fernet
 from flask import Flask
 
 from app import create_app
-from app.storage import thread_db
+from app.core.db import thread_db
 
 
 def fuzz_app(path: Path, api_token: str) -> Flask:

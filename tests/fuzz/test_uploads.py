@@ -15,8 +15,8 @@ from email.header import Header
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from app.storage import thread_db
-from app.timeutil import iso
+from app.core.db import thread_db
+from app.core.timeutil import iso
 from tests.fuzz.support import fuzz_app, row_counts
 
 TOKEN = "fuzz-upload-token"

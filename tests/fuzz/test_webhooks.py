@@ -15,12 +15,13 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from hypothesis import HealthCheck, assume, given, settings, strategies as st
 
-from app.notifications import replay_window
-from app.storage import thread_db
-from app.timeutil import iso
-from app.webhooks import VALIDATION_TOKEN
-from handlers.queue import SqliteQueue
+from app.records.notifications import replay_window
+from app.core.db import thread_db
+from app.core.timeutil import iso
+from app.web.receiver import VALIDATION_TOKEN
+from app.core.queue import SqliteQueue
 from tests.fuzz.support import fuzz_app, row_counts
+from app.web.context import services_of
 
 TENANT = "8f4c6b0e-0000-4000-8000-000000000001"
 SECRET = "a-client-state-of-at-least-32-characters!"
@@ -46,7 +47,7 @@ def app(tmp_path_factory):
     for subscription_id, until in ((SUBSCRIPTION, now + timedelta(days=3)), (RETIRED_SUBSCRIPTION, now)):
         db["subscriptions"].insert({
             "id": subscription_id, "connection_id": CONNECTION, "resource": "/users/user-1/messages",
-            "change_type": "created,updated,deleted", "client_state": application.extensions["cipher"].encrypt(SECRET),
+            "change_type": "created,updated,deleted", "client_state": services_of(application).cipher.encrypt(SECRET),
             "expires_at": iso(until), "routable_until": iso(until), "created_at": iso(now), "updated_at": iso(now)})
     return application
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from handlers.thread_store import link_message
+from app.records.threads import link_message
 
 
 def email(*headers: bytes, body: bytes = b"\r\nhello\r\n") -> bytes:

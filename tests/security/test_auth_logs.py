@@ -13,9 +13,9 @@ import pytest
 from flask import Flask
 from flask.sessions import SecureCookieSessionInterface
 
-from app.crypto import Cipher
-from app.logs import REDACTED, configure_logging
-from app.storage import open_db
+from app.core.crypto import Cipher
+from app.core.logs import REDACTED, configure_logging
+from app.core.db import open_db
 from tests.drills.harness import ServiceProcess
 from tests.e2e.harness import Browser
 from tests.e2e.waiting import wait_for

@@ -4,7 +4,7 @@ The service runs as its own process with its default eight request threads, and 
 SQLite's write lock, as a long write elsewhere would: every upload then waits on ``busy_timeout``
 (10 s) inside a request thread. Eight such uploads used to hold all eight threads, and Graph's
 deliveries queued behind them past Graph's 3 s deadline. The last test pins the waiting rule of
-:class:`app.capacity.CapacityLimit` on its own.
+:class:`app.web.capacity.CapacityLimit` on its own.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from email.message import EmailMessage
 import requests
 from werkzeug.test import Client, TestResponse
 
-from app.capacity import CapacityLimit
+from app.web.capacity import CapacityLimit
 from tests.drills.harness import ServiceProcess
 
 ACK_BOUND_SECONDS = 1.0

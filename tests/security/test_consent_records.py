@@ -7,7 +7,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
 
-from app.storage import thread_db
+from app.core.db import thread_db
 from tests.e2e.harness import Browser
 from tests.forms import sign_in_operator
 from tests.e2e.conftest import api, browser, service  # noqa: F401  (the service and the emulator on loopback)

@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
-from app.storage import thread_db
+from app.core.db import thread_db
 from tests.conftest import API_TOKEN
 from tests.e2e.harness import ServiceServer
 from tests.security.mail_support import email

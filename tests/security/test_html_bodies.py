@@ -8,7 +8,7 @@ from html.parser import HTMLParser
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from app.mail_html import sanitized_html
+from app.records.mail_html import sanitized_html
 from tests.security.mail_support import graph_message, linked, upload  # noqa: F401 (linked: a fixture)
 
 HOSTILE_HTML = (

@@ -10,6 +10,7 @@ import pytest
 from app import create_app
 from tests.conftest import API_TOKEN
 from tests.forms import hidden, sign_in_operator
+from app.web.context import services_of
 
 
 def login_form(client) -> dict[str, str]:
@@ -27,8 +28,8 @@ def signed_in(client) -> bool:
 
 
 def move_clock(app, by: timedelta) -> None:
-    clock = app.extensions["services"].clock
-    app.extensions["services"].clock = lambda: clock() + by
+    clock = services_of(app).clock
+    services_of(app).clock = lambda: clock() + by
 
 
 def test_300_guesses_lock_the_guesser_out_after_five(client):

@@ -4,8 +4,8 @@ import re
 
 import pytest
 
-from app.storage import open_db
-from app.timeutil import now_iso
+from app.core.db import open_db
+from app.core.timeutil import now_iso
 from tests.notifications import notification, store_subscription
 
 

@@ -1,0 +1,102 @@
+"""The SQLite store: one connection per thread, WAL mode, migrations applied at start-up."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+from sqlite_utils import Database
+
+BUSY_TIMEOUT_MS = 10_000
+# The database holds mail and encrypted tokens: only the service's own user may read it. SQLite
+# creates the -wal and -shm files with the mode of the database file, so they follow.
+FILE_MODE = 0o600
+DIRECTORY_MODE = 0o700
+
+# SQLite result codes (the primary code, the low byte of sqlite_errorcode) that mean the store
+# cannot take the request now, and how many seconds a client should wait before trying again: a
+# writer held the lock past busy_timeout, or the disk (or max_page_count) is full, unwritable or failing.
+RETRY_AFTER_SECONDS = {sqlite3.SQLITE_BUSY: 2, sqlite3.SQLITE_LOCKED: 2, sqlite3.SQLITE_FULL: 30,
+                       sqlite3.SQLITE_IOERR: 30, sqlite3.SQLITE_READONLY: 30, sqlite3.SQLITE_CANTOPEN: 30}
+
+_local = threading.local()
+
+
+def open_db(path: str | Path) -> Database:
+    """Open ``path`` with the pragmas every connection of the service needs.
+
+    WAL lets the receiver write while workers read; ``busy_timeout`` makes concurrent
+    writers wait for each other instead of failing; foreign keys are off by default in SQLite.
+    """
+    if str(path) != ":memory:":
+        _create_private(Path(path))
+    conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False,
+                           isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+    conn.execute("PRAGMA foreign_keys=ON")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    return Database(conn, execute_plugins=False)
+
+
+def _create_private(path: Path) -> None:
+    """Create ``path`` (and its folder) readable by this user only, whatever the umask; tighten
+    a database file an older version left readable by others."""
+    if not path.parent.exists():
+        path.parent.mkdir(mode=DIRECTORY_MODE, parents=True, exist_ok=True)
+    os.close(os.open(path, os.O_CREAT | os.O_RDWR, FILE_MODE))
+    for existing in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        with contextlib.suppress(FileNotFoundError):
+            if existing.stat().st_mode & 0o077:
+                existing.chmod(FILE_MODE)
+
+
+def unavailable_retry_after(error: BaseException) -> int | None:
+    """Seconds to ask a client to wait when ``error`` means the store is busy or full, else None.
+
+    Such an error is no fault of the request: the web layer answers 503 with ``Retry-After``.
+    """
+    code = getattr(error, "sqlite_errorcode", None)
+    if not isinstance(error, sqlite3.Error) or code is None:
+        return None
+    return RETRY_AFTER_SECONDS.get(code & 0xFF)
+
+
+@contextlib.contextmanager
+def write_transaction(db: Database) -> Iterator[Database]:
+    """A transaction that takes the write lock up front (``BEGIN IMMEDIATE``).
+
+    ``db.atomic()`` begins deferred: a transaction that reads before it writes then fails at once
+    with "database is locked" if another connection committed in between (WAL cannot upgrade a
+    stale read snapshot), without waiting for ``busy_timeout``. Use this one for read-then-write.
+    """
+    if db.conn.in_transaction:
+        with db.atomic():
+            yield db
+        return
+    db.conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield db
+    except BaseException:
+        db.conn.execute("ROLLBACK")
+        raise
+    db.conn.execute("COMMIT")
+
+
+def thread_db(path: str | Path) -> Database:
+    """This thread's connection to ``path``, opened on first use (SQLite connections are per thread)."""
+    cache: dict[str, Database] = _local.__dict__.setdefault("databases", {})
+    key = str(path)
+    if key not in cache:
+        cache[key] = open_db(path)
+    return cache[key]
+
+
+def close_thread_dbs() -> None:
+    """Close this thread's connections (threads that end, and tests, call this)."""
+    for db in _local.__dict__.pop("databases", {}).values():
+        db.close()

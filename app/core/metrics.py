@@ -1,0 +1,76 @@
+"""Prometheus metrics: counters the code increments, plus gauges read from the database at scrape time."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from app.core.db import thread_db
+from app.core.queue import SqliteQueue
+
+NOTIFICATIONS_RECEIVED = Counter("outlook_notifications_received", "Notification items received from Graph.")
+NOTIFICATIONS_ACCEPTED = Counter("outlook_notifications_accepted", "Notification items accepted and queued.")
+NOTIFICATIONS_REJECTED = Counter("outlook_notifications_rejected", "Notification items rejected, by reason.",
+                                 ["reason"])
+GRAPH_REQUESTS = Counter("outlook_graph_requests", "Graph requests by operation and HTTP status (0 = network).",
+                         ["operation", "status"])
+GRAPH_THROTTLES = Counter("outlook_graph_throttled", "Graph answers of 429/503/504, by operation.", ["operation"])
+JOB_OUTCOMES = Counter("outlook_jobs", "Jobs finished by the workers, by kind and outcome.", ["kind", "outcome"])
+RENEWALS = Counter("outlook_subscription_renewals", "Subscription renewals by outcome.", ["outcome"])
+REQUESTS_BUSY = Counter("outlook_requests_busy", "Requests answered 503 busy: the request threads not reserved "
+                        "for Graph's deliveries were all taken.")
+NOTIFICATION_TO_LINKED = Histogram(
+    "outlook_notification_to_linked_seconds", "From receiving a notification to the message linked.",
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300),
+)
+
+
+def observe_graph(operation: str, status: int) -> None:
+    GRAPH_REQUESTS.labels(operation, str(status)).inc()
+    if status in (429, 503, 504):
+        GRAPH_THROTTLES.labels(operation).inc()
+
+
+class DatabaseCollector(Collector):
+    """Queue depth and age, connections and outbox by status, read when Prometheus scrapes."""
+
+    def __init__(self, database: str) -> None:
+        self.database = database
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        db = thread_db(self.database)
+        stats = SqliteQueue(db).stats()
+        depth = GaugeMetricFamily("outlook_queue_jobs", "Jobs in the queue by state.", labels=["state"])
+        for state, count in stats.by_state.items():
+            depth.add_metric([state], count)
+        yield depth
+        yield GaugeMetricFamily("outlook_queue_oldest_pending_seconds", "Age of the oldest ready job.",
+                                value=stats.oldest_pending_age)
+        for table, name in (("connections", "outlook_connections"), ("outbox", "outlook_outbox")):
+            family = GaugeMetricFamily(name, f"Rows of {table} by status.", labels=["status"])
+            for row in db.query(f"SELECT status, count(*) AS n FROM {table} GROUP BY status"):
+                family.add_metric([row["status"]], row["n"])
+            yield family
+
+
+_registries: dict[str, CollectorRegistry] = {}
+
+
+def registry_for(database: str) -> CollectorRegistry:
+    """The process's counters plus the database gauges of ``database`` (one registry per database)."""
+    if database not in _registries:
+        registry = CollectorRegistry()
+        registry.register(_ProcessCounters())
+        registry.register(DatabaseCollector(database))
+        _registries[database] = registry
+    return _registries[database]
+
+
+class _ProcessCounters(Collector):
+    """Re-exposes the default registry (this process's counters and histograms)."""
+
+    def collect(self) -> Iterator:
+        yield from REGISTRY.collect()

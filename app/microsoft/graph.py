@@ -1,0 +1,272 @@
+"""A small Microsoft Graph client for one mailbox, built with its collaborators passed in.
+
+Every request carries ``Prefer: IdType="ImmutableId"`` (Graph applies it per request only), at
+most :data:`MAILBOX_CONCURRENCY` requests of one mailbox are in flight at a time (Outlook's
+per-app-and-mailbox limit), and a 401 is answered by one forced token refresh and one retry.
+Failures become :class:`GraphError` subclasses the worker knows how to treat.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import requests
+
+log = logging.getLogger(__name__)
+
+MAILBOX_CONCURRENCY = 4
+BATCH_LIMIT = 20
+IMMUTABLE_IDS = 'IdType="ImmutableId"'
+DEFAULT_TIMEOUT = 30.0
+# What the service reads of a message. internetMessageHeaders only come back when $select-ed; they
+# carry In-Reply-To and References, which the threading rules need.
+MESSAGE_SELECT = ",".join((
+    "id", "internetMessageId", "conversationId", "conversationIndex", "isDraft", "subject", "from",
+    "toRecipients", "ccRecipients", "sentDateTime", "receivedDateTime", "bodyPreview", "body",
+    "parentFolderId", "changeKey", "internetMessageHeaders",
+))
+
+_limiters: dict[str, "MailboxLimiter"] = {}
+_limiters_lock = threading.Lock()
+_blocked_until: dict[str, float] = {}  # mailbox → monotonic time its Retry-After runs out
+
+
+class GraphError(Exception):
+    """Graph answered with an error (or could not be reached)."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(f"{status} {code}: {message}")
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+class Throttled(GraphError):
+    """429, 503 or 504 (or a network failure): try again after ``retry_after`` seconds."""
+
+    def __init__(self, status: int, code: str, message: str, retry_after: float | None) -> None:
+        super().__init__(status, code, message)
+        self.retry_after = retry_after
+
+
+class AuthExpired(GraphError):
+    """401 even after a fresh token: the grant no longer covers this call."""
+
+
+class NotFound(GraphError):
+    """404: the item (or subscription) is gone."""
+
+
+class MailboxLimiter:
+    """At most :data:`MAILBOX_CONCURRENCY` Graph requests in flight for one mailbox in this process.
+
+    A ``$batch`` of n requests takes ``min(n, 4)`` slots at once, since Graph runs its sub-requests
+    four at a time against the mailbox; taking them together means two batches never deadlock.
+    """
+
+    def __init__(self, slots: int = MAILBOX_CONCURRENCY) -> None:
+        self._free = slots
+        self._slots = slots
+        self._condition = threading.Condition()
+
+    @contextlib.contextmanager
+    def hold(self, n: int = 1) -> Iterator[None]:
+        n = max(1, min(n, self._slots))
+        with self._condition:
+            self._condition.wait_for(lambda: self._free >= n)
+            self._free -= n
+        try:
+            yield
+        finally:
+            with self._condition:
+                self._free += n
+                self._condition.notify_all()
+
+
+def mailbox_limiter(mailbox: str) -> MailboxLimiter:
+    """The process-wide limiter of in-flight requests for one mailbox."""
+    with _limiters_lock:
+        if mailbox not in _limiters:
+            _limiters[mailbox] = MailboxLimiter()
+        return _limiters[mailbox]
+
+
+def retry_after_seconds(headers: Any) -> float | None:
+    value = headers.get("Retry-After") if headers else None
+    try:
+        return max(0.0, float(value)) if value is not None else None
+    except ValueError:
+        return None
+
+
+def error_from(status: int, body: Any, headers: Any = None) -> GraphError:
+    """The :class:`GraphError` for an error response (whole request or one ``$batch`` item)."""
+    error = body.get("error", {}) if isinstance(body, dict) else {}
+    code = error.get("code") or f"http_{status}"
+    message = error.get("message") or "no message"
+    if status in (429, 503, 504) or status >= 500:
+        return Throttled(status, code, message, retry_after_seconds(headers))
+    if status == 401:
+        return AuthExpired(status, code, message)
+    if status == 404:
+        return NotFound(status, code, message)
+    return GraphError(status, code, message)
+
+
+class GraphClient:
+    """Graph calls on behalf of one connected mailbox.
+
+    :param base_url: ``{GRAPH_ENDPOINT}/v1.0``
+    :param token_provider: returns an access token; called with ``force_refresh=True`` after a 401
+    :param mailbox: key for the concurrency limiter (the connection id)
+    :param observe: optional ``(operation, status)`` callback for metrics
+    """
+
+    def __init__(self, base_url: str, token_provider: Callable[..., str], session: requests.Session, *,
+                 mailbox: str, timeout: float = DEFAULT_TIMEOUT,
+                 observe: Callable[[str, int], None] | None = None) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._token_provider = token_provider
+        self._session = session
+        self._mailbox = mailbox
+        self._limiter = mailbox_limiter(mailbox)
+        self._timeout = timeout
+        self._observe = observe or (lambda operation, status: None)
+
+    # -- transport -------------------------------------------------------------------------
+
+    def _hold_off(self, retry_after: float | None) -> None:
+        """Graph throttles per app and mailbox: after a Retry-After, nothing goes to this mailbox
+        until it has passed (an early retry only earns another 429)."""
+        if retry_after:
+            until = time.monotonic() + retry_after
+            _blocked_until[self._mailbox] = max(_blocked_until.get(self._mailbox, 0.0), until)
+
+    def _check_not_blocked(self, operation: str) -> None:
+        remaining = _blocked_until.get(self._mailbox, 0.0) - time.monotonic()
+        if remaining > 0:
+            raise Throttled(429, "held_off", f"{operation} waits for the mailbox's Retry-After", remaining)
+
+    def _send(self, operation: str, method: str, url: str, token: str, **kwargs: Any) -> requests.Response:
+        self._check_not_blocked(operation)
+        headers = {"Authorization": f"Bearer {token}", "Prefer": IMMUTABLE_IDS, **kwargs.pop("headers", {})}
+        with self._limiter.hold(kwargs.pop("slots", 1)):
+            try:
+                rv = self._session.request(method, url, headers=headers, timeout=self._timeout, **kwargs)
+            except requests.RequestException as e:
+                self._observe(operation, 0)
+                raise Throttled(0, "network_error", type(e).__name__, None) from None
+        self._observe(operation, rv.status_code)
+        if rv.status_code in (429, 503):
+            self._hold_off(retry_after_seconds(rv.headers))
+        return rv
+
+    def request(self, operation: str, method: str, path: str, **kwargs: Any) -> Any:
+        """Call Graph and return the decoded JSON body (None when empty); raise on error."""
+        url = path if path.startswith("https://") or path.startswith("http://") else f"{self.base_url}{path}"
+        rv = self._send(operation, method, url, self._token_provider(), **dict(kwargs))
+        if rv.status_code == 401:
+            rv = self._send(operation, method, url, self._token_provider(force_refresh=True), **dict(kwargs))
+        body = _json(rv)
+        if rv.status_code >= 400:
+            raise error_from(rv.status_code, body, rv.headers)
+        return body
+
+    # -- messages --------------------------------------------------------------------------
+
+    def get_messages(self, ids: list[str], select: str) -> dict[str, tuple[int, Any, Any]]:
+        """Fetch up to 20 messages in one ``$batch``: ``{id: (status, body, headers)}``."""
+        if len(ids) > BATCH_LIMIT:
+            raise ValueError(f"a $batch holds at most {BATCH_LIMIT} requests, got {len(ids)}")
+        requests_ = [
+            {"id": str(index), "method": "GET", "url": f"/me/messages/{message_id}?$select={select}",
+             "headers": {"Prefer": IMMUTABLE_IDS}}
+            for index, message_id in enumerate(ids)
+        ]
+        body = self.request("batch_get_messages", "POST", "/$batch", json={"requests": requests_}, slots=len(ids))
+        results = {}
+        for item in body.get("responses", []):
+            status, headers = int(item["status"]), item.get("headers") or {}
+            if status in (429, 503):
+                self._hold_off(retry_after_seconds(headers))
+            results[ids[int(item["id"])]] = (status, item.get("body"), headers)
+        return results
+
+    def get_message(self, message_id: str, select: str) -> dict:
+        return self.request("get_message", "GET", f"/me/messages/{message_id}", params={"$select": select})
+
+    def create_draft(self, message: dict[str, Any]) -> dict:
+        return self.request("create_draft", "POST", "/me/messages", json=message)
+
+    def create_reply(self, message_id: str) -> dict:
+        """A reply draft; Exchange sets In-Reply-To and References from the original."""
+        return self.request("create_reply", "POST", f"/me/messages/{message_id}/createReply", json={})
+
+    def update_draft(self, message_id: str, changes: dict[str, Any]) -> dict:
+        return self.request("update_draft", "PATCH", f"/me/messages/{message_id}", json=changes)
+
+    def send_draft(self, message_id: str) -> None:
+        self.request("send_draft", "POST", f"/me/messages/{message_id}/send", headers={"Content-Length": "0"})
+
+    def delete_draft(self, message_id: str) -> None:
+        """Delete one of the service's own unsent drafts (the only mailbox item it ever deletes)."""
+        self.request("delete_draft", "DELETE", f"/me/messages/{message_id}")
+
+    def find_messages(self, filter_: str, select: str, *, top: int = 50) -> Iterator[dict]:
+        """Messages of the mailbox matching an OData ``$filter``, following ``@odata.nextLink``."""
+        page = self.request("list_messages", "GET", "/me/messages",
+                            params={"$filter": filter_, "$select": select, "$top": str(top)})
+        yield from self._pages("list_messages", page)
+
+    def delta_pages(self, folder: str, delta_link: str | None, select: str,
+                    received_since: str | None = None) -> Iterator[dict]:
+        """Pages of a folder's delta query; the last page carries ``@odata.deltaLink``."""
+        if delta_link:
+            page = self.request("delta", "GET", delta_link)
+        else:
+            params = {"$select": select}
+            if received_since:
+                params["$filter"] = f"receivedDateTime ge {received_since}"
+            page = self.request("delta", "GET", f"/me/mailFolders/{folder}/messages/delta", params=params)
+        yield page
+        while "@odata.nextLink" in page:
+            page = self.request("delta", "GET", page["@odata.nextLink"])
+            yield page
+
+    def _pages(self, operation: str, page: dict) -> Iterator[dict]:
+        yield from page.get("value", [])
+        while "@odata.nextLink" in page:
+            page = self.request(operation, "GET", page["@odata.nextLink"])
+            yield from page.get("value", [])
+
+    # -- subscriptions -----------------------------------------------------------------------
+
+    def create_subscription(self, body: dict[str, Any]) -> dict:
+        return self.request("create_subscription", "POST", "/subscriptions", json=body)
+
+    def renew_subscription(self, subscription_id: str, expiration: str) -> dict:
+        """PATCH a new expiry; this also reauthorizes the subscription."""
+        return self.request("renew_subscription", "PATCH", f"/subscriptions/{subscription_id}",
+                            json={"expirationDateTime": expiration})
+
+    def delete_subscription(self, subscription_id: str) -> None:
+        self.request("delete_subscription", "DELETE", f"/subscriptions/{subscription_id}")
+
+    # -- the signed-in user ----------------------------------------------------------------
+
+    def me(self) -> dict:
+        return self.request("get_me", "GET", "/me", params={"$select": "id,displayName,mail,userPrincipalName"})
+
+
+def _json(rv: requests.Response) -> Any:
+    if not rv.content:
+        return None
+    try:
+        return rv.json()
+    except ValueError:
+        return {"error": {"code": f"http_{rv.status_code}", "message": rv.text[:200]}}

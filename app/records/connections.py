@@ -1,0 +1,97 @@
+"""Connected mailboxes: saving a sign-in, their tokens (encrypted), and their state.
+
+A connection is ``active`` (the service may touch the mailbox), ``reconnect_required`` (the grant is
+gone: :func:`mark_reconnect_required`) or ``disconnected`` (the user disconnected: tokens wiped).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from sqlite_utils import Database
+
+from app.core.crypto import Cipher
+from app.core.queue import SqliteQueue
+from app.core.timeutil import now_iso
+from app.microsoft.identity import Grant, SignIn
+from app.records import consent, outbox, subscription_rows
+from app.records.services import Services
+
+log = logging.getLogger(__name__)
+
+
+def save_connection(db: Database, cipher: Cipher, sign_in: SignIn, record_id: int, queue: SqliteQueue) -> int:
+    """Store the connection (and its encrypted token cache) and queue its subscribe-and-backfill work,
+    all in one transaction. Reconnecting reactivates the same connection."""
+    now = now_iso()
+    with db.atomic():
+        consent.note_user_sign_in(db, sign_in.tenant_id)
+        rows = db.query(
+            """
+            INSERT INTO connections (tenant_id, user_id, email, display_name, status, status_reason, token_cache,
+                                     granted_scopes, created_at, updated_at)
+            VALUES (?, ?, ?, ?, 'active', NULL, ?, ?, ?, ?)
+            ON CONFLICT (tenant_id, user_id) DO UPDATE SET email = excluded.email,
+                display_name = excluded.display_name, status = 'active', status_reason = NULL,
+                token_cache = excluded.token_cache, granted_scopes = excluded.granted_scopes,
+                updated_at = excluded.updated_at
+            RETURNING id
+            """,
+            [sign_in.tenant_id, sign_in.user_id, sign_in.email, sign_in.display_name,
+             cipher.encrypt(sign_in.token_cache), sign_in.scopes, now, now],
+        )
+        connection_id = list(rows)[0]["id"]
+        db.execute("INSERT OR IGNORE INTO record_connections (record_id, connection_id, created_at) VALUES (?, ?, ?)",
+                   [record_id, connection_id, now])
+        queue.enqueue("connect", {"connection_id": connection_id, "record_id": record_id},
+                      connection_id=connection_id)
+    return connection_id
+
+
+def mark_reconnect_required(services: Services, connection_id: int, reason: str) -> None:
+    """The user's grant is gone: stop touching the mailbox until they connect again.
+
+    Subscriptions are removed locally (no token is left to delete them on Graph; Graph drops
+    them itself), pending sends fail with the reason, and the record page offers Reconnect.
+    """
+    services.identity.forget(connection_id)
+    db = services.db()
+    with db.atomic():
+        db.execute("UPDATE connections SET status = 'reconnect_required', status_reason = ?, updated_at = ? "
+                   "WHERE id = ? AND status = 'active'", [reason, now_iso(), connection_id])
+        outbox.fail_pending(db, connection_id, reason)
+        subscription_rows.remove_all(db, connection_id)
+    log.warning("Connection needs reconnecting: %s", reason, extra={"connection_id": connection_id})
+
+
+def mark_disconnected(db: Database, connection_id: int) -> None:
+    """The user disconnected: wipe the tokens, keep the records' history."""
+    db.execute(
+        "UPDATE connections SET status = 'disconnected', status_reason = 'disconnected by the user', "
+        "token_cache = NULL, updated_at = ? WHERE id = ?", [now_iso(), connection_id])
+
+
+class TokenCacheStore:
+    """:class:`app.microsoft.identity.TokenCaches` over the ``connections`` table, encrypted with ``cipher``."""
+
+    def __init__(self, db_factory, cipher: Cipher) -> None:
+        self._db_factory, self._cipher = db_factory, cipher
+
+    def load(self, connection_id: int) -> Grant | None:
+        rows = list(self._db_factory().query(
+            "SELECT tenant_id, user_id, status, token_cache FROM connections WHERE id = ?", [connection_id]))
+        if not rows or rows[0]["status"] != "active" or rows[0]["token_cache"] is None:
+            return None
+        return Grant(rows[0]["tenant_id"], rows[0]["user_id"], self._cipher.decrypt_text(rows[0]["token_cache"]))
+
+    def save(self, connection_id: int, token_cache: str) -> None:
+        self._db_factory().execute("UPDATE connections SET token_cache = ? WHERE id = ?",
+                                   [self._cipher.encrypt(token_cache), connection_id])
+
+
+def reencrypt_tokens(db: Database, cipher: Cipher) -> int:
+    """Re-encrypt every stored token cache with the newest key (``flask --app wsgi keys rotate``)."""
+    rows = list(db.query("SELECT id, token_cache FROM connections WHERE token_cache IS NOT NULL"))
+    for row in rows:
+        db.execute("UPDATE connections SET token_cache = ? WHERE id = ?", [cipher.rotate(row["token_cache"]), row["id"]])
+    return len(rows)

@@ -1,0 +1,143 @@
+"""Tenants' consent and sign-in outcomes: what happened at Entra, remembered, and what people are told.
+
+Option 1 (an administrator consents for the organization) and Option 2 (a user hits "admin approval
+required") end here: the tenant's consent state, the record's latest failed consent, and the page
+text that explains each outcome.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from sqlite_utils import Database
+
+from app.core.timeutil import now_iso
+
+
+@dataclass(frozen=True)
+class ConsentProblem:
+    """What happened at sign-in and what the user should do next, for a page or a JSON body."""
+
+    code: str
+    title: str
+    what_happened: str
+    what_next: str
+    ok: bool = False
+
+
+ADMIN_STEP = ("An administrator of your organization can approve the app for everyone with the admin "
+              "consent link (/admin/consent), or by ticking \"Consent on behalf of your organization\" "
+              "when they connect. Then click Connect Outlook again.")
+
+_PROBLEMS = {
+    "approval_requested": ("Waiting for admin approval",
+                           "Your organization requires an administrator to approve this app, and your "
+                           "approval request has been sent to them.",
+                           "You will get an email when it is approved; then click Connect Outlook again. "
+                           + ADMIN_STEP),
+    "approval_required": ("Admin approval required",
+                          "Your organization only lets administrators grant this app access to mailboxes.",
+                          ADMIN_STEP),
+    "declined": ("Consent declined",
+                 "The permissions were not granted, so Outlook is not connected.",
+                 "Click Connect Outlook again and accept the requested permissions to keep this record's "
+                 "conversation in sync."),
+    "sign_in_expired": ("Sign-in expired",
+                        "This sign-in link was already used, has expired, or was started in another browser.",
+                        "Go back to the record and click Connect Outlook again."),
+    "sign_in_rejected": ("Sign-in could not be completed", "The sign-in response was not valid.",
+                         "Go back to the record and click Connect Outlook again."),
+    "tenant_not_allowed": ("Organization not allowed",
+                           "This service is not configured to accept mailboxes from your organization.",
+                           "Ask the service's operator to add your tenant to ALLOWED_TENANTS."),
+    "app_misconfigured": ("The service's app registration needs attention",
+                          "Microsoft rejected the service's own credentials.",
+                          "Nothing is wrong with your account; the operator has been alerted."),
+    "identity_unavailable": ("Microsoft sign-in is unavailable",
+                             "The Microsoft identity platform did not answer.",
+                             "Wait a minute and click Connect Outlook again."),
+    "too_many_sign_ins": ("Too many sign-ins",
+                          "More sign-ins were started from your network than the service allows in a short time.",
+                          "Wait a few minutes, then click Connect Outlook again."),
+}
+
+TENANT_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.IGNORECASE)
+
+APPROVAL_REQUESTED_CODES = {90095}
+APPROVAL_REQUIRED_CODES = {90094, 65001, 90093, 900941}
+
+
+def consent_problem(code: str, detail: str = "") -> ConsentProblem:
+    title, what_happened, what_next = _PROBLEMS[code]
+    if detail:
+        what_happened = f"{what_happened} ({detail})"
+    return ConsentProblem(code, title, what_happened, what_next)
+
+
+def aadsts_codes(description: str) -> set[int]:
+    return {int(code) for code in re.findall(r"AADSTS(\d+)", description or "")}
+
+
+def classify_consent_error(error: str, description: str) -> str:
+    """Which outcome an error redirect from the authorize endpoint stands for."""
+    codes = aadsts_codes(description)
+    if codes & APPROVAL_REQUESTED_CODES:
+        return "approval_requested"
+    if codes & APPROVAL_REQUIRED_CODES or error in ("consent_required", "interaction_required"):
+        return "approval_required"
+    return "declined"
+
+
+def record_consent_problem(db: Database, record_id: int | None, error: str, description: str) -> ConsentProblem:
+    """Remember a failed consent on the record (so its page can say so) and explain it.
+
+    Only the latest outcome per record is kept (the page shows no more), so repeated error
+    redirects cannot grow the table.
+    """
+    outcome = classify_consent_error(error, description)
+    codes = aadsts_codes(description)
+    with db.atomic():
+        db.execute("DELETE FROM consent_requests WHERE record_id = ?", [record_id])
+        db.execute(
+            "INSERT INTO consent_requests (record_id, outcome, error_code, created_at) VALUES (?, ?, ?, ?)",
+            [record_id, outcome, f"AADSTS{min(codes)}" if codes else error[:64], now_iso()],
+        )
+    return consent_problem(outcome)
+
+
+def canonical_tenant_id(value: str) -> str | None:
+    """``value`` as a tenant id (a GUID, lower case), or ``None`` when it is not one."""
+    return value.lower() if TENANT_ID.fullmatch(value) else None
+
+
+def ensure_tenant(db: Database, tenant_id: str) -> None:
+    if canonical_tenant_id(tenant_id) != tenant_id:
+        raise ValueError(f"not a tenant id (a lower-case GUID): {tenant_id[:64]!r}")
+    now = now_iso()
+    db.execute("INSERT OR IGNORE INTO tenants (id, created_at, updated_at) VALUES (?, ?, ?)", [tenant_id, now, now])
+
+
+def record_admin_consent(db: Database, tenant_id: str) -> None:
+    """The admin-consent redirect reported success; its ``tenant`` value is unverified until a
+    user of that tenant signs in (Microsoft: never trust it alone)."""
+    with db.atomic():
+        ensure_tenant(db, tenant_id)
+        db.execute(
+            "UPDATE tenants SET consent_state = 'admin_consented', updated_at = ?, "
+            "consent_detail = 'reported by the admin-consent redirect, not yet confirmed by a sign-in' WHERE id = ?",
+            [now_iso(), tenant_id])
+
+
+def note_user_sign_in(db: Database, tenant_id: str) -> None:
+    """A user of the tenant signed in: that confirms an admin consent, or is a user consent."""
+    ensure_tenant(db, tenant_id)
+    db.execute(
+        """
+        UPDATE tenants SET updated_at = :now,
+            consent_detail = CASE consent_state WHEN 'admin_consented' THEN 'confirmed by a user sign-in'
+                             ELSE 'a user of the tenant signed in' END,
+            consent_state = CASE consent_state WHEN 'admin_consented' THEN consent_state
+                            ELSE 'user_consented' END
+        WHERE id = :tenant
+        """, {"now": now_iso(), "tenant": tenant_id})

@@ -1,0 +1,48 @@
+"""Fetched Graph messages → record threads, shared by notifications, backfill, reconcile and sends.
+
+:func:`link_graph_message` asks the threading rules (:mod:`app.records.matching`) which records a
+message belongs to and links it to each; an unrelated message (or a draft) is not stored at all.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlite_utils import Database
+
+from app.core.timeutil import now_iso
+from app.records import threads
+from app.records.matching import CandidateMessage, match_record
+
+
+def load_connection(db: Database, connection_id: int) -> dict[str, Any] | None:
+    rows = list(db.query("SELECT id, tenant_id, user_id, email, status FROM connections WHERE id = ?",
+                         [connection_id]))
+    return rows[0] if rows else None
+
+
+def link_graph_message(db: Database, connection: dict[str, Any], message: dict[str, Any], *,
+                       source: str = "graph") -> list[int]:
+    """Link ``message`` to every record the threading rules tie it to; return their ids."""
+    match = match_record(threads.SqliteThreadKeys(db), CandidateMessage.from_graph(message, connection["id"]))
+    if match is None:
+        return []
+    for record_id in match.record_ids:
+        threads.link_message(db, record_id, connection["id"], message, mailbox_address=connection["email"] or "",
+                             source=source, reason=match.reason)
+    return list(match.record_ids)
+
+
+def link_sent_message(db: Database, send: dict[str, Any], draft: dict[str, Any]) -> None:
+    """Put a message the service just sent (an outbox row, :mod:`app.records.outbox`) on its record at
+    once (outbound, source ``sent``).
+
+    The draft's immutable id is also the Sent Items copy's id, so the later Sent Items
+    notification updates this same entry instead of adding a second one.
+    """
+    sent = {**draft, "isDraft": False, "internetMessageId": send["internet_message_id"],
+            "from": {"emailAddress": {"address": send["email"] or ""}}, "sentDateTime": now_iso()}
+    entry = threads.link_message(db, send["record_id"], send["connection_id"], sent,
+                                 mailbox_address=send["email"] or "", source="sent", reason="sent")
+    if send["request"]["automated"]:
+        threads.mark_automated(db, entry)

@@ -1,0 +1,125 @@
+"""Which record threads a mailbox message belongs to: ARCHITECTURE section 5, as a pure function.
+
+The notification handler, the backfill and the delta reconcile all ask :func:`match_record`. It
+reads thread keys through the :class:`ThreadKeys` interface (``app.records.thread_store`` serves it
+from SQLite; tests serve it from dicts) and never writes anything, so an unrelated message leaves
+no trace.
+
+The rules, strongest first:
+
+1. ``generated_id``: the message's own Message-ID was minted by the service for a record (a send);
+2. ``references``: its ``In-Reply-To`` or ``References`` name a Message-ID known to a record;
+3. ``known_message_id``: its own Message-ID is already known (an update, or a copy in another mailbox);
+4. ``conversation``: its Graph ``conversationId`` in the same mailbox is one seen on a linked message.
+
+Rules 1-3 are proof that the message is part of a record's conversation; rule 4 is only a hint (an
+external reply can get a new conversationId, and equal subjects can share one), so it is used only
+when no proof exists. A message can belong to several records (the same email uploaded to two
+records, and replies to it): the match names every record that rules 1-3 prove, or, failing those,
+every record rule 4 suggests. Its ``reason`` is the strongest rule that matched.
+
+Drafts never match (the service's own outgoing drafts are linked once sent), nor does a message
+without a Message-ID (nothing could keep its thread entry unique).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from app.records.rfc822 import message_ids, normalize_message_id, references
+
+
+class ThreadKeys(Protocol):
+    """Read access to the thread keys: known Message-IDs and per-mailbox conversationIds."""
+
+    def record_for_generated_id(self, message_id: str) -> int | None:
+        """The record the service minted ``message_id`` for, if it did."""
+
+    def records_for_message_ids(self, ids: Iterable[str]) -> set[int]:
+        """Records whose thread knows any of ``ids``."""
+
+    def records_for_conversation(self, connection_id: int, conversation_id: str) -> set[int]:
+        """Records with a linked message of this conversation in this mailbox."""
+
+
+@dataclass(frozen=True)
+class CandidateMessage:
+    """The threading facts of a Graph message, with Message-IDs normalised to ``<id>``.
+
+    The same bounds as uploads (:mod:`app.records.rfc822`): an id over 998 characters counts as none, and
+    only the last 100 ``References`` ids are kept.
+    """
+
+    connection_id: int
+    graph_id: str | None
+    internet_message_id: str | None
+    conversation_id: str | None
+    is_draft: bool
+    in_reply_to: str | None
+    references: tuple[str, ...]
+
+    @classmethod
+    def from_graph(cls, message: dict[str, Any], connection_id: int) -> CandidateMessage:
+        """Read a Graph message (fetched with ``internetMessageHeaders`` in its ``$select``)."""
+        headers = header_values(message.get("internetMessageHeaders"))
+        in_reply_to = message_ids(headers.get("in-reply-to"))
+        return cls(
+            connection_id=connection_id,
+            graph_id=message.get("id"),
+            internet_message_id=normalize_message_id(message.get("internetMessageId")),
+            conversation_id=message.get("conversationId") or None,
+            is_draft=bool(message.get("isDraft")),
+            in_reply_to=in_reply_to[0] if in_reply_to else None,
+            references=references(headers.get("references")),
+        )
+
+    @property
+    def parent_ids(self) -> list[str]:
+        """Every Message-ID this message replies to or cites, ``In-Reply-To`` first."""
+        parents = [self.in_reply_to] if self.in_reply_to else []
+        return list(dict.fromkeys([*parents, *self.references]))
+
+
+@dataclass(frozen=True)
+class Match:
+    record_ids: tuple[int, ...]  # ascending
+    reason: str  # generated_id | references | known_message_id | conversation
+
+
+def header_values(headers: Any) -> dict[str, str]:
+    """Graph's ``internetMessageHeaders`` list as a dict with lower-case names.
+
+    A header that appears more than once has its values joined with a space (for ``References``
+    that keeps every id); entries that are not ``{"name", "value"}`` objects are skipped.
+    """
+    if not isinstance(headers, list):
+        return {}
+    values: dict[str, list[str]] = {}
+    for header in headers:
+        name, value = (header.get("name"), header.get("value")) if isinstance(header, dict) else (None, None)
+        if isinstance(name, str) and isinstance(value, str):
+            values.setdefault(name.strip().lower(), []).append(value)
+    return {name: " ".join(parts) for name, parts in values.items()}
+
+
+def match_record(keys: ThreadKeys, message: CandidateMessage) -> Match | None:
+    """The records ``message`` belongs to and the strongest rule that says so, or None."""
+    own_id = message.internet_message_id
+    if message.is_draft or own_id is None:
+        return None
+    generated = keys.record_for_generated_id(own_id)
+    proofs = [
+        ("generated_id", {generated} if generated is not None else set()),
+        ("references", keys.records_for_message_ids(message.parent_ids) if message.parent_ids else set()),
+        ("known_message_id", keys.records_for_message_ids([own_id])),
+    ]
+    proven = [(reason, records) for reason, records in proofs if records]
+    if proven:
+        return Match(tuple(sorted(set().union(*(records for _, records in proven)))), proven[0][0])
+    if message.conversation_id:
+        hinted = keys.records_for_conversation(message.connection_id, message.conversation_id)
+        if hinted:
+            return Match(tuple(sorted(hinted)), "conversation")
+    return None

@@ -1,0 +1,148 @@
+"""The outbox: a send request's whole life, ``queued`` → ``sending`` → ``sent`` or ``failed``.
+
+- :func:`queue_send` writes the request and its worker job in one transaction, at most once per
+  idempotency key (the API and the record page's compose form both call it);
+- :func:`start_sending` stores the Message-ID minted for it before anything touches the mailbox, and
+  :func:`remember_draft` the draft's immutable id before it is sent (``handlers.send`` relies on
+  both to never send twice);
+- :func:`mark_sent` puts the sent message on the record in the same transaction;
+- a failure is kept on the row: :func:`note_retrying` while the worker retries, :func:`fail` when it
+  cannot be sent, :func:`fail_pending` when the mailbox's grant is gone, :func:`give_up` when the
+  worker ran out of attempts.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from sqlite_utils import Database
+
+from app.core.errors import Conflict, Invalid, NotFound
+from app.core.queue import SqliteQueue
+from app.core.timeutil import now_iso
+from app.records import linking, threads
+
+FINISHED = ("sent", "failed")
+
+
+def check_connection(db: Database, connection_id: int) -> None:
+    """Raise unless ``connection_id`` names an active connection."""
+    rows = list(db.query("SELECT status FROM connections WHERE id = ?", [connection_id]))
+    if not rows:
+        raise Invalid("unknown_connection", f"Connection {connection_id} does not exist.", field="connection_id")
+    if rows[0]["status"] != "active":
+        raise Conflict("connection_not_active",
+                       f"Connection {connection_id} is {rows[0]['status']}; the user must connect Outlook again.",
+                       field="connection_id")
+
+
+def queue_send(db: Database, queue: SqliteQueue, record_id: int, send: dict[str, Any],
+               idempotency_key: str) -> dict[str, Any]:
+    """Queue ``send`` (a parsed request) for ``record_id``; return ``{"id", "status", "created"}``.
+
+    The unique key makes a repeat return the original request (``created`` false); a key reused for
+    a different request raises :class:`Conflict`. The caller wakes the workers when ``created``.
+    """
+    check_connection(db, send["connection_id"])
+    stored = json.dumps(send, sort_keys=True)
+    now = now_iso()
+    with db.atomic():
+        rows = list(db.query(
+            """
+            INSERT INTO outbox (idempotency_key, record_id, connection_id, request, automated, status,
+                                created_at, updated_at)
+            VALUES (?, ?, ?, ?, ?, 'queued', ?, ?) ON CONFLICT (idempotency_key) DO NOTHING RETURNING id
+            """, [idempotency_key, record_id, send["connection_id"], stored, int(send["automated"]), now, now]))
+        if rows:
+            queue.enqueue("send", {"outbox_id": rows[0]["id"]}, dedupe_key=f"send|{rows[0]['id']}",
+                          connection_id=send["connection_id"])
+    if rows:
+        return {"id": rows[0]["id"], "status": "queued", "created": True}
+    existing = list(db.query("SELECT id, record_id, request, status FROM outbox WHERE idempotency_key = ?",
+                             [idempotency_key]))[0]
+    if existing["record_id"] != record_id or existing["request"] != stored:
+        raise Conflict("idempotency_key_reused", "This Idempotency-Key was used for a different request.")
+    return {"id": existing["id"], "status": existing["status"], "created": False}
+
+
+def _shown(row: dict[str, Any]) -> dict[str, Any]:
+    request = json.loads(row.pop("request"))
+    return {**row, "automated": bool(row["automated"]), "reply": request["reply"], "to": request["to"],
+            "cc": request["cc"], "subject": request["subject"]}
+
+
+def entry(db: Database, outbox_id: int) -> dict[str, Any]:
+    """One send request as ``GET /api/outbox/{id}`` shows it."""
+    rows = list(db.query(
+        "SELECT id, record_id, connection_id, status, error, automated, internet_message_id, created_at, "
+        "updated_at, sent_at, request FROM outbox WHERE id = ?", [outbox_id]))
+    if not rows:
+        raise NotFound("outbox_not_found", f"Send request {outbox_id} does not exist.")
+    return _shown(rows[0])
+
+
+def recent_sends(db: Database, record_id: int, *, limit: int = 10) -> list[dict[str, Any]]:
+    """The record's newest send requests with what they asked for, newest first."""
+    rows = db.query(
+        """
+        SELECT o.id, o.connection_id, o.status, o.error, o.automated, o.created_at, o.updated_at, o.sent_at,
+               o.request, c.email AS sender
+        FROM outbox o LEFT JOIN connections c ON c.id = o.connection_id
+        WHERE o.record_id = ? ORDER BY o.id DESC LIMIT ?
+        """, [record_id, limit])
+    return [_shown(row) for row in rows]
+
+
+def pending(db: Database, outbox_id: int) -> dict[str, Any] | None:
+    """A send still to carry out, with its mailbox's state and address (None when finished or unknown)."""
+    rows = list(db.query("SELECT o.*, c.status AS connection_status, c.status_reason, c.email FROM outbox o "
+                         "JOIN connections c ON c.id = o.connection_id WHERE o.id = ?", [outbox_id]))
+    if not rows or rows[0]["status"] in FINISHED:
+        return None
+    return {**rows[0], "request": json.loads(rows[0]["request"])}
+
+
+def _update(db: Database, outbox_id: int, **fields: Any) -> None:
+    assignments = ", ".join(f"{name} = ?" for name in fields)
+    db.execute(f"UPDATE outbox SET {assignments}, updated_at = ? WHERE id = ?", [*fields.values(), now_iso(), outbox_id])
+
+
+def start_sending(db: Database, send: dict[str, Any], message_id: str) -> None:
+    """Store the Message-ID minted for ``send`` and make it a key of the record's thread, together."""
+    with db.atomic():
+        _update(db, send["id"], status="sending", internet_message_id=message_id)
+        threads.add_message_id(db, send["record_id"], message_id, generated=True)
+    send["internet_message_id"] = message_id
+
+
+def remember_draft(db: Database, outbox_id: int, draft_id: str) -> None:
+    _update(db, outbox_id, draft_id=draft_id)
+
+
+def mark_sent(db: Database, send: dict[str, Any], draft: dict[str, Any]) -> None:
+    """Sent: the row says so and the message is on the record, in one transaction."""
+    with db.atomic():
+        _update(db, send["id"], status="sent", error=None, sent_at=now_iso())
+        linking.link_sent_message(db, send, draft)
+
+
+def note_retrying(db: Database, outbox_id: int, detail: str) -> None:
+    _update(db, outbox_id, error=f"retrying: {detail}"[:500])
+
+
+def fail(db: Database, outbox_id: int, reason: str) -> None:
+    _update(db, outbox_id, status="failed", error=reason[:500])
+
+
+def fail_pending(db: Database, connection_id: int, reason: str) -> None:
+    """Every unsent request of a mailbox whose grant is gone fails with the reason."""
+    db.execute("UPDATE outbox SET status = 'failed', error = ?, updated_at = ? "
+               "WHERE connection_id = ? AND status IN ('queued', 'sending')",
+               [f"reconnect_required: {reason}", now_iso(), connection_id])
+
+
+def give_up(db: Database, outbox_id: int, reason: str | None) -> None:
+    """The worker ran out of attempts: fail visibly, keeping the last error it noted."""
+    db.execute("UPDATE outbox SET status = 'failed', error = COALESCE(error, ?), updated_at = ? "
+               "WHERE id = ? AND status NOT IN ('sent', 'failed')", [f"gave up: {reason}", now_iso(), outbox_id])

@@ -1,0 +1,285 @@
+"""Record threads: the one module that writes them, and how the API and the pages read them.
+
+A linked message is one ``messages`` row per record (``UNIQUE (record_id, internet_message_id)``), one
+``message_copies`` row per mailbox copy and record entry (keyed by connection, Graph immutable id and
+entry, so an email on two records has two copy rows and a deletion marks both entries), and thread
+keys: its Message-ID in ``thread_message_ids`` and, per mailbox, its ``conversationId`` in
+``thread_conversations``. Uploads (:func:`store_upload`), Graph messages (:func:`link_message`) and
+sends (``generated`` ids, :func:`mark_automated`) all come through here; :class:`SqliteThreadKeys`
+serves the keys :mod:`app.records.matching` reads.
+
+HTML bodies are sanitized on output (:func:`entry`), not when stored. The stored body stays the
+message as it came (a record keeps evidence, and a later policy, such as showing inline cid:
+images, can use it), every row is covered whenever it was stored, and a fix to the sanitizer
+(an nh3 upgrade) protects old mail at once instead of needing a data migration. The cost is
+bounded: bodies are at most 1 MB (:data:`app.records.rfc822.MAX_BODY_BYTES`) and the sanitizer is
+linear in them (:mod:`app.records.mail_html`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+from sqlite_utils import Database
+
+from app.core.db import write_transaction
+from app.core.timeutil import iso, now_iso, parse_iso, utcnow
+from app.records.mail_html import sanitized_html
+from app.records.matching import CandidateMessage
+from app.records.rfc822 import Address, ParsedEmail, bounded_body, parse_email
+
+log = logging.getLogger(__name__)
+
+
+class SqliteThreadKeys:
+    """:class:`app.records.matching.ThreadKeys` over ``thread_message_ids`` and ``thread_conversations``."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def record_for_generated_id(self, message_id: str) -> int | None:
+        rows = self.db.query(
+            "SELECT record_id FROM thread_message_ids WHERE message_id = ? AND generated = 1"
+            " ORDER BY record_id LIMIT 1",
+            [message_id],
+        )
+        return next((row["record_id"] for row in rows), None)
+
+    def records_for_message_ids(self, ids: Iterable[str]) -> set[int]:
+        rows = self.db.query(
+            "SELECT DISTINCT record_id FROM thread_message_ids"
+            " WHERE message_id IN (SELECT value FROM json_each(?))",
+            [json.dumps(list(ids))],
+        )
+        return {row["record_id"] for row in rows}
+
+    def records_for_conversation(self, connection_id: int, conversation_id: str) -> set[int]:
+        rows = self.db.query(
+            "SELECT record_id FROM thread_conversations WHERE connection_id = ? AND conversation_id = ?",
+            [connection_id, conversation_id],
+        )
+        return {row["record_id"] for row in rows}
+
+
+def add_message_id(db: Database, record_id: int, message_id: str, *, generated: bool = False) -> None:
+    """Make ``message_id`` a key of the record's thread (uploads, sends and links call this).
+
+    ``generated`` marks a Message-ID the service minted for a message it sends; once set it stays.
+    """
+    db.execute(
+        "INSERT INTO thread_message_ids (message_id, record_id, generated) VALUES (?, ?, ?)"
+        " ON CONFLICT (message_id, record_id) DO UPDATE SET generated = max(generated, excluded.generated)",
+        [message_id, record_id, int(generated)],
+    )
+
+
+def message_direction(graph_message: dict[str, Any], mailbox_address: str) -> str:
+    """``outbound`` when the mailbox's owner sent the message, else ``inbound``."""
+    sender = ((graph_message.get("from") or {}).get("emailAddress") or {}).get("address") or ""
+    return "outbound" if sender.strip().lower() == mailbox_address.strip().lower() else "inbound"
+
+
+def link_message(db: Database, record_id: int, connection_id: int, graph_message: dict[str, Any], *,
+                 mailbox_address: str, source: str = "graph", reason: str,
+                 now: datetime | None = None) -> int:
+    """Add (or refresh) a Graph message in a record's thread; return its ``messages`` id.
+
+    Idempotent: linking the same message again updates the one row (subject, body, recipients...)
+    and clears any deletion mark, since the message is evidently in the mailbox. ``direction``,
+    ``source`` and ``created_at`` keep their first values. ``reason`` (the match rule) is logged only.
+    """
+    candidate = CandidateMessage.from_graph(graph_message, connection_id)
+    if candidate.internet_message_id is None or not candidate.graph_id:
+        raise ValueError("a linked message needs its internetMessageId and its Graph id")
+    stamp = iso(now or utcnow())
+    with db.atomic():
+        message_id = db.execute(
+            _UPSERT_MESSAGE,
+            {**_message_fields(graph_message, candidate), "record_id": record_id, "now": stamp,
+             "direction": message_direction(graph_message, mailbox_address), "source": source},
+        ).fetchall()[0][0]
+        db.execute(
+            _UPSERT_COPY,
+            {"connection_id": connection_id, "graph_id": candidate.graph_id, "message_id": message_id,
+             "conversation_id": candidate.conversation_id, "change_key": graph_message.get("changeKey"),
+             "received_at": _iso_or_none(graph_message.get("receivedDateTime")), "now": stamp},
+        )
+        add_message_id(db, record_id, candidate.internet_message_id)
+        if candidate.conversation_id:
+            db.execute(
+                "INSERT OR IGNORE INTO thread_conversations (connection_id, conversation_id, record_id)"
+                " VALUES (?, ?, ?)",
+                [connection_id, candidate.conversation_id, record_id],
+            )
+    log.info("Linked message %s (connection %s) to record %s as entry %s: %s",
+             candidate.graph_id, connection_id, record_id, message_id, reason)
+    return message_id
+
+
+def mark_deleted(db: Database, connection_id: int, graph_id: str, *, now: datetime | None = None) -> bool:
+    """The mailbox copy was deleted: mark it, and the thread entry once no live copy of it remains.
+
+    Nothing is removed: the entry stays in the record's history with ``deleted_at`` set. Returns
+    False when the copy is unknown (a message that was never linked).
+    """
+    stamp = iso(now or utcnow())
+    with db.atomic():
+        copies = db.execute(
+            "UPDATE message_copies SET deleted_at = coalesce(deleted_at, :now), updated_at = :now"
+            " WHERE connection_id = :connection_id AND graph_id = :graph_id RETURNING message_id",
+            {"connection_id": connection_id, "graph_id": graph_id, "now": stamp},
+        ).fetchall()
+        db.execute(
+            "UPDATE messages SET deleted_at = :now, updated_at = :now"
+            " WHERE id IN (SELECT value FROM json_each(:ids)) AND deleted_at IS NULL AND NOT EXISTS"
+            " (SELECT 1 FROM message_copies c WHERE c.message_id = messages.id AND c.deleted_at IS NULL)",
+            {"ids": json.dumps([row[0] for row in copies]), "now": stamp},
+        )
+    return bool(copies)
+
+
+_MESSAGE_COLUMNS = ("subject", "from_address", "from_name", "to_addresses", "cc_addresses", "sent_at",
+                    "in_reply_to", "references_ids", "body_type", "body", "body_truncated", "body_preview")
+
+_UPSERT_MESSAGE = f"""
+    INSERT INTO messages (record_id, internet_message_id, direction, source, created_at, updated_at,
+                          {", ".join(_MESSAGE_COLUMNS)})
+    VALUES (:record_id, :internet_message_id, :direction, :source, :now, :now,
+            {", ".join(":" + column for column in _MESSAGE_COLUMNS)})
+    ON CONFLICT (record_id, internet_message_id) DO UPDATE SET
+        {", ".join(f"{column} = excluded.{column}" for column in _MESSAGE_COLUMNS)},
+        deleted_at = NULL, updated_at = excluded.updated_at
+    RETURNING id
+"""
+
+_UPSERT_COPY = """
+    INSERT INTO message_copies (connection_id, graph_id, message_id, conversation_id, change_key,
+                                received_at, updated_at)
+    VALUES (:connection_id, :graph_id, :message_id, :conversation_id, :change_key, :received_at, :now)
+    ON CONFLICT (connection_id, graph_id, message_id) DO UPDATE SET
+        conversation_id = excluded.conversation_id, change_key = excluded.change_key,
+        received_at = excluded.received_at, deleted_at = NULL, updated_at = excluded.updated_at
+"""
+
+
+def _message_fields(message: dict[str, Any], candidate: CandidateMessage) -> dict[str, Any]:
+    """The ``messages`` columns of a Graph message, kept to the bounds uploads keep to (app.records.rfc822)."""
+    sender = (message.get("from") or {}).get("emailAddress") or {}
+    graph_body = message.get("body") or {}
+    body = bounded_body(graph_body.get("content"), (graph_body.get("contentType") or "").lower() or None,
+                        message.get("bodyPreview"))
+    return {
+        "internet_message_id": candidate.internet_message_id,
+        "subject": message.get("subject"),
+        "from_address": sender.get("address"),
+        "from_name": sender.get("name"),
+        "to_addresses": json.dumps(_recipients(message.get("toRecipients"))),
+        "cc_addresses": json.dumps(_recipients(message.get("ccRecipients"))),
+        "sent_at": _iso_or_none(message.get("sentDateTime") or message.get("receivedDateTime")),
+        "in_reply_to": candidate.in_reply_to,
+        "references_ids": json.dumps(list(candidate.references)),
+        "body_type": body.type,
+        "body": body.content,
+        "body_truncated": int(body.truncated),
+        "body_preview": body.preview,
+    }
+
+
+def _recipients(recipients: Any) -> list[dict[str, str | None]]:
+    """Graph recipients as the stored ``[{"name", "address"}]`` list."""
+    addresses = [(r or {}).get("emailAddress") or {} for r in recipients or []]
+    return [{"name": a.get("name"), "address": a.get("address")} for a in addresses if a.get("address")]
+
+
+def _iso_or_none(text: str | None) -> str | None:
+    if not text:
+        return None
+    try:
+        return iso(parse_iso(text))
+    except ValueError:
+        return None
+
+
+def entry(row: dict[str, Any]) -> dict[str, Any]:
+    """One thread message in the contract's shape (plus its id, flags and body)."""
+    return {
+        "id": row["id"],
+        "internet_message_id": row["internet_message_id"],
+        "subject": row["subject"],
+        "from": {"name": row["from_name"], "address": row["from_address"]} if row["from_address"] else None,
+        "to": json.loads(row["to_addresses"]),
+        "cc": json.loads(row["cc_addresses"]),
+        "sent_at": row["sent_at"],
+        "direction": row["direction"],
+        "source": row["source"],
+        "automated": bool(row["automated"]),
+        "deleted": row["deleted_at"] is not None,
+        "in_reply_to": row["in_reply_to"],
+        "references": json.loads(row["references_ids"]),
+        "body_type": row["body_type"],
+        "body": sanitized_html(row["body"]) if row["body_type"] == "html" and row["body"] else row["body"],
+        "body_truncated": bool(row["body_truncated"]),
+        "body_preview": row["body_preview"],
+    }
+
+
+def thread(db: Database, record_id: int) -> list[dict[str, Any]]:
+    """The record's messages, oldest first."""
+    rows = db.query("SELECT * FROM messages WHERE record_id = ? ORDER BY COALESCE(sent_at, created_at), id",
+                    [record_id])
+    return [entry(row) for row in rows]
+
+
+def _direction(db: Database, record_id: int, parsed: ParsedEmail) -> str:
+    """Outbound when a mailbox connected from this record sent it, else inbound."""
+    if parsed.from_ is None:
+        return "inbound"
+    rows = db.query("SELECT 1 FROM connections c JOIN record_connections rc ON rc.connection_id = c.id "
+                    "WHERE rc.record_id = ? AND lower(c.email) = lower(?)", [record_id, parsed.from_.address])
+    return "outbound" if list(rows) else "inbound"
+
+
+def _addresses(items: tuple[Address, ...]) -> str:
+    return json.dumps([{"name": item.name, "address": item.address} for item in items])
+
+
+def store_upload(db: Database, record_id: int, raw: bytes) -> dict[str, Any]:
+    """Attach an uploaded RFC 822 email (raises :class:`app.records.rfc822.InvalidEmail`); idempotent per Message-ID.
+
+    Its Message-ID, In-Reply-To and References (the last 100) all become thread keys: replies to
+    any of them belong to this record's conversation. Parsing happens before the write lock is
+    taken; the transaction writes one row of at most 1 MB of body and at most 102 keys.
+    """
+    parsed = parse_email(raw)
+    now = now_iso()
+    with write_transaction(db):
+        rows = db.query(
+            """
+            INSERT INTO messages (record_id, internet_message_id, subject, from_address, from_name, to_addresses,
+                                  cc_addresses, sent_at, direction, source, in_reply_to, references_ids, body_type,
+                                  body, body_truncated, body_preview, created_at, updated_at)
+            VALUES (:record, :mid, :subject, :from_address, :from_name, :to, :cc, :sent_at, :direction, 'upload',
+                    :in_reply_to, :references, :body_type, :body, :truncated, :preview, :now, :now)
+            ON CONFLICT (record_id, internet_message_id) DO UPDATE SET updated_at = excluded.updated_at
+            RETURNING *
+            """,
+            {"record": record_id, "mid": parsed.message_id, "subject": parsed.subject,
+             "from_address": parsed.from_.address if parsed.from_ else None,
+             "from_name": parsed.from_.name if parsed.from_ else None, "to": _addresses(parsed.to),
+             "cc": _addresses(parsed.cc), "sent_at": parsed.sent_at, "direction": _direction(db, record_id, parsed),
+             "in_reply_to": parsed.in_reply_to, "references": json.dumps(list(parsed.references)),
+             "body_type": parsed.body_type, "body": parsed.body, "truncated": int(parsed.body_truncated),
+             "preview": parsed.body_preview, "now": now})
+        row = list(rows)[0]
+        for message_id in {parsed.message_id, *parsed.references, *filter(None, [parsed.in_reply_to])}:
+            add_message_id(db, record_id, message_id)
+    return entry(row)
+
+
+def mark_automated(db: Database, entry_id: int) -> None:
+    """The entry was sent by the platform's automation, not typed by a person."""
+    db.execute("UPDATE messages SET automated = 1 WHERE id = ?", [entry_id])

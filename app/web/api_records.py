@@ -1,0 +1,49 @@
+"""``/api/records``: create a record, attach uploaded emails, read its thread."""
+
+from __future__ import annotations
+
+from flask import Blueprint, jsonify, request
+
+from app.web.context import get_db
+from app.records.records import create_record, get_record
+from app.records.rfc822 import InvalidEmail
+from app.records.threads import store_upload, thread
+from app.web.errors import APIError
+from app.web.validation import json_body, optional_string, require_api_token, required_string
+
+bp = Blueprint("api_records", __name__, url_prefix="/api")
+bp.before_request(require_api_token)
+
+MAX_TITLE_LENGTH = 500
+
+
+@bp.post("/records")
+def create():
+    body = json_body()
+    title = required_string(body, "title", max_length=MAX_TITLE_LENGTH)
+    external_id = optional_string(body, "external_id", max_length=200)
+    return jsonify(create_record(get_db(), title.strip(), external_id)), 201
+
+
+@bp.get("/records/<id:record_id>")
+def show(record_id: int):
+    return jsonify(get_record(get_db(), record_id))
+
+
+@bp.post("/records/<id:record_id>/emails")
+def upload_email(record_id: int):
+    """Attach an uploaded email (raw RFC 822, ``Content-Type: message/rfc822``) to the record."""
+    get_record(get_db(), record_id)
+    if request.mimetype != "message/rfc822":
+        raise APIError(415, "unsupported_media_type", "Upload the raw email with Content-Type: message/rfc822.")
+    try:
+        message = store_upload(get_db(), record_id, request.get_data())
+    except InvalidEmail as e:
+        raise APIError(422, "invalid_email", e.reason) from None
+    return jsonify(message), 201
+
+
+@bp.get("/records/<id:record_id>/thread")
+def show_thread(record_id: int):
+    get_record(get_db(), record_id)
+    return jsonify({"record_id": record_id, "messages": thread(get_db(), record_id)})

@@ -1,0 +1,158 @@
+"""Connect Outlook: the sign-in flow, its callback, and tenant-wide admin consent.
+
+msal's flow dict (PKCE verifier, nonce, state) travels in the browser's signed session cookie,
+encrypted with the app's cipher (the cookie is signed, not secret) and without its authorize URL,
+so starting a sign-in stores nothing on the server: anonymous clicks cannot grow the database.
+A flow lasts 15 minutes, is removed from the session by its callback, and every callback path,
+error redirects included, must carry the flow's ``state``. Sign-in starts are rate-limited per
+client address.
+
+Redirect URIs are built from ``PUBLIC_BASE_URL``, never from the request: behind a TLS-terminating
+proxy, or opened as ``localhost``, the request's own URL is not the one registered with Entra.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import secrets
+from datetime import timedelta
+from typing import Any
+
+from flask import Blueprint, current_app, redirect, request, session, url_for
+
+from app.core import ratelimit
+from app.core.crypto import DecryptionError
+from app.microsoft.identity import IdentityConfigError, IdentityUnavailable, SignInError
+from app.records.connections import save_connection
+from app.records.consent import (
+    ConsentProblem, canonical_tenant_id, consent_problem, record_admin_consent, record_consent_problem,
+)
+from app.records.records import record_exists
+from app.web.context import current_services, get_db
+from app.web.errors import MAX_ROW_ID, APIError
+from app.web.operator import now, operator_required
+from app.web.problems import render_problem
+
+log = logging.getLogger(__name__)
+bp = Blueprint("auth", __name__)
+
+CALLBACK_PATH = "/auth/callback"
+ADMIN_CONSENT_CALLBACK_PATH = "/admin/consent/callback"
+FLOW_LIFETIME = timedelta(minutes=15)
+SIGN_IN_STARTS = ratelimit.Limit("sign_in_start", hits=60, window_seconds=600)  # per client address
+
+
+def _identity():
+    return current_services().identity
+
+
+def _public_url(path: str) -> str:
+    return current_app.config["PUBLIC_BASE_URL"] + path
+
+
+def _save_flow(kind: str, flow: dict[str, Any]) -> None:
+    """Keep ``flow`` in this browser's session, encrypted; its authorize URL is not needed again."""
+    kept = {key: value for key, value in flow.items() if key != "auth_uri"}
+    session[f"{kind}_flow"] = current_services().cipher.encrypt(json.dumps(kept)).decode()
+
+
+def _pop_flow(kind: str) -> dict[str, Any] | None:
+    """The flow this browser started, if it is under 15 minutes old and the redirect carries its
+    ``state``. It leaves the session either way, so a callback cannot be replayed here."""
+    sealed = session.pop(f"{kind}_flow", None)
+    if not isinstance(sealed, str):
+        return None
+    try:
+        flow = json.loads(current_services().cipher.decrypt_text(
+            sealed, ttl=int(FLOW_LIFETIME.total_seconds())))
+    except DecryptionError:
+        return None
+    if not hmac.compare_digest(flow["state"].encode(), request.args.get("state", "").encode()):
+        return None
+    return flow
+
+
+@bp.get("/connect/outlook")
+def connect_outlook():
+    record_id = request.args.get("record_id", type=int)
+    if record_id is None or not 1 <= record_id <= MAX_ROW_ID or not record_exists(get_db(), record_id):
+        raise APIError(404 if record_id else 400, "record_not_found" if record_id else "missing_record_id",
+                       "Connect Outlook needs the id of an existing record (?record_id=...).")
+    db, client = get_db(), ratelimit.client_key(request.remote_addr)
+    if wait := ratelimit.blocked_for(db, SIGN_IN_STARTS, client, now()):
+        page, status = render_problem(consent_problem("too_many_sign_ins"), 429)
+        return page, status, {"Retry-After": str(wait)}
+    ratelimit.hit(db, SIGN_IN_STARTS, client, now())
+    try:
+        flow = _identity().start_sign_in(_public_url(CALLBACK_PATH))
+    except IdentityUnavailable as e:
+        return render_problem(consent_problem("identity_unavailable", str(e)), 503)
+    _save_flow("connect", {**flow, "record_id": record_id})
+    return redirect(flow["auth_uri"])
+
+
+@bp.get(CALLBACK_PATH)
+def callback():
+    flow = _pop_flow("connect")
+    if flow is None:
+        return render_problem(consent_problem("sign_in_expired"), 400)
+    record_id = flow.pop("record_id")
+    if "error" in request.args:
+        problem = record_consent_problem(get_db(), record_id, request.args.get("error", ""),
+                                         request.args.get("error_description", ""))
+        return render_problem(problem, 403 if problem.code != "declined" else 400, record_id=record_id)
+    try:
+        sign_in = _identity().finish_sign_in(flow, request.args.to_dict())
+    except SignInError as e:
+        log.warning("Sign-in rejected: %s", e.error)
+        return render_problem(consent_problem("sign_in_rejected", e.description), 400, record_id=record_id)
+    except IdentityConfigError as e:
+        log.error("App registration problem at sign-in: %s", e.code)
+        return render_problem(consent_problem("app_misconfigured", e.code), 502, record_id=record_id)
+    except IdentityUnavailable as e:
+        return render_problem(consent_problem("identity_unavailable", str(e)), 503, record_id=record_id)
+    allowed = current_app.config["ALLOWED_TENANTS"]
+    if allowed and sign_in.tenant_id not in allowed:
+        log.warning("Sign-in from tenant %s refused: not in ALLOWED_TENANTS", sign_in.tenant_id)
+        return render_problem(consent_problem("tenant_not_allowed"), 403, record_id=record_id)
+    services = current_services()
+    connection_id = save_connection(get_db(), services.cipher, sign_in, record_id, services.queue)
+    services.on_enqueue()
+    log.info("Connected mailbox", extra={"connection_id": connection_id})
+    return redirect(url_for("pages.record", record_id=record_id, connected=connection_id))
+
+
+@bp.get("/admin/consent")
+@operator_required
+def admin_consent():
+    """Send a tenant administrator to the v2 admin-consent endpoint (Option 1)."""
+    state = secrets.token_urlsafe(32)
+    _save_flow("admin_consent", {"state": state})
+    return redirect(_identity().admin_consent_url(_public_url(ADMIN_CONSENT_CALLBACK_PATH), state))
+
+
+@bp.get(ADMIN_CONSENT_CALLBACK_PATH)
+def admin_consent_callback():
+    if _pop_flow("admin_consent") is None:
+        return render_problem(consent_problem("sign_in_expired"), 400)
+    if "error" in request.args:
+        problem = ConsentProblem("admin_consent_failed", "Admin consent was not granted",
+                                 request.args.get("error_description") or request.args["error"],
+                                 "An administrator can try again from the admin page.")
+        return render_problem(problem, 400)
+    if request.args.get("admin_consent", "").lower() != "true":
+        return render_problem(consent_problem("sign_in_rejected", "the response carries no consent"), 400)
+    tenant_id = canonical_tenant_id(request.args.get("tenant", ""))
+    if tenant_id is None:
+        return render_problem(consent_problem("sign_in_rejected", "the response names no valid tenant id"), 400)
+    allowed = current_app.config["ALLOWED_TENANTS"]
+    if allowed and tenant_id not in allowed:
+        return render_problem(consent_problem("tenant_not_allowed"), 403)
+    record_admin_consent(get_db(), tenant_id)
+    return render_problem(ConsentProblem(
+        "admin_consented", "Admin consent recorded",
+        f"Tenant {tenant_id} reported consent on behalf of the organization.",
+        "Users of this tenant can now click Connect Outlook without an admin step. The tenant is confirmed "
+        "when its first user signs in.", ok=True), 200)

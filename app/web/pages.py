@@ -1,0 +1,159 @@
+"""Server-rendered pages: a record's conversation, mailbox state and compose form, and consent outcomes.
+
+The compose form works without JavaScript: it posts to ``/records/<id>/compose``, which checks the
+session's CSRF token, validates with the API's own :func:`parse_send_request`, queues the send with
+the idempotency key minted when the form was rendered (so a double submit sends once), and
+redirects (303) back to the record with a status message.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from typing import Any
+
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from sqlite_utils import Database
+
+from app.core.errors import DomainError, NotFound
+from app.core.timeutil import parse_iso
+from app.records.outbox import queue_send, recent_sends
+from app.records.records import get_record
+from app.records.threads import thread
+from app.web.context import current_services, get_db
+from app.web.csrf import csrf_token, csrf_valid
+from app.web.errors import APIError, http_status
+from app.web.validation import parse_send_request
+
+bp = Blueprint("pages", __name__)
+
+FORM_KEY_PREFIX = "page:"  # keeps the form's idempotency keys apart from API callers' keys
+MAX_FORM_KEY = 100
+FIELD_LABELS = {"connection_id": "From", "to": "To", "cc": "Cc", "subject": "Subject", "body": "Message"}
+
+
+@bp.app_template_filter("when")
+def format_when(value: str | None) -> str:
+    """Stored ISO timestamps as people read them: ``3 Nov 2026, 09:00 UTC``."""
+    if not value:
+        return ""
+    try:
+        moment = parse_iso(value)
+    except ValueError:
+        return value
+    return f"{moment.day} {moment:%b %Y, %H:%M} UTC"
+
+
+def mailbox_state(db: Database, record_id: int) -> dict[str, Any]:
+    """What the record page says about Outlook: connected, reconnect, awaiting approval or connect."""
+    connections = list(db.query(
+        """
+        SELECT c.id, c.email, c.display_name, c.status, c.status_reason, c.updated_at FROM connections c
+        JOIN record_connections rc ON rc.connection_id = c.id WHERE rc.record_id = ? ORDER BY c.updated_at DESC
+        """, [record_id]))
+    active = [c for c in connections if c["status"] == "active"]
+    if active:
+        return {"state": "connected", "connections": active}
+    broken = [c for c in connections if c["status"] == "reconnect_required"]
+    if broken:
+        return {"state": "reconnect_required", "connections": broken}
+    last_seen = max((c["updated_at"] for c in connections), default="")
+    requests_ = list(db.query(
+        "SELECT outcome, error_code, created_at FROM consent_requests WHERE record_id = ? AND created_at > ? "
+        "ORDER BY id DESC LIMIT 1", [record_id, last_seen]))
+    if requests_ and requests_[0]["outcome"] in ("approval_requested", "approval_required"):
+        return {"state": "awaiting_approval", "request": requests_[0], "connections": []}
+    return {"state": "not_connected", "connections": []}
+
+
+# -- compose ----------------------------------------------------------------------------------------
+
+def _new_compose(messages: list[dict[str, Any]]) -> dict[str, Any]:
+    """Empty form values, with a fresh idempotency key: one key per rendered form."""
+    return {"mode": "reply" if messages else "new", "connection_id": "", "to": "", "cc": "", "subject": "",
+            "body": "", "idempotency_key": secrets.token_urlsafe(18)}
+
+
+def _split_addresses(text: str) -> list[str]:
+    return [part.strip() for part in re.split(r"[,;\n]", text) if part.strip()]
+
+
+def send_request_from_form(form: dict[str, str]) -> dict[str, Any]:
+    """The compose form's fields in the API's request shape, for :func:`parse_send_request`."""
+    connection = form.get("connection_id", "").strip()
+    return {
+        "connection_id": int(connection) if re.fullmatch(r"[0-9]{1,18}", connection) else None,
+        "to": _split_addresses(form.get("to", "")),
+        "cc": _split_addresses(form.get("cc", "")),
+        "subject": form.get("subject", "").strip() or None,
+        "body": form.get("body", ""),
+        "body_type": "text",
+        "reply": form.get("mode") == "reply",
+    }
+
+
+def _field_error(e: APIError | DomainError) -> dict[str, str]:
+    """A validation error restated for the form, naming the field by its label."""
+    if e.code == "connection_not_active":
+        return {"field": "connection_id", "message": "That mailbox must be reconnected before it can send mail."}
+    field = e.field if e.field in FIELD_LABELS and e.message.startswith(f"'{e.field}'") else ""
+    message = f"{FIELD_LABELS[field]} {e.message.removeprefix(repr(field)).strip()}" if field else e.message
+    return {"field": field, "message": message}
+
+
+def _render_record(record: dict[str, Any], *, compose: dict[str, Any] | None = None,
+                   error: dict[str, str] | None = None, status: int = 200):
+    db = get_db()
+    messages = thread(db, record["id"])
+    return render_template(
+        "record.html", record=record, mailbox=mailbox_state(db, record["id"]), messages=messages,
+        connected=request.args.get("connected", type=int), sends=recent_sends(db, record["id"]),
+        compose=compose or _new_compose(messages), error=error, csrf_token=csrf_token(),
+    ), status
+
+
+def _get_record(record_id: int) -> dict[str, Any]:
+    try:
+        return get_record(get_db(), record_id)
+    except NotFound as e:
+        abort(404, e.message)
+
+
+@bp.get("/records/<id:record_id>")
+def record(record_id: int):
+    return _render_record(_get_record(record_id))
+
+
+@bp.post("/records/<id:record_id>/compose")
+def compose(record_id: int):
+    record_ = _get_record(record_id)
+    form = {name: request.form.get(name, "") for name in ("mode", "connection_id", "to", "cc", "subject", "body")}
+    key = request.form.get("idempotency_key", "").strip()
+    if not csrf_valid() or not key or len(key) > MAX_FORM_KEY:
+        # Possibly a cross-site post: show a fresh, empty form rather than what was posted.
+        return _render_record(record_, status=400, error={
+            "field": "", "message": "This form had expired, so nothing was sent. Please write your message again."})
+    values = {**form, "idempotency_key": key}
+    mailboxes = {row["connection_id"] for row in get_db().query(
+        "SELECT connection_id FROM record_connections WHERE record_id = ?", [record_id])}
+    try:
+        send = parse_send_request(send_request_from_form(form))
+        if send["connection_id"] not in mailboxes:
+            raise APIError(422, "unknown_connection", "'connection_id' must be one of this record's mailboxes.",
+                           field="connection_id")
+        queued = queue_send(get_db(), current_services().queue, record_id, send, FORM_KEY_PREFIX + key)
+    except (APIError, DomainError) as e:
+        if e.code == "idempotency_key_reused":  # an old form sent again with changes: offer it as new
+            values["idempotency_key"] = _new_compose([])["idempotency_key"]
+            return _render_record(record_, compose=values, status=409, error={"field": "", "message": (
+                "This form was already used to send a message, so nothing was sent now. "
+                "If you want to send this text too, press Send again.")})
+        return _render_record(record_, compose=values, error=_field_error(e), status=http_status(e))
+    if queued["created"]:
+        current_services().on_enqueue()
+        what = "reply" if send["reply"] else "message"
+        flash(f"Your {what} is queued and will be sent from your Outlook mailbox. "
+              f"Its progress is shown under Recent sends.", "ok")
+    else:
+        flash("That message had already been submitted, so it was not sent again.", "ok")
+    return redirect(url_for("pages.record", record_id=record_id, _anchor="sends"), 303)

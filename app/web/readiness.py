@@ -1,0 +1,98 @@
+"""Readiness checks: each returns ``(ok, reason)``; ``/readyz`` is 503 when any fails."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from datetime import datetime, timedelta, timezone
+
+from sqlite_utils import Database
+
+from app.core import app_errors, heartbeats, leases
+from app.core.timeutil import iso
+from app.core.queue import SqliteQueue
+from subscriptions.leader import LEASE_NAME
+
+HEARTBEAT_FRESH_SECONDS = 90.0
+QUEUE_LAG_LIMIT_SECONDS = 300.0
+SUBSCRIBE_GRACE = timedelta(minutes=10)
+EXPIRY_WARNING = timedelta(hours=1)
+
+Check = Callable[[Database, float], tuple[bool, str]]
+
+
+def database_writable(db: Database, now: float) -> tuple[bool, str]:
+    heartbeats.beat(db, heartbeats.PROBE, now)
+    return True, "database accepted a write"
+
+
+def workers_alive(db: Database, now: float) -> tuple[bool, str]:
+    beat = heartbeats.latest_worker_beat(db)
+    if beat is None:
+        return False, "no worker has ever reported a heartbeat"
+    age = now - beat
+    if age > HEARTBEAT_FRESH_SECONDS:
+        return False, f"last worker heartbeat was {age:.0f} s ago"
+    return True, f"last worker heartbeat {age:.0f} s ago"
+
+
+def scheduler_leader(db: Database, now: float) -> tuple[bool, str]:
+    owner = leases.holder(db, LEASE_NAME, now)
+    if owner is None:
+        return False, "no scheduler holds the leader lease"
+    return True, f"scheduler leader is {owner}"
+
+
+def queue_moving(db: Database, now: float) -> tuple[bool, str]:
+    stats = SqliteQueue(db).stats(now)
+    age, pending = stats.oldest_pending_age, stats.by_state["queued"]
+    if age > QUEUE_LAG_LIMIT_SECONDS:
+        return False, f"oldest pending job has waited {age:.0f} s ({pending} queued)"
+    return True, f"{pending} queued, oldest ready one waited {age:.0f} s"
+
+
+def subscriptions_live(db: Database, now: float) -> tuple[bool, str]:
+    moment = datetime.fromtimestamp(now, timezone.utc)
+    unsubscribed = list(db.query(
+        """
+        SELECT c.id FROM connections c WHERE c.status = 'active' AND c.created_at < :grace
+        AND NOT EXISTS (SELECT 1 FROM subscriptions s WHERE s.connection_id = c.id AND s.status = 'active'
+                        AND s.expires_at > :now)
+        """, {"grace": iso(moment - SUBSCRIBE_GRACE), "now": iso(moment)}))
+    if unsubscribed:
+        return False, f"connection(s) {', '.join(str(r['id']) for r in unsubscribed)} have no live subscription"
+    expiring = list(db.query(
+        "SELECT s.id FROM subscriptions s JOIN connections c ON c.id = s.connection_id "
+        "WHERE s.status = 'active' AND c.status = 'active' AND s.expires_at < ?", [iso(moment + EXPIRY_WARNING)]))
+    if expiring:
+        return False, f"{len(expiring)} subscription(s) expire within an hour unrenewed"
+    return True, "every active connection has a live subscription"
+
+
+def configuration_sound(db: Database, now: float) -> tuple[bool, str]:
+    problems = app_errors.current(db)
+    if problems:
+        return False, f"{problems[0]['code']}: {problems[0]['message']}"
+    return True, "no configuration error reported"
+
+
+CHECKS: dict[str, Check] = {
+    "database": database_writable,
+    "workers": workers_alive,
+    "scheduler": scheduler_leader,
+    "queue": queue_moving,
+    "subscriptions": subscriptions_live,
+    "configuration": configuration_sound,
+}
+
+
+def run_checks(db: Database, now: float | None = None) -> dict[str, dict[str, object]]:
+    now = time.time() if now is None else now
+    results = {}
+    for name, check in CHECKS.items():
+        try:
+            ok, reason = check(db, now)
+        except Exception as e:  # a failing check is a result, not a crash of the probe
+            ok, reason = False, f"check failed: {type(e).__name__}: {e}"
+        results[name] = {"ok": ok, "reason": reason}
+    return results

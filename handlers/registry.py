@@ -1,0 +1,26 @@
+"""The worker's table of job kinds and their handlers."""
+
+from __future__ import annotations
+
+from functools import partial
+
+from app.records.services import Services
+from handlers.lifecycle import handle_lifecycle
+from handlers.message import handle_messages
+from handlers.reconcile import handle_reconcile
+from handlers.send import handle_send
+from handlers.subscribe import handle_connect, handle_subscribe
+from handlers.worker import BatchHandler, Handler
+
+MESSAGE_BATCH = 20  # Graph's $batch limit: the message jobs of one mailbox are fetched together
+
+
+def build_handlers(services: Services) -> dict[str, Handler]:
+    return {
+        "message": BatchHandler(partial(handle_messages, services), size=MESSAGE_BATCH),
+        "lifecycle": partial(handle_lifecycle, services),
+        "connect": partial(handle_connect, services),
+        "subscribe": partial(handle_subscribe, services),
+        "reconcile": partial(handle_reconcile, services),
+        "send": partial(handle_send, services),
+    }
