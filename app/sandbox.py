@@ -6,7 +6,6 @@ too (unless ``DATABASE_PATH`` is set): tokens from an earlier run could not work
 
 from __future__ import annotations
 
-import logging
 import sys
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
@@ -20,8 +19,6 @@ from app.core.timeutil import utcnow
 from app.records.records import create_record
 from app.records.threads import store_upload
 from emulator import Emulator
-
-log = logging.getLogger(__name__)
 
 SANDBOX_DATABASE = "var/sandbox.db"
 DEMO_VENDOR = ("Dana Whitfield", "dana@acme.example")

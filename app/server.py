@@ -52,9 +52,8 @@ ACCEPT_BATCH = 64
 
 # Waitress does all socket I/O on one thread, which has to win the GIL back from the request
 # threads after each system call. With Python's default switch interval (5 ms), a request thread
-# busy verifying a notification batch can hold every connection's I/O for 5 ms at a time. At 1 ms
-# the acknowledgement path carried about 30 % more requests per second, with a third of the p99,
-# under 200 senders, and a bare Flask view no fewer (``python -m bench.ack``).
+# busy verifying a notification batch can hold every connection's I/O for 5 ms at a time; at 1 ms the
+# I/O thread gets it back sooner (the measurements: bench/findings.md, "Switch interval").
 SWITCH_INTERVAL = 0.001
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Mapping
 
@@ -15,8 +14,6 @@ from handlers.failures import graph_failures, job_error
 from app.records import threads
 from app.records.linking import link_graph_message, load_connection
 from app.core.queue import Job
-
-log = logging.getLogger(__name__)
 
 
 def _batch_item_outcome(services: Services, connection_id: int, status: int, body: object,

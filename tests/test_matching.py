@@ -1,4 +1,4 @@
-"""ARCHITECTURE section 5 as a pure function, over thread keys held in plain dicts."""
+"""The threading rules of app.records.matching as a pure function, over thread keys held in plain dicts."""
 
 from __future__ import annotations
 

@@ -161,8 +161,8 @@ class SqliteQueue:
         """Accept jobs with one cheap write, for a caller that must answer fast (the webhook receiver).
 
         The jobs go into one ``inbox`` row, whose only index is its row id; ten rows in ``jobs``
-        would update four indexes ten times, the random ``dedupe_key`` one above all (bench.ack_cost:
-        about 0.8 ms against 0.1). They become jobs, and duplicates of a ``dedupe_key`` are dropped,
+        would update four indexes ten times, the random ``dedupe_key`` one above all (bench/findings.md,
+        "The inbox"). They become jobs, and duplicates of a ``dedupe_key`` are dropped,
         when :meth:`drain_inbox` moves them (:meth:`claim` does, first). All or none.
         """
         now = self._now(now)

@@ -9,15 +9,12 @@ Failures become :class:`GraphError` subclasses the worker knows how to treat.
 from __future__ import annotations
 
 import contextlib
-import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import requests
-
-log = logging.getLogger(__name__)
 
 MAILBOX_CONCURRENCY = 4
 BATCH_LIMIT = 20

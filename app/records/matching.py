@@ -1,4 +1,4 @@
-"""Which record threads a mailbox message belongs to: ARCHITECTURE section 5, as a pure function.
+"""Which record threads a mailbox message belongs to (the threading rules), as a pure function.
 
 The notification handler, the backfill and the delta reconcile all ask :func:`match_record`. It
 reads thread keys through the :class:`ThreadKeys` interface (``app.records.thread_store`` serves it

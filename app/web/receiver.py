@@ -7,8 +7,8 @@ throttles (then drops) endpoints that are slow. The worker does the rest.
 not a Flask view. Under waitress the request threads share one GIL with the server's single I/O
 thread, so every microsecond a request thread spends in Python is one the server cannot spend
 reading and answering requests. In the service's app, Flask's per-request machinery (request
-context, session, routing, hooks, response object) costs twice what it costs a bare view, as much
-as parsing and verifying a 10-item batch (``python -m bench.ack_cost``). The answers are the API's:
+context, session, routing, hooks, response object) costs about as much as parsing and verifying a
+10-item batch (bench/findings.md, "The receiver in front of Flask"). The answers are the API's:
 JSON errors, ``X-Request-Id``, and the same statuses as before.
 """
 
@@ -56,8 +56,8 @@ class SubscriptionDirectory:
     Replaced subscriptions stay routable until ``routable_until`` so late deliveries still count.
     The cache takes no lock: a dict read or write is atomic under the GIL, and two threads that
     miss at once both load the same row. With a lock, a request thread switched out while holding
-    it stalled the others on every lookup of the batch (``bench.ack``: 0.4 of a bare view's
-    throughput with it, 0.75 without).
+    it stalled the others on every lookup of the batch (bench/findings.md, "No lock on the
+    subscription cache").
     """
 
     def __init__(self, database_path: str, cipher: Cipher, *,
