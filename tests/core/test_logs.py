@@ -6,7 +6,7 @@ from app.core.logs import REQUEST_ID, JsonFormatter, TextFormatter, log_context
 
 
 def record(message="Renewal: failed (%s)", *args, **extra):
-    entry = logging.LogRecord("subscriptions.jobs", logging.WARNING, __file__, 1, message, args or ("Throttled",), None)
+    entry = logging.LogRecord("subscriptions.renewal", logging.WARNING, __file__, 1, message, args or ("Throttled",), None)
     entry.__dict__.update(extra)
     return entry
 
@@ -20,7 +20,7 @@ def test_json_lines_carry_context_fields():
     entry = json.loads(line)
     assert entry["message"] == "Renewal: failed (Throttled)"
     assert (entry["request_id"], entry["connection_id"], entry["subscription_id"]) == ("req-1", 7, "sub-9")
-    assert entry["level"] == "WARNING" and entry["logger"] == "subscriptions.jobs"
+    assert entry["level"] == "WARNING" and entry["logger"] == "subscriptions.renewal"
 
 
 def test_text_lines_are_readable_with_context_at_the_end():
