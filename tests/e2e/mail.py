@@ -40,6 +40,11 @@ def wait_for_thread(api, record_id, count, timeout=30.0):
                     timeout=timeout, message=f"{count} thread messages")
 
 
+def pending_work(db) -> int:
+    """Every job ever queued and not yet pruned, plus deliveries still in the receiver's inbox."""
+    return sum(SqliteQueue(db).stats().by_state.values())
+
+
 def queue_idle(db) -> bool:
     """No job queued or running, and no delivery left in the receiver's inbox."""
     states = SqliteQueue(db).stats().by_state

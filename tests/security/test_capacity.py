@@ -19,6 +19,7 @@ from werkzeug.test import Client, TestResponse
 
 from app.web.capacity import CapacityLimit
 from tests.drills.harness import ServiceProcess
+from tests.e2e.waiting import wait_for
 
 ACK_BOUND_SECONDS = 1.0
 UPLOADS = 8  # WEB_THREADS' default; two threads are reserved, so six run and two are refused
@@ -114,7 +115,7 @@ def test_a_request_over_the_limit_waits_briefly_for_a_slot_and_only_one_waits_at
     assert entered.acquire(timeout=5) and entered.acquire(timeout=5)  # both slots taken
     for caller in callers[2:]:
         caller.start()
-    time.sleep(0.3)
+    wait_for(lambda: len(answers) == 1, timeout=5)  # one was refused at once; the other is waiting
     released_at = time.monotonic()
     release.set()
     for caller in callers:
