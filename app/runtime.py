@@ -33,7 +33,7 @@ class Runtime:
                                retry_policy=job_retry(config["JOB_MAX_ATTEMPTS"], config["JOB_RETRY_MAX_DELAY_SECONDS"]),
                                on_outcome=partial(record_outcome, services),
                                lease_seconds=LEASE_SECONDS, reap_interval=REAP_INTERVAL_SECONDS)
-        services.on_enqueue = self.pool.notify  # the one place it is set: this process now has workers to wake
+        services.on_enqueue = self.pool.wakeup.notify  # the one place it is set: this process now has workers to wake
         self.leadership = Leadership(services.db)
         self.scheduler = build_scheduler(self.leadership, periodic_jobs(services)) if scheduler else None
 

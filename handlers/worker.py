@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 from handlers.errors import Deferred, JobError, PermanentError, RetryLater
 from app.core.queue import Job, SqliteQueue
+from app.core.wakeup import Wakeup
 from handlers.retry import Retry
 
 log = logging.getLogger(__name__)
@@ -54,19 +55,20 @@ class Worker:
     def __init__(self, queue: SqliteQueue, handlers: Mapping[str, Handler], *, worker_id: str,
                  lease_seconds: float = 60.0, retry_policy: Retry = Retry(), clock: Callable[[], float] = time.time,
                  stop_event: threading.Event | None = None, poll_interval: float = 1.0,
-                 reap_interval: float = 30.0,
+                 reap_interval: float = 30.0, wakeup: Wakeup | None = None,
                  on_outcome: Callable[[Job, str, str | None], None] | None = None) -> None:
         self.queue, self.handlers, self.worker_id = queue, handlers, worker_id
         self.lease_seconds, self.retry_policy, self.clock = lease_seconds, retry_policy, clock
         self.stop_event = stop_event or threading.Event()
         self.poll_interval, self.reap_interval, self.on_outcome = poll_interval, reap_interval, on_outcome
-        self._wake = threading.Event()
+        self.wakeup = wakeup or Wakeup()
+        self._seen = self.wakeup.generation()
         self._in_hand: tuple[int, ...] = ()
         self._next_reap = 0.0
 
     def notify(self) -> None:
         """Wake the worker now: work was just enqueued (else it looks again every ``poll_interval``)."""
-        self._wake.set()
+        self.wakeup.notify()
 
     def run(self) -> None:
         """Work until the stop event is set; the job in hand is finished first."""
@@ -83,7 +85,7 @@ class Worker:
                     log.error("Worker %s: could not claim or settle a job", self.worker_id, exc_info=True)
                     busy = False
                 if not busy and not self.stop_event.is_set():
-                    self._wake.wait(self.poll_interval)
+                    self.wakeup.wait(self._seen, self.poll_interval)
         finally:
             beating.set()
             beater.join()
@@ -103,7 +105,7 @@ class Worker:
             if any(reaped):
                 log.warning("Worker %s: reaped expired leases: %d re-queued, %d abandoned",
                             self.worker_id, reaped.requeued, reaped.dead)
-        self._wake.clear()  # before claiming, so a notify() during the claim is not lost
+        self._seen = self.wakeup.generation()  # before claiming, so a notify() during the claim is not lost
         jobs = self._claim(now)
         if jobs and self.stop_event.is_set():
             for job in jobs:
@@ -193,7 +195,7 @@ class Worker:
 
 
 class WorkerPool:
-    """``n`` workers in threads, sharing one stop event.
+    """``n`` workers in threads, sharing one stop event and one :class:`~app.core.wakeup.Wakeup`.
 
     :param name: prefix of the worker ids (default ``host:pid``), so leases name their owner.
     :param options: passed to each :class:`Worker`.
@@ -205,8 +207,9 @@ class WorkerPool:
             raise ValueError(f"a worker pool needs at least 1 worker, got {n!r}")
         prefix = name or f"{socket.gethostname()}:{os.getpid()}"
         self.stop_event = threading.Event()
-        self.workers = [Worker(queue, handlers, worker_id=f"{prefix}:{i}", stop_event=self.stop_event, **options)
-                        for i in range(n)]
+        self.wakeup = Wakeup()
+        self.workers = [Worker(queue, handlers, worker_id=f"{prefix}:{i}", stop_event=self.stop_event,
+                               wakeup=self.wakeup, **options) for i in range(n)]
         self._threads: list[threading.Thread] = []
 
     def start(self) -> None:
@@ -217,8 +220,7 @@ class WorkerPool:
 
     def notify(self) -> None:
         """Wake every idle worker (the enqueuer calls this after committing new jobs)."""
-        for worker in self.workers:
-            worker.notify()
+        self.wakeup.notify()
 
     def stop(self, timeout: float = 30.0) -> bool:
         """Ask every worker to stop after its current job and wait; False if some are still running."""

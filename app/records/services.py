@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from datetime import datetime
 from typing import Any
 
@@ -49,9 +50,5 @@ class Services:
 
     def graph_for(self, connection_id: int) -> GraphClient:
         """A Graph client acting as the user of ``connection_id``."""
-        return GraphClient(
-            f"{self.config['GRAPH_ENDPOINT']}/v1.0",
-            lambda force_refresh=False: self.identity.access_token(connection_id, force_refresh=force_refresh),
-            self.session, mailbox=str(connection_id),
-            observe=metrics.observe_graph,
-        )
+        return GraphClient(f"{self.config['GRAPH_ENDPOINT']}/v1.0", partial(self.identity.access_token, connection_id),
+                           self.session, mailbox=str(connection_id), observe=metrics.observe_graph)
