@@ -7,7 +7,8 @@ from collections.abc import Mapping
 
 from app.core import metrics
 from app.microsoft.failures import classify
-from app.microsoft.graph import MESSAGE_SELECT, error_from
+from app.microsoft.graph import MESSAGE_SELECT
+from app.microsoft.failures import error_from
 from app.records.services import Services
 from handlers.errors import PermanentError, RetryLater
 from handlers.failures import graph_failures, job_error

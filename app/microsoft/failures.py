@@ -1,7 +1,10 @@
-"""The one table that says what a Graph or identity failure means, for everyone who meets one.
+"""What can go wrong talking to Microsoft, and what each failure means, for everyone who meets one.
 
-:func:`classify` turns an exception raised by :mod:`app.microsoft.graph` or
-:mod:`app.microsoft.identity` into a :class:`Failure`: what kind of failure it is (:class:`Kind`),
+Every such decision is a table here and nowhere else. What Graph answered becomes an exception
+(:func:`error_from`, by HTTP status), and so does what the token endpoint answered
+(:func:`classify_token_error`, by OAuth error and AADSTS code); an authorize error redirect becomes
+a consent outcome (:func:`consent_outcome`). Then :data:`TABLE` (read by :func:`classify`) turns
+any of those exceptions into a :class:`Failure`: what kind of failure it is (:class:`Kind`),
 a short ``reason`` slug (safe as a metric label: it names a kind of failure, never data), and how
 long the server asked us to wait. The workers (:mod:`handlers.failures`), the renewal job and the
 web layer map the kind to what they do; none of them decides again what an exception means.
@@ -16,12 +19,133 @@ fixing the cause fixes them and nobody waits on them.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
+from typing import Any
 
-from app.microsoft.graph import AuthExpired, GraphError, NotFound, Throttled
-from app.microsoft.identity import IdentityConfigError, IdentityUnavailable, ReconnectRequired
+# -- what went wrong: the exceptions app.microsoft.graph and app.microsoft.identity raise ----------------
+
+
+class GraphError(Exception):
+    """Graph answered with an error (or could not be reached)."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(f"{status} {code}: {message}")
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+class Throttled(GraphError):
+    """429, 503 or 504 (or a network failure): try again after ``retry_after`` seconds."""
+
+    def __init__(self, status: int, code: str, message: str, retry_after: float | None) -> None:
+        super().__init__(status, code, message)
+        self.retry_after = retry_after
+
+
+class AuthExpired(GraphError):
+    """401 even after a fresh token: the grant no longer covers this call."""
+
+
+class NotFound(GraphError):
+    """404: the item (or subscription) is gone."""
+
+
+class ReconnectRequired(Exception):
+    """The user's grant no longer works; only a new sign-in can restore it."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class IdentityConfigError(Exception):
+    """The app registration is misconfigured (bad or expired secret, app missing)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class IdentityUnavailable(Exception):
+    """The identity platform failed transiently (5xx, 429, network); retry later."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+# -- Graph's answers -----------------------------------------------------------------------------------
+
+def retry_after_seconds(headers: Any) -> float | None:
+    value = headers.get("Retry-After") if headers else None
+    try:
+        return max(0.0, float(value)) if value is not None else None
+    except ValueError:
+        return None
+
+
+def error_from(status: int, body: Any, headers: Any = None) -> GraphError:
+    """The :class:`GraphError` for an error response (whole request or one ``$batch`` item)."""
+    error = body.get("error", {}) if isinstance(body, dict) else {}
+    code = error.get("code") or f"http_{status}"
+    message = error.get("message") or "no message"
+    if status in (429, 503, 504) or status >= 500:
+        return Throttled(status, code, message, retry_after_seconds(headers))
+    if status == 401:
+        return AuthExpired(status, code, message)
+    if status == 404:
+        return NotFound(status, code, message)
+    return GraphError(status, code, message)
+
+
+# -- the identity platform's answers ---------------------------------------------------------------------
+
+# AADSTS codes meaning "this user's grant is gone: they must connect again".
+RECONNECT_CODES = {50173, 70000, 70008, 700082, 70043, 65001, 50076, 50078, 50079, 50057, 53003, 50055, 50144}
+# AADSTS codes meaning "the app registration itself is broken": an operator must act.
+APP_CONFIG_CODES = {7000215, 7000222, 700016, 700027, 500011, 70001, 7000112}
+
+
+def error_codes(result: dict[str, Any]) -> set[int]:
+    return {int(code) for code in result.get("error_codes") or [] if str(code).isdigit()}
+
+
+def classify_token_error(result: dict[str, Any]) -> Exception:
+    """Map an msal error dict to what the caller must do about it."""
+    codes = error_codes(result)
+    error = result.get("error", "")
+    summary = f"{error} (AADSTS{min(codes)})" if codes else error
+    if error == "invalid_client" or codes & APP_CONFIG_CODES:
+        return IdentityConfigError(summary, result.get("error_description", error))
+    if error in ("invalid_grant", "interaction_required", "consent_required") or codes & RECONNECT_CODES:
+        return ReconnectRequired(summary)
+    return IdentityUnavailable(summary)
+
+
+# An authorize error redirect (sign-in), by AADSTS code: what the person is told happened.
+APPROVAL_REQUESTED_CODES = {90095}
+APPROVAL_REQUIRED_CODES = {90094, 65001, 90093, 900941}
+
+
+def aadsts_codes(description: str) -> set[int]:
+    return {int(code) for code in re.findall(r"AADSTS(\d+)", description or "")}
+
+
+def consent_outcome(error: str, description: str) -> str:
+    """Which outcome an error redirect from the authorize endpoint stands for."""
+    codes = aadsts_codes(description)
+    if codes & APPROVAL_REQUESTED_CODES:
+        return "approval_requested"
+    if codes & APPROVAL_REQUIRED_CODES or error in ("consent_required", "interaction_required"):
+        return "approval_required"
+    return "declined"
+
+
+# -- what each failure means -------------------------------------------------------------------------------
 
 # How long work waits for an operator to fix the app registration before it tries again.
 MISCONFIGURED_RETRY_SECONDS = 600.0

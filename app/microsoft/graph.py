@@ -16,6 +16,8 @@ from typing import Any
 
 import requests
 
+from app.microsoft.failures import AuthExpired, GraphError, NotFound, Throttled, error_from, retry_after_seconds
+
 MAILBOX_CONCURRENCY = 4
 BATCH_LIMIT = 20
 IMMUTABLE_IDS = 'IdType="ImmutableId"'
@@ -31,32 +33,6 @@ MESSAGE_SELECT = ",".join((
 _limiters: dict[str, "MailboxLimiter"] = {}
 _limiters_lock = threading.Lock()
 _blocked_until: dict[str, float] = {}  # mailbox → monotonic time its Retry-After runs out
-
-
-class GraphError(Exception):
-    """Graph answered with an error (or could not be reached)."""
-
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(f"{status} {code}: {message}")
-        self.status = status
-        self.code = code
-        self.message = message
-
-
-class Throttled(GraphError):
-    """429, 503 or 504 (or a network failure): try again after ``retry_after`` seconds."""
-
-    def __init__(self, status: int, code: str, message: str, retry_after: float | None) -> None:
-        super().__init__(status, code, message)
-        self.retry_after = retry_after
-
-
-class AuthExpired(GraphError):
-    """401 even after a fresh token: the grant no longer covers this call."""
-
-
-class NotFound(GraphError):
-    """404: the item (or subscription) is gone."""
 
 
 class MailboxLimiter:
@@ -91,28 +67,6 @@ def mailbox_limiter(mailbox: str) -> MailboxLimiter:
         if mailbox not in _limiters:
             _limiters[mailbox] = MailboxLimiter()
         return _limiters[mailbox]
-
-
-def retry_after_seconds(headers: Any) -> float | None:
-    value = headers.get("Retry-After") if headers else None
-    try:
-        return max(0.0, float(value)) if value is not None else None
-    except ValueError:
-        return None
-
-
-def error_from(status: int, body: Any, headers: Any = None) -> GraphError:
-    """The :class:`GraphError` for an error response (whole request or one ``$batch`` item)."""
-    error = body.get("error", {}) if isinstance(body, dict) else {}
-    code = error.get("code") or f"http_{status}"
-    message = error.get("message") or "no message"
-    if status in (429, 503, 504) or status >= 500:
-        return Throttled(status, code, message, retry_after_seconds(headers))
-    if status == 401:
-        return AuthExpired(status, code, message)
-    if status == 404:
-        return NotFound(status, code, message)
-    return GraphError(status, code, message)
 
 
 class GraphClient:

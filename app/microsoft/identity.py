@@ -22,6 +22,7 @@ from sqlite_utils import Database
 from app.core import app_errors
 from app.core.leases import acquire_lease, release_lease
 from app.core.logs import redact_library_logs
+from app.microsoft.failures import IdentityConfigError, IdentityUnavailable, ReconnectRequired, classify_token_error
 from app.microsoft.http import Session
 
 log = logging.getLogger(__name__)
@@ -31,36 +32,6 @@ MICROSOFT_AUTHORITY_HOSTS = {"login.microsoftonline.com", "login.microsoft.com",
                              "login.microsoftonline.us", "login.partner.microsoftonline.cn"}
 EARLY_EXPIRY_SECONDS = 300  # msal itself treats an access token with < 5 min left as expired
 TOKEN_LOCK_TTL = 30.0
-
-# AADSTS codes meaning "this user's grant is gone: they must connect again".
-RECONNECT_CODES = {50173, 70000, 70008, 700082, 70043, 65001, 50076, 50078, 50079, 50057, 53003, 50055, 50144}
-# AADSTS codes meaning "the app registration itself is broken": an operator must act.
-APP_CONFIG_CODES = {7000215, 7000222, 700016, 700027, 500011, 70001, 7000112}
-
-
-class ReconnectRequired(Exception):
-    """The user's grant no longer works; only a new sign-in can restore it."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
-class IdentityConfigError(Exception):
-    """The app registration is misconfigured (bad or expired secret, app missing)."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-
-
-class IdentityUnavailable(Exception):
-    """The identity platform failed transiently (5xx, 429, network); retry later."""
-
-    def __init__(self, message: str, retry_after: float | None = None) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
-
 
 class SignInError(Exception):
     """A sign-in redirect could not be redeemed (state mismatch, replay, nonce, error from Entra)."""
@@ -101,22 +72,6 @@ class SignIn:
     display_name: str | None
     scopes: str
     token_cache: str
-
-
-def error_codes(result: dict[str, Any]) -> set[int]:
-    return {int(code) for code in result.get("error_codes") or [] if str(code).isdigit()}
-
-
-def classify_token_error(result: dict[str, Any]) -> Exception:
-    """Map an msal error dict to what the caller must do about it."""
-    codes = error_codes(result)
-    error = result.get("error", "")
-    summary = f"{error} (AADSTS{min(codes)})" if codes else error
-    if error == "invalid_client" or codes & APP_CONFIG_CODES:
-        return IdentityConfigError(summary, result.get("error_description", error))
-    if error in ("invalid_grant", "interaction_required", "consent_required") or codes & RECONNECT_CODES:
-        return ReconnectRequired(summary)
-    return IdentityUnavailable(summary)
 
 
 class Identity:

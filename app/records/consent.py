@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from sqlite_utils import Database
 
 from app.core.timeutil import now_iso
+from app.microsoft.failures import aadsts_codes, consent_outcome
 
 
 @dataclass(frozen=True)
@@ -64,29 +65,11 @@ _PROBLEMS = {
 
 TENANT_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.IGNORECASE)
 
-APPROVAL_REQUESTED_CODES = {90095}
-APPROVAL_REQUIRED_CODES = {90094, 65001, 90093, 900941}
-
-
 def consent_problem(code: str, detail: str = "") -> ConsentProblem:
     title, what_happened, what_next = _PROBLEMS[code]
     if detail:
         what_happened = f"{what_happened} ({detail})"
     return ConsentProblem(code, title, what_happened, what_next)
-
-
-def aadsts_codes(description: str) -> set[int]:
-    return {int(code) for code in re.findall(r"AADSTS(\d+)", description or "")}
-
-
-def classify_consent_error(error: str, description: str) -> str:
-    """Which outcome an error redirect from the authorize endpoint stands for."""
-    codes = aadsts_codes(description)
-    if codes & APPROVAL_REQUESTED_CODES:
-        return "approval_requested"
-    if codes & APPROVAL_REQUIRED_CODES or error in ("consent_required", "interaction_required"):
-        return "approval_required"
-    return "declined"
 
 
 def record_consent_problem(db: Database, record_id: int | None, error: str, description: str) -> ConsentProblem:
@@ -95,7 +78,7 @@ def record_consent_problem(db: Database, record_id: int | None, error: str, desc
     Only the latest outcome per record is kept (the page shows no more), so repeated error
     redirects cannot grow the table.
     """
-    outcome = classify_consent_error(error, description)
+    outcome = consent_outcome(error, description)
     codes = aadsts_codes(description)
     with db.atomic():
         db.execute("DELETE FROM consent_requests WHERE record_id = ?", [record_id])

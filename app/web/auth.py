@@ -24,7 +24,8 @@ from flask import Blueprint, current_app, redirect, request, session, url_for
 
 from app.core import ratelimit
 from app.core.crypto import DecryptionError
-from app.microsoft.identity import IdentityConfigError, IdentityUnavailable, SignInError
+from app.microsoft.identity import SignInError
+from app.microsoft.failures import IdentityConfigError, IdentityUnavailable
 from app.records.connections import save_connection
 from app.records.consent import (
     ConsentProblem, canonical_tenant_id, consent_problem, record_admin_consent, record_consent_problem,

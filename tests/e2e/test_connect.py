@@ -10,7 +10,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from app.microsoft.identity import IdentityConfigError, ReconnectRequired
+from app.microsoft.failures import IdentityConfigError, ReconnectRequired
 from app import build_services
 from app.core.db import thread_db
 from subscriptions.renewal import renew_one
