@@ -1,4 +1,4 @@
-"""The SQLite store: one connection per thread, WAL mode, migrations applied at start-up."""
+"""The SQLite store: one connection per thread, WAL mode, and what a busy or full store means for callers."""
 
 from __future__ import annotations
 
