@@ -19,7 +19,7 @@ from app.microsoft.failures import FAILURES, Kind, classify
 from app.microsoft.graph import MESSAGE_SELECT, GraphClient
 from app.microsoft.failures import GraphError, NotFound, Throttled
 from app.records import outbox
-from app.records.connections import mark_reconnect_required
+from app.records.connections import mark_reconnect_required, unusable_reason
 from app.records.services import Services
 from handlers.errors import PermanentError
 from handlers.failures import job_error
@@ -100,6 +100,16 @@ def _existing_draft(graph: GraphClient, row: dict[str, Any]) -> dict[str, Any] |
     return next(graph.find_messages(f"internetMessageId eq '{quoted}'", MESSAGE_SELECT, top=1), None)
 
 
+def _delete_own_draft(graph: GraphClient, draft_id: str) -> None:
+    """Delete our own unsent draft, the one mailbox item the service may delete. If that fails too,
+    the send's own failure is still the one that counts (a throttled delete must not turn a refused
+    send into a retry)."""
+    try:
+        graph.delete_draft(draft_id)
+    except FAILURES as e:
+        log.warning("Outbox: could not delete an unsent draft (%s)", classify(e).reason)
+
+
 def send(services: Services, outbox_id: int) -> None:
     """Carry out one send request, resuming wherever an earlier attempt stopped."""
     db = services.db()
@@ -107,7 +117,7 @@ def send(services: Services, outbox_id: int) -> None:
     if row is None:
         return
     if row["connection_status"] != "active":
-        outbox.fail(db, outbox_id, f"reconnect_required: {row['status_reason']}")
+        outbox.fail(db, outbox_id, unusable_reason(row["connection_status"], row["status_reason"]))
         return
     if not row["internet_message_id"]:
         outbox.start_sending(db, row, mint_message_id(row["record_id"]))
@@ -121,7 +131,7 @@ def send(services: Services, outbox_id: int) -> None:
             graph.send_draft(draft["id"])
         except GraphError as e:
             if not isinstance(e, Throttled) and e.status < 500:
-                graph.delete_draft(draft["id"])  # our own unsent draft: the one thing we may delete
+                _delete_own_draft(graph, draft["id"])
             raise
     outbox.mark_sent(db, row, draft)
     log.info("Outbox: sent %s", outbox_id, extra={"connection_id": row["connection_id"]})

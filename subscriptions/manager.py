@@ -8,6 +8,7 @@ expiry; we always store the one it granted.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import secrets
@@ -15,7 +16,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from app.core.timeutil import iso, parse_iso
-from app.microsoft.failures import FAILURES, Kind, classify
+from app.microsoft.failures import FAILURES, Kind, NotFound, classify
 from app.microsoft.graph import GraphClient
 from app.microsoft.failures import GraphError
 from app.records import subscription_rows
@@ -67,8 +68,10 @@ def _post_subscription(graph: GraphClient, body_for: Any, now: datetime) -> dict
         except GraphError as e:
             duplicate = DUPLICATE_ID.search(e.message)
             if e.status == 409 and duplicate and not cleared_duplicate:
-                # A subscription from an earlier attempt whose clientState we never stored.
-                graph.delete_subscription(duplicate.group(1))
+                # A subscription from an earlier attempt whose clientState we never stored. It may
+                # expire between the 409 and the delete: gone either way.
+                with contextlib.suppress(NotFound):
+                    graph.delete_subscription(duplicate.group(1))
                 cleared_duplicate = True
             elif e.status == 400 and EXPIRY_REJECTED.search(e.message) and len(options) > 1:
                 log.info("Subscriptions: lifetime %s rejected, retrying with %s", options[0], options[1])

@@ -19,6 +19,8 @@ from app.records.services import Services
 
 log = logging.getLogger(__name__)
 
+DISCONNECTED_REASON = "disconnected by the user"
+
 
 def save_connection(db: Database, cipher: Cipher, sign_in: SignIn, record_id: int, queue: SqliteQueue) -> int:
     """Store the connection (and its encrypted token cache) and queue its subscribe-and-backfill work,
@@ -59,16 +61,23 @@ def mark_reconnect_required(services: Services, connection_id: int, reason: str)
     with db.atomic():
         db.execute("UPDATE connections SET status = 'reconnect_required', status_reason = ?, updated_at = ? "
                    "WHERE id = ? AND status = 'active'", [reason, now_iso(), connection_id])
-        outbox.fail_pending(db, connection_id, reason)
+        outbox.fail_pending(db, connection_id, unusable_reason("reconnect_required", reason))
         subscription_rows.remove_all(db, connection_id)
     log.warning("Connection needs reconnecting: %s", reason, extra={"connection_id": connection_id})
 
 
 def mark_disconnected(db: Database, connection_id: int) -> None:
-    """The user disconnected: wipe the tokens, keep the records' history."""
-    db.execute(
-        "UPDATE connections SET status = 'disconnected', status_reason = 'disconnected by the user', "
-        "token_cache = NULL, updated_at = ? WHERE id = ?", [now_iso(), connection_id])
+    """The user disconnected: wipe the tokens and fail the mailbox's unsent mail; keep the records' history."""
+    with db.atomic():
+        db.execute(
+            "UPDATE connections SET status = 'disconnected', status_reason = ?, token_cache = NULL, updated_at = ? "
+            "WHERE id = ?", [DISCONNECTED_REASON, now_iso(), connection_id])
+        outbox.fail_pending(db, connection_id, unusable_reason("disconnected", DISCONNECTED_REASON))
+
+
+def unusable_reason(status: str, reason: str | None) -> str:
+    """Why mail of a connection in ``status`` cannot be sent, as the outbox shows it."""
+    return f"{status}: {reason}"
 
 
 class TokenCacheStore:

@@ -7,8 +7,8 @@
   both to never send twice);
 - :func:`mark_sent` puts the sent message on the record in the same transaction;
 - a failure is kept on the row: :func:`note_retrying` while the worker retries, :func:`fail` when it
-  cannot be sent, :func:`fail_pending` when the mailbox's grant is gone, :func:`give_up` when the
-  worker ran out of attempts.
+  cannot be sent, :func:`fail_pending` when the mailbox may no longer be used (its grant is gone, or
+  the user disconnected it), :func:`give_up` when the worker ran out of attempts.
 """
 
 from __future__ import annotations
@@ -135,11 +135,10 @@ def fail(db: Database, outbox_id: int, reason: str) -> None:
     _update(db, outbox_id, status="failed", error=reason[:500])
 
 
-def fail_pending(db: Database, connection_id: int, reason: str) -> None:
-    """Every unsent request of a mailbox whose grant is gone fails with the reason."""
+def fail_pending(db: Database, connection_id: int, error: str) -> None:
+    """Every unsent request of a mailbox that may no longer be used (revoked, disconnected) fails with ``error``."""
     db.execute("UPDATE outbox SET status = 'failed', error = ?, updated_at = ? "
-               "WHERE connection_id = ? AND status IN ('queued', 'sending')",
-               [f"reconnect_required: {reason}", now_iso(), connection_id])
+               "WHERE connection_id = ? AND status IN ('queued', 'sending')", [error, now_iso(), connection_id])
 
 
 def give_up(db: Database, outbox_id: int, reason: str | None) -> None:

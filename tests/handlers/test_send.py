@@ -175,5 +175,22 @@ def test_a_send_from_a_mailbox_no_longer_connected_fails_without_touching_it(ser
     mark_disconnected(services.db(), connection)
     run(services, connection, outbox_id)
     row = outbox.entry(services.db(), outbox_id)
-    assert (row["status"], row["error"]) == ("failed", "reconnect_required: disconnected by the user")
+    assert (row["status"], row["error"]) == ("failed", "disconnected: disconnected by the user")
     assert graph.calls == []
+
+
+def test_a_failed_delete_of_the_refused_draft_keeps_the_send_s_own_failure(services, graph, record, connection):
+    outbox_id = request_send(services, record, connection)
+    graph.fail_next("send_draft", GraphError(400, "ErrorInvalidRecipients", "At least one recipient is not valid."))
+    graph.fail_next("delete_draft", Throttled(429, "TooManyRequests", "Slow down.", 30.0))
+    with pytest.raises(PermanentError):
+        run(services, connection, outbox_id)
+    row = outbox.entry(services.db(), outbox_id)
+    assert (row["status"], row["error"]) == ("failed", "At least one recipient is not valid.")
+
+
+def test_disconnecting_fails_the_mailbox_s_unsent_mail_at_once(services, graph, record, connection):
+    outbox_id = request_send(services, record, connection)
+    mark_disconnected(services.db(), connection)
+    row = outbox.entry(services.db(), outbox_id)
+    assert (row["status"], row["error"]) == ("failed", "disconnected: disconnected by the user")

@@ -73,6 +73,15 @@ def test_a_leftover_duplicate_is_deleted_once_and_the_subscription_created_again
     assert rows(services)[subscription_id]["status"] == "active"
 
 
+def test_a_leftover_duplicate_that_expired_before_its_delete_does_not_stop_the_create(services, graph, connection):
+    create_subscription(services, connection, NOW)
+    services.db().execute("DELETE FROM subscriptions")
+    graph.fail_next("delete_subscription", NotFound(404, "ResourceNotFound", "The object was not found."),
+                    answer_lost=True)  # gone by the time the delete arrives
+    subscription_id = create_subscription(services, connection, NOW)
+    assert list(graph.subscriptions) == [subscription_id]
+
+
 def test_renew_stores_the_expiry_graph_granted(services, graph, connection):
     subscription_id = create_subscription(services, connection, NOW)
     later = NOW + timedelta(days=3)
