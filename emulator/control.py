@@ -3,7 +3,7 @@
 Every action delegates to an :class:`~emulator.server.Emulator` facade method. Actions take a
 JSON body or an HTML form; a form submission is answered with a redirect back to the page
 (post/redirect/get), JSON with JSON. Errors are ``{"error": {"code", "message"}}``: 400 for
-bad input, 404 for unknown ids, 501 when a Graph part is not installed.
+bad input, 404 for unknown ids.
 """
 
 from __future__ import annotations
@@ -23,10 +23,6 @@ if TYPE_CHECKING:
 RECENT = 50
 TRUE_WORDS = ("1", "true", "on", "yes")
 FALSE_WORDS = ("0", "false", "off", "no")
-
-
-class NotAvailable(RuntimeError):
-    """A part of the Graph half (mail store, faults, subscriptions) is not installed."""
 
 
 def create_control_blueprint(emulator: "Emulator") -> Blueprint:
@@ -191,8 +187,8 @@ def _state(emulator: "Emulator") -> dict[str, Any]:
         "grants": [_plain(g, scopes=sorted(g.scopes)) for g in directory.grants()],
         "approval_requests": [_plain(r, scopes=sorted(r.scopes)) for r in directory.approval_requests()],
         "subscriptions": emulator.subscription_list(),
-        "delivery": emulator.configure_delivery() if emulator.subscriptions is not None else None,
-        "limits": emulator.set_graph_limits() if emulator.faults is not None else None,
+        "delivery": emulator.configure_delivery(),
+        "limits": emulator.set_graph_limits(),
     }
 
 
@@ -288,5 +284,4 @@ def _register_errors(bp: Blueprint) -> None:
 
     bp.register_error_handler(ValueError, handler(400, "badRequest"))
     bp.register_error_handler(KeyError, handler(404, "notFound"))
-    bp.register_error_handler(NotAvailable, handler(501, "notImplemented"))
     bp.register_error_handler(GraphError, lambda e: handler(e.status, e.code)(e))

@@ -7,7 +7,6 @@ bundle. The facade methods below are what tests and the ``/_emulator`` control A
 
 from __future__ import annotations
 
-import importlib
 import ipaddress
 import logging
 import shutil
@@ -23,16 +22,21 @@ from flask import Flask
 from .admin_consent import AdminConsentFlow
 from .authorize_flow import AuthorizeFlow
 from .clock import Clock
-from .control import NotAvailable, create_control_blueprint
+from .control import create_control_blueprint
 from .demo import seed_demo
 from .directory import Directory
+from .faults import Faults
+from .graph import create_graph_blueprint
 from .identity import create_identity_blueprint
+from .mailstore import MailStore
 from .requestlog import RecordingMiddleware, RequestLog
 from .serving import HttpsServer
+from .subscriptions import SubscriptionService
 from .tls import create_certificates
 from .tokens import TokenIssuer
 
 log = logging.getLogger(__name__)
+
 
 class Emulator:
     """The Microsoft identity platform and Graph, on ``https://{host}:{port}``.
@@ -54,9 +58,9 @@ class Emulator:
         tls_dir = Path(tempfile.mkdtemp(prefix="emulator-tls-"))
         self._delete_tls = weakref.finalize(self, shutil.rmtree, tls_dir, ignore_errors=True)
         self.tls = create_certificates(tls_dir, *_subject_names(host))
-        self.mail = _graph_part("mailstore", "MailStore", self.clock)
-        self.faults = _graph_part("faults", "Faults", self.clock)
-        self.subscriptions = _graph_part("subscriptions", "SubscriptionService", self)
+        self.mail = MailStore(self.clock)
+        self.faults = Faults(self.clock)
+        self.subscriptions = SubscriptionService(self)
         self.app = self._create_app()
         self._server: HttpsServer | None = None
         self._thread: threading.Thread | None = None
@@ -71,8 +75,7 @@ class Emulator:
         self.port = self._server.server_port
         self._thread = threading.Thread(target=self._server.serve_forever, name=f"emulator-{self.port}", daemon=True)
         self._thread.start()
-        if self.subscriptions is not None:
-            self.subscriptions.start()
+        self.subscriptions.start()
         log.info("Emulator: serving %s", self.base_url)
         return self
 
@@ -81,8 +84,7 @@ class Emulator:
 
         Idle keep-alive connections are closed at once; a request in progress finishes first.
         """
-        if self.subscriptions is not None:
-            self.subscriptions.stop()
+        self.subscriptions.stop()
         if self._server is not None:
             self._server.shutdown()
             self._thread.join()
@@ -145,8 +147,7 @@ class Emulator:
                  user_id: str | None = None) -> str:
         """Add a user (a Global Administrator when ``admin``) with an empty mailbox; returns the oid."""
         user = self.directory.add_user(tenant_id, email, display_name=display_name, admin=admin, user_id=user_id)
-        if self.mail is not None:
-            self.mail.ensure_mailbox(user.id, user.email, user.display_name)
+        self.mail.ensure_mailbox(user.id, user.email, user.display_name)
         return user.id
 
     def revoke_user(self, user_id: str, code: int = 50173) -> None:
@@ -156,14 +157,13 @@ class Emulator:
         leaves Graph access alone) the user's subscriptions are told access was revoked.
         """
         self.directory.revoke_user(user_id, code)
-        if self.subscriptions is not None and code != 700082:
+        if code != 700082:
             self.subscriptions.access_revoked(user_id=user_id)
 
     def remove_app(self, tenant_id: str) -> None:
         """Enterprise applications > Remove in ``tenant_id``: every grant there is gone."""
         self.directory.remove_app(tenant_id)
-        if self.subscriptions is not None:
-            self.subscriptions.access_revoked(tenant_id=tenant_id)
+        self.subscriptions.access_revoked(tenant_id=tenant_id)
 
     def approve_request(self, request_id: str) -> None:
         """An admin approves a pending admin-consent-workflow request (a tenant-wide grant)."""
@@ -198,24 +198,22 @@ class Emulator:
 
     def deliver_email(self, user_id: str, **fields: Any) -> dict:
         """An inbound email arrives in the user's inbox; returns its Graph JSON."""
-        return self._need("mail").deliver(user_id, **fields)
+        return self.mail.deliver(user_id, **fields)
 
     def move_message(self, user_id: str, message_id: str, folder: str) -> dict:
-        return self._need("mail").move(user_id, message_id, folder)
+        return self.mail.move(user_id, message_id, folder)
 
     def trigger_lifecycle(self, subscription_id: str, event: str) -> None:
         """Send a lifecycle notification (reauthorizationRequired, subscriptionRemoved, missed)."""
-        self._need("subscriptions").send_lifecycle(subscription_id, event)
+        self.subscriptions.send_lifecycle(subscription_id, event)
 
     def subscription_list(self) -> list[dict]:
         """Every live subscription of every user and app, as Graph shows them."""
-        if self.subscriptions is None:
-            return []
         return [s.to_graph() for s in self.subscriptions.list()]
 
     def invalidate_sync_state(self, user_id: str | None = None) -> None:
         """Forget the user's delta tokens (everyone's without a user): the next delta call gets 410."""
-        self._need("mail").invalidate_sync_state(user_id)
+        self.mail.invalidate_sync_state(user_id)
 
     def configure_delivery(self, **knobs: Any) -> dict[str, Any]:
         """Change how notifications go out (:class:`~emulator.delivery.DeliveryConfig`); returns every setting.
@@ -223,14 +221,14 @@ class Emulator:
         For example ``configure_delivery(replay_rate=0.1, reorder=True, drop_rate=0.05, delay_rate=0.2)``.
         Without arguments it only returns the settings.
         """
-        return self._need("subscriptions").delivery.configure(**knobs)
+        return self.subscriptions.delivery.configure(**knobs)
 
     def add_graph_fault(self, status: int, **options: Any) -> None:
         """Fail matching Graph calls; see :meth:`emulator.faults.Faults.add_rule`."""
-        self._need("faults").add_rule(status, **options)
+        self.faults.add_rule(status, **options)
 
     def set_graph_latency(self, ms: float | tuple[float, float] | None) -> None:
-        self._need("faults").set_latency(ms)
+        self.faults.set_latency(ms)
 
     def set_graph_limits(self, **limits: float) -> dict[str, float]:
         """Change Outlook's throttling limits (:data:`emulator.faults.LIMITS`); returns them all.
@@ -238,45 +236,20 @@ class Emulator:
         For example ``set_graph_limits(concurrency_limit=2, rate_limit=100, rate_window=60)``.
         Without arguments it only returns them.
         """
-        return self._need("faults").set_limits(**limits)
+        return self.faults.set_limits(**limits)
 
     def clear_faults(self) -> None:
         """Drop every injected identity and Graph fault."""
         self.directory.injected.clear()
-        if self.faults is not None:
-            self.faults.clear()
-
-    def _need(self, part: str) -> Any:
-        value = getattr(self, part)
-        if value is None:
-            raise NotAvailable(f"the emulator's {part} component is not installed")
-        return value
+        self.faults.clear()
 
     def _create_app(self) -> Flask:
         app = Flask(__name__, static_folder=None)
         app.register_blueprint(create_identity_blueprint(self.directory, self.tokens))
         app.register_blueprint(create_control_blueprint(self))
-        graph = _graph_part("graph", "create_graph_blueprint")
-        if graph is not None and self.mail is not None and self.faults is not None:
-            app.register_blueprint(graph(self))
+        app.register_blueprint(create_graph_blueprint(self))
         app.wsgi_app = RecordingMiddleware(app.wsgi_app, self.request_log)
         return app
-
-
-def _graph_part(module: str, name: str, *args: Any) -> Any:
-    """Build a part of the Graph half, or None while its module does not exist yet.
-
-    The Graph half is written alongside the identity half; until all its modules exist the
-    emulator serves identity and control only.
-    """
-    try:
-        factory = getattr(importlib.import_module(f"{__package__}.{module}"), name)
-    except ModuleNotFoundError as e:
-        if not (e.name or "").startswith(f"{__package__}."):
-            raise
-        log.warning("Emulator: %s is missing (%s); running without it", module, e)
-        return None
-    return factory(*args) if args else factory
 
 
 def _subject_names(host: str) -> tuple[tuple[str, ...], tuple[str, ...]]:

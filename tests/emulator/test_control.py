@@ -141,14 +141,6 @@ def test_lifecycle_for_an_unknown_subscription_is_404(control):
     assert control("POST", "/lifecycle", {"subscription_id": "nope", "event": "missed"}).status_code == 404
 
 
-def test_a_missing_graph_part_answers_501(emulator, demo, control, monkeypatch):
-    monkeypatch.setattr(emulator, "mail", None)
-
-    response = control("POST", "/messages", {"user_id": demo["users"]["megan"], "from": "a@example.com"})
-
-    assert response.status_code == 501 and response.json()["error"]["code"] == "notImplemented"
-
-
 def test_faults_are_set_and_cleared(emulator, demo, control):
     token_url = f"{emulator.base_url}/organizations/oauth2/v2.0/token"
     assert control("POST", "/faults", {"kind": "token_endpoint", "status": 503, "count": 2}).status_code == 201
