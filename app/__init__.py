@@ -27,7 +27,16 @@ from app.microsoft.identity import Identity
 from app.records.connections import TokenCacheStore
 from app.records.services import Services
 from app.web import (
-    admin, api_mailboxes, api_outbox, api_records, auth, context, health, pages, receiver, security_headers,
+    admin,
+    api_mailboxes,
+    api_outbox,
+    api_records,
+    auth,
+    context,
+    health,
+    pages,
+    receiver,
+    security_headers,
 )
 from app.web.errors import RowIdConverter, register_error_handlers
 

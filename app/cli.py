@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import click
-from flask.cli import AppGroup
 from flask import Flask, current_app
+from flask.cli import AppGroup
 
 from app import cli_ops
 from app.core.crypto import DecryptionError
-from app.core.migrations import migrate
 from app.core.db import write_transaction
+from app.core.migrations import migrate
 from app.records.connections import reencrypt_tokens
 from app.records.subscription_rows import reencrypt_client_states
 from app.web.context import get_db, services_of

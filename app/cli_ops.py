@@ -12,8 +12,8 @@ from flask.cli import AppGroup, with_appcontext
 from app.core.logs import configure_logging
 from app.runtime import Runtime
 from app.web.context import get_db, services_of
-from subscriptions.renewal import renew_one
 from subscriptions.reconcile import reconcile
+from subscriptions.renewal import renew_one
 
 connections_group = AppGroup("connections", help="Connected mailboxes.")
 queue_group = AppGroup("queue", help="The durable work queue.")

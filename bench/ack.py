@@ -34,8 +34,8 @@ from typing import Any
 
 from cryptography.fernet import Fernet
 
-from bench.load import (
 from app.web.context import services_of
+from bench.load import (
     LoadResult,
     LoadSpec,
     NotificationBodies,

@@ -24,9 +24,9 @@ from typing import Any
 
 from cryptography.fernet import Fernet
 
+from app.web.context import services_of
 from bench.ack import BATCH, PATH, TENANT, bare_app, seed_subscriptions, service_config, subscriptions
 from bench.load import SEQ, NotificationBodies
-from app.web.context import services_of
 
 ROUNDS = 25
 REQUESTS_PER_ROUND = 100

@@ -21,9 +21,9 @@ from cryptography.fernet import Fernet
 
 import app.records.threads
 from app import create_app
+from app.core.db import close_thread_dbs
 from app.records.mail_html import sanitized_html
 from app.records.rfc822 import InvalidEmail, parse_email
-from app.core.db import close_thread_dbs
 from bench.ack import service_config
 
 AUTH = {"Authorization": "Bearer bench"}  # bench.ack.service_config's API token

@@ -25,14 +25,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from app import create_app
-from app.records.services import Services
 from app.core.db import close_thread_dbs
+from app.records.services import Services
 from bench.measure import latency_figures
 from bench.stack import Mailbox
 from bench.workload import Delivered, Workload, deliver, epoch, graph_calls
 from emulator import Emulator
 from subscriptions.reconcile import FOLDERS, reconcile
-from app.web.context import services_of
 
 POLL_INTERVAL = 60.0
 COMPRESSION = 5.0

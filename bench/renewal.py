@@ -30,11 +30,11 @@ from typing import Any
 from app import create_app
 from app.core.db import close_thread_dbs, thread_db
 from app.core.timeutil import iso
+from app.web.context import services_of
 from bench.measure import free_port, peak_rss_mb, reset_peak_rss, rss_mb
 from bench.stack import API_TOKEN, Mailbox, add_users, service_config, start_emulator
 from emulator import Emulator
 from emulator.subscriptions import Subscription
-from app.web.context import services_of
 
 SUBSCRIPTIONS = 10_000
 TENANTS = 50

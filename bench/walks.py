@@ -59,8 +59,16 @@ from app import create_app
 from app.runtime import Runtime
 from bench.measure import free_port
 from bench.stack import (
-    VENDOR, Mailbox, ServiceProcess, add_users, connect, connection_ids, prepare_record, service_config,
-    start_emulator, wait_until_settled,
+    VENDOR,
+    Mailbox,
+    ServiceProcess,
+    add_users,
+    connect,
+    connection_ids,
+    prepare_record,
+    service_config,
+    start_emulator,
+    wait_until_settled,
 )
 from emulator import Emulator
 

@@ -14,7 +14,7 @@ import uuid
 from datetime import datetime, timedelta
 
 from .clock import Clock
-from .entities import ApprovalRequest, App, AuthCode, Grant, Principal, RefreshToken, Tenant, User
+from .entities import App, ApprovalRequest, AuthCode, Grant, Principal, RefreshToken, Tenant, User
 from .identity_faults import InjectedFailures
 from .scopes import GRAPH_APP_ID
 from .signing import MalformedToken, Signer

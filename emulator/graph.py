@@ -20,9 +20,9 @@ from werkzeug.datastructures import Headers
 
 from emulator import batch, compose_views, mail_views, subscription_views
 from emulator.directory import InvalidToken
+from emulator.entities import Principal
 from emulator.errors import GraphError, access_denied, bad_request, error_body
 from emulator.mailbox import Mailbox
-from emulator.entities import Principal
 from emulator.routing import GraphRequest, GraphResponse, Router, split_path
 
 if TYPE_CHECKING:

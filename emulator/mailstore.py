@@ -17,7 +17,13 @@ from emulator.clock import Clock
 from emulator.fields import apply_fields
 from emulator.mailbox import ChangeEvent, Mailbox
 from emulator.message import (
-    Message, PROPERTIES, as_recipient, conversation_id, new_internet_message_id, new_thread_index, reply_index,
+    PROPERTIES,
+    Message,
+    as_recipient,
+    conversation_id,
+    new_internet_message_id,
+    new_thread_index,
+    reply_index,
 )
 
 logger = logging.getLogger(__name__)

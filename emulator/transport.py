@@ -17,7 +17,13 @@ from emulator.fields import apply_fields
 from emulator.mailbox import ChangeEvent, Mailbox
 from emulator.mailstore import Incoming, MailStore
 from emulator.message import (
-    PROPERTIES, Message, address_of, conversation_id, new_internet_message_id, new_thread_index, reply_index,
+    PROPERTIES,
+    Message,
+    address_of,
+    conversation_id,
+    new_internet_message_id,
+    new_thread_index,
+    reply_index,
 )
 from emulator.mime import MimeMessage
 

@@ -11,11 +11,11 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
+from app.core.queue import Job
+from app.core.timeutil import parse_iso
 from app.records import subscription_rows
 from app.records.services import Services
-from app.core.timeutil import parse_iso
 from handlers.failures import graph_failures
-from app.core.queue import Job
 from subscriptions.manager import create_subscription, renew_subscription
 from subscriptions.reconcile import enqueue_reconcile
 

@@ -6,15 +6,14 @@ import time
 from collections.abc import Mapping
 
 from app.core import metrics
-from app.microsoft.failures import classify
+from app.core.queue import Job
+from app.microsoft.failures import classify, error_from
 from app.microsoft.graph import MESSAGE_SELECT
-from app.microsoft.failures import error_from
+from app.records import threads
+from app.records.linking import link_graph_message, load_connection
 from app.records.services import Services
 from handlers.errors import PermanentError, RetryLater
 from handlers.failures import graph_failures, job_error
-from app.records import threads
-from app.records.linking import link_graph_message, load_connection
-from app.core.queue import Job
 
 
 def _batch_item_outcome(services: Services, connection_id: int, status: int, body: object,

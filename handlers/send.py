@@ -15,9 +15,8 @@ import socket
 from typing import Any
 
 from app.core.queue import Job
-from app.microsoft.failures import FAILURES, Kind, classify
+from app.microsoft.failures import FAILURES, GraphError, Kind, NotFound, Throttled, classify
 from app.microsoft.graph import MESSAGE_SELECT, GraphClient
-from app.microsoft.failures import GraphError, NotFound, Throttled
 from app.records import outbox
 from app.records.connections import mark_reconnect_required, unusable_reason
 from app.records.services import Services

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+from app.core.queue import Job
 from app.records.services import Services
 from handlers.failures import graph_failures
-from app.core.queue import Job
-from subscriptions.manager import create_subscription
 from subscriptions.backfill import backfill_record
+from subscriptions.manager import create_subscription
 from subscriptions.reconcile import enqueue_reconcile
 
 

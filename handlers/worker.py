@@ -20,9 +20,9 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from handlers.errors import Deferred, JobError, PermanentError, RetryLater
 from app.core.queue import Job, SqliteQueue
 from app.core.wakeup import Wakeup
+from handlers.errors import Deferred, JobError, PermanentError, RetryLater
 from handlers.retry import Retry
 
 log = logging.getLogger(__name__)

@@ -16,9 +16,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from app.core.timeutil import iso, parse_iso
-from app.microsoft.failures import FAILURES, Kind, NotFound, classify
+from app.microsoft.failures import FAILURES, GraphError, Kind, NotFound, classify
 from app.microsoft.graph import GraphClient
-from app.microsoft.failures import GraphError
 from app.records import subscription_rows
 from app.records.connections import mark_disconnected
 from app.records.services import Services

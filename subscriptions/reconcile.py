@@ -14,8 +14,8 @@ from datetime import timedelta
 from typing import Any
 
 from app.core.timeutil import odata, parse_iso
-from app.microsoft.graph import MESSAGE_SELECT
 from app.microsoft.failures import GraphError
+from app.microsoft.graph import MESSAGE_SELECT
 from app.records import delta_state, threads
 from app.records.linking import link_graph_message, load_connection
 from app.records.services import Services

@@ -6,7 +6,6 @@ import functools
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-
 from datetime import datetime, timezone
 
 from apscheduler.schedulers.background import BackgroundScheduler

@@ -9,8 +9,8 @@ import pytest
 from cryptography.fernet import Fernet
 
 from app import create_app
-from app.core.migrations import migrate
 from app.core.db import close_thread_dbs, open_db, thread_db
+from app.core.migrations import migrate
 from emulator import Emulator
 
 API_TOKEN = "test-api-token"

@@ -32,7 +32,8 @@ from app.core.config import load_settings
 from app.core.migrations import migrate
 from app.core.queue import Job, JobState
 from app.core.timeutil import parse_iso
-from app.microsoft.graph import BATCH_LIMIT, GraphError, NotFound
+from app.microsoft.failures import GraphError, NotFound
+from app.microsoft.graph import BATCH_LIMIT
 from app.microsoft.identity import SignIn
 from app.records import threads
 from app.records.connections import save_connection

@@ -16,7 +16,7 @@ from typing import Any
 
 import requests
 
-from app.microsoft.failures import AuthExpired, GraphError, NotFound, Throttled, error_from, retry_after_seconds
+from app.microsoft.failures import Throttled, error_from, retry_after_seconds
 
 MAILBOX_CONCURRENCY = 4
 BATCH_LIMIT = 20

@@ -23,9 +23,9 @@ from dataclasses import dataclass
 from datetime import timezone
 from typing import NamedTuple
 
+from app.core.timeutil import iso
 from app.records import mime
 from app.records.mail_html import html_text
-from app.core.timeutil import iso
 
 PREVIEW_LENGTH = 255
 MAX_MESSAGE_ID_LENGTH = 998

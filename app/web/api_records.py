@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from flask import Blueprint, jsonify, request
 
-from app.web.context import get_db
 from app.records.records import create_record, get_record
 from app.records.rfc822 import InvalidEmail
 from app.records.threads import store_upload, thread
+from app.web.context import get_db
 from app.web.errors import APIError
 from app.web.validation import json_body, optional_string, require_api_token, required_string
 

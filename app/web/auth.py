@@ -24,11 +24,15 @@ from flask import Blueprint, current_app, redirect, request, session, url_for
 
 from app.core import ratelimit
 from app.core.crypto import DecryptionError
-from app.microsoft.identity import SignInError
 from app.microsoft.failures import IdentityConfigError, IdentityUnavailable
+from app.microsoft.identity import SignInError
 from app.records.connections import save_connection
 from app.records.consent import (
-    ConsentProblem, canonical_tenant_id, consent_problem, record_admin_consent, record_consent_problem,
+    ConsentProblem,
+    canonical_tenant_id,
+    consent_problem,
+    record_admin_consent,
+    record_consent_problem,
 )
 from app.records.records import record_exists
 from app.web.context import current_services, get_db

@@ -6,8 +6,8 @@ from flask import Blueprint, Response, current_app, jsonify
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from app.core.metrics import registry_for
-from app.web.readiness import run_checks
 from app.web.context import get_db
+from app.web.readiness import run_checks
 
 bp = Blueprint("health", __name__)
 

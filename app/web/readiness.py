@@ -9,8 +9,8 @@ from datetime import datetime, timedelta, timezone
 from sqlite_utils import Database
 
 from app.core import app_errors, heartbeats, leases
-from app.core.timeutil import iso
 from app.core.queue import SqliteQueue
+from app.core.timeutil import iso
 from subscriptions.leader import LEASE_NAME
 
 HEARTBEAT_FRESH_SECONDS = 90.0

@@ -27,15 +27,15 @@ from urllib.parse import parse_qs
 from flask import Flask
 
 from app.core import metrics
-from app.web.capacity import CapacityLimit
 from app.core.crypto import Cipher
-from app.web.errors import error_document
-from app.core.logs import log_context, request_id_from
-from app.records.notifications import InvalidNotification, KnownSubscription, parse_batch, replay_window, verify_item
 from app.core.db import thread_db, unavailable_retry_after
-from app.core.timeutil import now_iso
-from app.records.services import Services
+from app.core.logs import log_context, request_id_from
 from app.core.queue import NewJob
+from app.core.timeutil import now_iso
+from app.records.notifications import InvalidNotification, KnownSubscription, parse_batch, replay_window, verify_item
+from app.records.services import Services
+from app.web.capacity import CapacityLimit
+from app.web.errors import error_document
 
 log = logging.getLogger(__name__)
 

@@ -20,12 +20,18 @@ import time
 import pytest
 from sqlite_utils import Database
 
+from app.core.queue import SqliteQueue
 from app.records.notifications import message_dedupe_key
 from app.runtime import LEASE_SECONDS, REAP_INTERVAL_SECONDS
 from emulator import Emulator
-from app.core.queue import SqliteQueue
 from tests.drills.harness import (
-    ServiceProcess, assert_exactly_once, deliver_reply, job_states, reply_id, start_conversation, thread_ids,
+    ServiceProcess,
+    assert_exactly_once,
+    deliver_reply,
+    job_states,
+    reply_id,
+    start_conversation,
+    thread_ids,
     wait_for_replies,
 )
 from tests.e2e.harness import Browser

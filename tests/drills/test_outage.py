@@ -10,7 +10,12 @@ from __future__ import annotations
 import time
 
 from tests.drills.harness import (
-    assert_exactly_once, deliver_reply, job_states, reply_id, thread_ids, wait_for_replies,
+    assert_exactly_once,
+    deliver_reply,
+    job_states,
+    reply_id,
+    thread_ids,
+    wait_for_replies,
 )
 from tests.e2e.mail import queue_idle
 from tests.e2e.waiting import wait_for

@@ -11,8 +11,8 @@ from __future__ import annotations
 import threading
 import time
 
-from app.runtime import Runtime
 from app.core.queue import SqliteQueue
+from app.runtime import Runtime
 from tests.drills.harness import FIRST_ID, VENDOR, deliver_reply, thread_ids
 from tests.e2e.harness import Browser
 from tests.e2e.mail import queue_idle

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import requests
 
-from tests.conftest import API_TOKEN
 from app.core.db import thread_db
+from tests.conftest import API_TOKEN
 from tests.e2e.harness import Browser, ServiceServer
 from tests.e2e.mail import MEGAN, VENDOR, linked_copies, thread, upload
 from tests.e2e.waiting import wait_for

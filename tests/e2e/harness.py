@@ -12,8 +12,8 @@ from waitress import create_server, wasyncore
 
 from app import create_app
 from app.runtime import Runtime
-from emulator import Emulator
 from app.web.context import services_of
+from emulator import Emulator
 
 
 class _LateApp:

@@ -10,9 +10,9 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from app.microsoft.failures import IdentityConfigError, ReconnectRequired
 from app import build_services
 from app.core.db import thread_db
+from app.microsoft.failures import IdentityConfigError, ReconnectRequired
 from subscriptions.renewal import renew_one
 from tests.e2e.harness import Browser, ServiceServer
 from tests.e2e.waiting import wait_for

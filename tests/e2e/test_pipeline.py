@@ -7,8 +7,8 @@ from pathlib import Path
 
 import requests
 
-from app.runtime import Runtime
 from app.core.queue import SqliteQueue
+from app.runtime import Runtime
 from tests.e2e.mail import MEGAN, VENDOR, pending_work, queue_idle, thread, wait_for_thread
 from tests.e2e.waiting import wait_for
 

@@ -6,12 +6,12 @@ from datetime import timedelta
 
 import pytest
 
-from app.runtime import Runtime
 from app.core.db import thread_db
+from app.runtime import Runtime
 from emulator import Emulator
-from subscriptions.renewal import renew_due
 from subscriptions.leader import Leadership
 from subscriptions.reconcile import reconcile
+from subscriptions.renewal import renew_due
 from tests.e2e.harness import Browser, ServiceServer
 from tests.e2e.mail import MEGAN, VENDOR, queue_idle, thread, upload, wait_for_thread
 from tests.e2e.waiting import wait_for

@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 from datetime import timedelta
 
-
 IMMUTABLE = {"Prefer": 'IdType="ImmutableId"'}
 
 

@@ -7,7 +7,6 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 
-
 def test_429_has_retry_after_and_early_retries_are_throttled_again(emulator, alice, bob):
     emulator.faults.add_rule(429, path="/messages", times=1, retry_after=30)
     rv = alice.get("/me/messages", headers={"client-request-id": "c-1"})

@@ -5,7 +5,6 @@ from __future__ import annotations
 import threading
 
 
-
 def batch(user, requests_, **kwargs):
     return user.post("/$batch", json={"requests": requests_}, **kwargs)
 

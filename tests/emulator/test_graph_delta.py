@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-
 INBOX_DELTA = "/me/mailFolders('inbox')/messages/delta"
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 from datetime import timedelta
 
-
 IMMUTABLE = {"Prefer": 'IdType="ImmutableId"'}
 
 

@@ -11,7 +11,6 @@ from emulator.errors import GraphError
 from emulator.handshake import FAILED, TIMED_OUT
 
 
-
 def expiry(emulator, minutes: float) -> str:
     return (emulator.clock.now() + timedelta(minutes=minutes)).isoformat()
 

@@ -13,7 +13,8 @@ import json
 from datetime import datetime, timezone
 
 import pytest
-from hypothesis import HealthCheck, assume, given, settings, strategies as st
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
 
 from app.core.db import thread_db
 from app.core.timeutil import iso

@@ -13,7 +13,8 @@ from datetime import datetime, timezone
 from email.header import Header
 
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from app.core.db import thread_db
 from app.core.timeutil import iso

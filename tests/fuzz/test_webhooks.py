@@ -13,15 +13,16 @@ import time
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from hypothesis import HealthCheck, assume, given, settings, strategies as st
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
 
-from app.records.notifications import replay_window
 from app.core.db import thread_db
-from app.core.timeutil import iso
-from app.web.receiver import VALIDATION_TOKEN
 from app.core.queue import SqliteQueue
-from tests.fuzz.support import fuzz_app, row_counts
+from app.core.timeutil import iso
+from app.records.notifications import replay_window
 from app.web.context import services_of
+from app.web.receiver import VALIDATION_TOKEN
+from tests.fuzz.support import fuzz_app, row_counts
 
 TENANT = "8f4c6b0e-0000-4000-8000-000000000001"
 SECRET = "a-client-state-of-at-least-32-characters!"

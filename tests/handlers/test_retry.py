@@ -79,9 +79,8 @@ def test_after_a_throttle_the_wait_is_the_servers_spread_by_at_most_a_tenth(retr
 
 
 def test_a_429_with_retry_after_defers_and_other_throttles_count():
-    from app.microsoft.failures import Throttled
+    from app.microsoft.failures import Throttled, classify
     from handlers.errors import Deferred
-    from app.microsoft.failures import classify
     from handlers.failures import job_error
 
     def retry_after_throttle(error):

@@ -6,8 +6,7 @@ from datetime import timedelta
 
 import pytest
 
-from app.microsoft.graph import AuthExpired, GraphError, Throttled
-from app.microsoft.identity import IdentityConfigError, ReconnectRequired
+from app.microsoft.failures import AuthExpired, GraphError, IdentityConfigError, ReconnectRequired, Throttled
 from app.records import outbox, threads
 from app.records.connections import mark_disconnected
 from app.records.linking import link_graph_message, load_connection

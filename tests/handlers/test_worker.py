@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from handlers.errors import Deferred, PermanentError, RetryLater
 from app.core.queue import Job, SqliteQueue
+from app.web.context import services_of
+from handlers.errors import Deferred, PermanentError, RetryLater
 from handlers.retry import Retry
 from handlers.worker import BatchHandler, Worker, WorkerPool
-from app.web.context import services_of
 
 T0 = 1_700_000_000.0
 NO_JITTER = Retry(max_attempts=3, base_delay=10, cap=100, jitter=0)

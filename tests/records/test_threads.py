@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from app.core.migrations import migrate
 from app.core.db import open_db
+from app.core.migrations import migrate
 from app.records.matching import CandidateMessage, Match, match_record
 from app.records.threads import (
     SqliteThreadKeys,

@@ -14,12 +14,12 @@ from flask import Flask
 from flask.sessions import SecureCookieSessionInterface
 
 from app.core.crypto import Cipher
-from app.core.logs import REDACTED, configure_logging
 from app.core.db import open_db
+from app.core.logs import REDACTED, configure_logging
 from tests.drills.harness import ServiceProcess
+from tests.e2e.conftest import api, service  # noqa: F401  (the service and the emulator on loopback)
 from tests.e2e.harness import Browser
 from tests.e2e.waiting import wait_for
-from tests.e2e.conftest import api, service  # noqa: F401  (the service and the emulator on loopback)
 
 
 def sign_in_secrets(service, record_id: int, *, secret_key: str, cipher: Cipher, database: str) -> list[str]:

@@ -8,9 +8,9 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 import pytest
 
 from app.core.db import thread_db
+from tests.e2e.conftest import api, browser, service  # noqa: F401  (the service and the emulator on loopback)
 from tests.e2e.harness import Browser
 from tests.forms import sign_in_operator
-from tests.e2e.conftest import api, browser, service  # noqa: F401  (the service and the emulator on loopback)
 
 APPROVAL_REQUIRED = {"error": "access_denied",
                      "error_description": "AADSTS90094: Admin consent is required for the permissions requested."}

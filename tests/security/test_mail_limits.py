@@ -11,8 +11,8 @@ import time
 
 import pytest
 
-from app.records.rfc822 import parse_email
 from app.records.matching import CandidateMessage
+from app.records.rfc822 import parse_email
 from tests.security.mail_support import email, graph_message, linked, upload  # noqa: F401 (linked: a fixture)
 
 HTML = b"Content-Type: text/html"

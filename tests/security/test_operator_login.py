@@ -8,9 +8,9 @@ from datetime import timedelta
 import pytest
 
 from app import create_app
+from app.web.context import services_of
 from tests.conftest import API_TOKEN
 from tests.forms import hidden, sign_in_operator
-from app.web.context import services_of
 
 
 def login_form(client) -> dict[str, str]:

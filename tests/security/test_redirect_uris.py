@@ -6,9 +6,9 @@ from __future__ import annotations
 from urllib.parse import parse_qs, urlsplit
 
 from tests.conftest import API_TOKEN
+from tests.e2e.conftest import api, service  # noqa: F401  (the service and the emulator on loopback)
 from tests.e2e.harness import emulated_app
 from tests.forms import sign_in_operator
-from tests.e2e.conftest import api, service  # noqa: F401  (the service and the emulator on loopback)
 
 PUBLIC = "https://outlook.example.com"
 

@@ -2,8 +2,8 @@
 
 import pytest
 
-from app.records.notifications import REPLAY_WINDOW_SECONDS, KnownSubscription, replay_window, verify_item
 from app.core.queue import SqliteQueue
+from app.records.notifications import REPLAY_WINDOW_SECONDS, KnownSubscription, replay_window, verify_item
 from tests.notifications import SECRET, TENANT, notification, store_subscription
 
 

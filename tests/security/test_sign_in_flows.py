@@ -9,8 +9,8 @@ import time
 from cryptography.fernet import Fernet
 
 from app.core.db import thread_db
-from tests.forms import sign_in_operator
 from tests.e2e.conftest import api, browser, service  # noqa: F401  (the service and the emulator on loopback)
+from tests.forms import sign_in_operator
 
 
 def database_pages(service) -> int:

@@ -7,8 +7,7 @@ from datetime import timedelta
 import pytest
 
 from app.core.timeutil import iso, parse_iso
-from app.microsoft.graph import NotFound
-from app.microsoft.identity import ReconnectRequired
+from app.microsoft.failures import NotFound, ReconnectRequired
 from app.records.records import create_record
 from subscriptions.manager import create_subscription, disconnect, remove_subscriptions, renew_subscription
 from tests.fake_graph import NOW, FakeGraph, connect, unit_services

@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import pytest
 
-from app.microsoft.graph import Throttled
+from app.microsoft.failures import Throttled
 from app.records import delta_state, threads
 from app.records.connections import mark_reconnect_required
 from app.records.records import create_record

@@ -7,8 +7,8 @@ import re
 
 import pytest
 
-from app.web.pages import send_request_from_form
 from app.core.timeutil import now_iso
+from app.web.pages import send_request_from_form
 from tests.forms import hidden
 
 

@@ -6,8 +6,8 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from app.core.timeutil import iso
-from subscriptions.leader import LEASE_NAME, acquire_lease
 from app.web.context import services_of
+from subscriptions.leader import LEASE_NAME, acquire_lease
 
 
 @pytest.fixture

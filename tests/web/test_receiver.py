@@ -9,11 +9,11 @@ import pytest
 from werkzeug.test import EnvironBuilder
 
 from app.core.logs import REQUEST_ID
-from app.core.timeutil import iso
-from app.web.receiver import UNKNOWN_CACHE_SECONDS, SubscriptionDirectory
 from app.core.queue import SqliteQueue
-from tests.notifications import SECRET, notification, store_subscription
+from app.core.timeutil import iso
 from app.web.context import services_of
+from app.web.receiver import UNKNOWN_CACHE_SECONDS, SubscriptionDirectory
+from tests.notifications import SECRET, notification, store_subscription
 
 
 @pytest.fixture
