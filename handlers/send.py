@@ -14,6 +14,8 @@ import secrets
 import socket
 from typing import Any
 
+from sqlite_utils import Database
+
 from app.core.queue import Job
 from app.microsoft.failures import FAILURES, GraphError, Kind, NotFound, Throttled, classify
 from app.microsoft.graph import MESSAGE_SELECT, GraphClient
@@ -37,9 +39,9 @@ def _recipients(addresses: list[str]) -> list[dict[str, Any]]:
     return [{"emailAddress": {"address": address}} for address in addresses]
 
 
-def _reply_target(services: Services, record_id: int, connection_id: int) -> dict[str, Any] | None:
+def _reply_target(db: Database, record_id: int, connection_id: int) -> dict[str, Any] | None:
     """The newest message of the record's conversation that sits in this mailbox."""
-    rows = list(services.db().query(
+    rows = list(db.query(
         """
         SELECT mc.graph_id, m.subject FROM message_copies mc JOIN messages m ON m.id = mc.message_id
         WHERE m.record_id = ? AND mc.connection_id = ? AND mc.deleted_at IS NULL
@@ -48,11 +50,11 @@ def _reply_target(services: Services, record_id: int, connection_id: int) -> dic
     return rows[0] if rows else None
 
 
-def _thread_participants(services: Services, record_id: int, own_address: str) -> tuple[list[str], str]:
+def _thread_participants(db: Database, record_id: int, own_address: str) -> tuple[list[str], str]:
     """Everyone the record's conversation involved (but the sender), and its first subject."""
     addresses: dict[str, None] = {}
     subject = ""
-    for row in services.db().query("SELECT from_address, to_addresses, cc_addresses, subject FROM messages "
+    for row in db.query("SELECT from_address, to_addresses, cc_addresses, subject FROM messages "
                                    "WHERE record_id = ? ORDER BY COALESCE(sent_at, created_at), id", [record_id]):
         subject = subject or (row["subject"] or "")
         for address in [row["from_address"], *(a["address"] for a in json.loads(row["to_addresses"])),
@@ -62,12 +64,12 @@ def _thread_participants(services: Services, record_id: int, own_address: str) -
     return list(addresses), subject
 
 
-def _compose(services: Services, graph: GraphClient, row: dict[str, Any], request: dict[str, Any],
+def _compose(db: Database, graph: GraphClient, row: dict[str, Any], request: dict[str, Any],
              own_address: str) -> dict[str, Any]:
     """Create the draft (a reply where the mailbox holds the conversation) carrying our Message-ID."""
     body = {"contentType": request["body_type"], "content": request["body"]}
     changes: dict[str, Any] = {"body": body, "internetMessageId": row["internet_message_id"]}
-    target = _reply_target(services, row["record_id"], row["connection_id"]) if request["reply"] else None
+    target = _reply_target(db, row["record_id"], row["connection_id"]) if request["reply"] else None
     if target is not None:
         draft = graph.create_reply(target["graph_id"])
         if request["to"]:
@@ -79,7 +81,7 @@ def _compose(services: Services, graph: GraphClient, row: dict[str, Any], reques
         return graph.update_draft(draft["id"], changes)
     to, subject = request["to"], request["subject"]
     if request["reply"]:  # nothing of the conversation in this mailbox: write to its participants
-        participants, first_subject = _thread_participants(services, row["record_id"], own_address)
+        participants, first_subject = _thread_participants(db, row["record_id"], own_address)
         to = to or participants
         subject = subject or (first_subject if first_subject.lower().startswith("re:") else f"Re: {first_subject}")
         if not to:
@@ -89,7 +91,8 @@ def _compose(services: Services, graph: GraphClient, row: dict[str, Any], reques
 
 
 def _existing_draft(graph: GraphClient, row: dict[str, Any]) -> dict[str, Any] | None:
-    """Our draft from an earlier attempt, by stored id or else by our Message-ID."""
+    """Our draft from an earlier attempt, by stored id or else by our Message-ID (an attempt that
+    stopped between creating the draft and storing its id)."""
     if row["draft_id"]:
         try:
             return graph.get_message(row["draft_id"], MESSAGE_SELECT)
@@ -109,21 +112,22 @@ def _delete_own_draft(graph: GraphClient, draft_id: str) -> None:
         log.warning("Outbox: could not delete an unsent draft (%s)", classify(e).reason)
 
 
-def send(services: Services, outbox_id: int) -> None:
+def send(services: Services, db: Database, outbox_id: int) -> None:
     """Carry out one send request, resuming wherever an earlier attempt stopped."""
-    db = services.db()
     row = outbox.pending(db, outbox_id)
     if row is None:
         return
     if row["connection_status"] != "active":
         outbox.fail(db, outbox_id, unusable_reason(row["connection_status"], row["status_reason"]))
         return
-    if not row["internet_message_id"]:
-        outbox.start_sending(db, row, mint_message_id(row["record_id"]))
     graph = services.graph_for(row["connection_id"])
-    draft = _existing_draft(graph, row)
+    if row["internet_message_id"]:  # an earlier attempt got this far: its draft may exist
+        draft = _existing_draft(graph, row)
+    else:  # the first attempt: no draft can carry a Message-ID minted only now
+        outbox.start_sending(db, row, mint_message_id(row["record_id"]))
+        draft = None
     if draft is None:
-        draft = _compose(services, graph, row, row["request"], row["email"] or "")
+        draft = _compose(db, graph, row, row["request"], row["email"] or "")
         outbox.remember_draft(db, outbox_id, draft["id"])
     if draft.get("isDraft", True):
         try:
@@ -141,7 +145,7 @@ def handle_send(services: Services, job: Job) -> None:
     :mod:`app.microsoft.failures` says sends must treat it (``Failure.for_send``)."""
     outbox_id, db = job.payload["outbox_id"], services.db()
     try:
-        send(services, outbox_id)
+        send(services, db, outbox_id)
     except FAILURES as e:
         failure = classify(e)
         kind = failure.for_send

@@ -85,7 +85,7 @@ class Worker:
                     log.error("Worker %s: could not claim or settle a job", self.worker_id, exc_info=True)
                     busy = False
                 if not busy and not self.stop_event.is_set():
-                    self.wakeup.wait(self._seen, self.poll_interval)
+                    self._seen = self.wakeup.wait(self._seen, self.poll_interval)
         finally:
             beating.set()
             beater.join()
@@ -105,7 +105,6 @@ class Worker:
             if any(reaped):
                 log.warning("Worker %s: reaped expired leases: %d re-queued, %d abandoned",
                             self.worker_id, reaped.requeued, reaped.dead)
-        self._seen = self.wakeup.generation()  # before claiming, so a notify() during the claim is not lost
         jobs = self._claim(now)
         if jobs and self.stop_event.is_set():
             for job in jobs:

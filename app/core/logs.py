@@ -14,25 +14,14 @@ themselves, so a handler a host application installs (gunicorn's) never sees the
 from __future__ import annotations
 
 import contextvars
-import itertools
 import json
 import logging
 import re
-import secrets
 import sys
 from collections.abc import Iterable
 from typing import Any
 
-from flask import Flask, Response, g, request
-
-REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 CONTEXT_FIELDS = ("request_id", "connection_id", "subscription_id", "job_id", "worker")
-
-# Request ids: a random per-process prefix and a counter. Unique enough to find a request in the
-# logs, and free: uuid4 reads the OS's random source on every request, a system call that gives up
-# the GIL, which the busy web server threads then make the request thread wait to win back.
-_REQUEST_ID_PREFIX = secrets.token_hex(6)
-_request_numbers = itertools.count(1)
 
 # Parameters whose values are credentials, as they appear in query strings, form bodies, JSON and reprs.
 SECRET_PARAMETERS = ("code_verifier", "code", "refresh_token", "access_token", "id_token", "client_secret",
@@ -129,34 +118,3 @@ def configure_logging(level: str = "INFO", fmt: str = "text") -> None:
     root.setLevel(level)
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)  # "task queue depth" noise under load
     logging.getLogger("apscheduler").setLevel(logging.WARNING)  # one INFO line per job run otherwise
-
-
-def new_request_id() -> str:
-    """A fresh id for a request that brought none, such as ``3f9c0a1b2d4e-1a2b``."""
-    return f"{_REQUEST_ID_PREFIX}-{next(_request_numbers):x}"
-
-
-def request_id_from(given: str) -> str:
-    """The caller's ``X-Request-Id`` when it is sane, else a fresh one."""
-    return given if given and REQUEST_ID.fullmatch(given) else new_request_id()
-
-
-def init_request_ids(app: Flask) -> None:
-    """Give every request an id (the caller's ``X-Request-Id`` when sane), log it, and echo it back."""
-
-    @app.before_request
-    def bind_request_id() -> None:
-        g.request_id = request_id_from(request.headers.get("X-Request-Id", ""))
-        g.log_context_token = log_context.set({"request_id": g.request_id})
-
-    @app.after_request
-    def echo_request_id(response: Response) -> Response:
-        if "request_id" in g:
-            response.headers["X-Request-Id"] = g.request_id
-        return response
-
-    @app.teardown_request
-    def unbind_request_id(error: BaseException | None) -> None:
-        token = g.pop("log_context_token", None)
-        if token is not None:
-            log_context.reset(token)

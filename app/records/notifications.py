@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+from collections import Counter
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -33,12 +34,36 @@ class InvalidNotification(Exception):
         self.reason = reason
 
 
+class Delivery(NamedTuple):
+    """What one POST carried: how many items, the jobs of the genuine ones, and why the rest were rejected."""
+
+    items: int
+    jobs: list[NewJob]
+    rejected: Counter[str]
+
+
 class KnownSubscription(NamedTuple):
     """What the receiver needs to know about a subscription to trust its notifications."""
 
     connection_id: int
     tenant_id: str
     client_state: bytes  # UTF-8, ready for the constant-time comparison
+
+
+def accept(body: bytes, lookup: Callable[[str], KnownSubscription | None], now: float) -> Delivery:
+    """The jobs of a delivery's genuine items (see :func:`verify_item`), received at ``now``; raises
+    :class:`InvalidNotification` when the body is not a notification batch at all."""
+    items = parse_batch(body)
+    jobs: list[NewJob] = []
+    rejected: Counter[str] = Counter()
+    window = replay_window(now)
+    for item in items:
+        outcome = verify_item(item, lookup, window)
+        if type(outcome) is str:
+            rejected[outcome] += 1
+        else:
+            jobs.append(outcome)
+    return Delivery(len(items), jobs, rejected)
 
 
 def parse_batch(body: bytes) -> list[Any]:

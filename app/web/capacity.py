@@ -31,8 +31,8 @@ from werkzeug.exceptions import ServiceUnavailable
 from werkzeug.wrappers import Request, Response
 
 from app.core import metrics
-from app.core.logs import request_id_from
 from app.web.errors import error_document, wants_json
+from app.web.request_ids import request_id_from
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,6 @@ import logging
 import re
 import sqlite3
 import time
-from collections import Counter
 from collections.abc import Callable, Iterable
 from typing import Any, NamedTuple
 from urllib.parse import parse_qs
@@ -27,71 +26,20 @@ from urllib.parse import parse_qs
 from flask import Flask
 
 from app.core import metrics
-from app.core.crypto import Cipher
-from app.core.db import thread_db, unavailable_retry_after
-from app.core.logs import log_context, request_id_from
-from app.core.queue import NewJob
-from app.core.timeutil import now_iso
-from app.records.notifications import InvalidNotification, KnownSubscription, parse_batch, replay_window, verify_item
+from app.core.db import unavailable_retry_after
+from app.core.logs import log_context
+from app.records.known_subscriptions import SubscriptionDirectory
+from app.records.notifications import InvalidNotification, accept
 from app.records.services import Services
 from app.web.capacity import CapacityLimit
 from app.web.errors import error_document
+from app.web.request_ids import request_id_from
 
 log = logging.getLogger(__name__)
 
 ENDPOINTS = {"/webhooks/graph": "notifications", "/webhooks/graph/lifecycle": "lifecycle"}
 MAX_NOTIFICATION_BYTES = 1024 * 1024
-SUBSCRIPTION_CACHE_SECONDS = 30.0
-# Graph can deliver for a new subscription before the worker that created it has stored it (its
-# create call is still returning), so an unknown id is remembered only long enough to blunt a flood.
-UNKNOWN_CACHE_SECONDS = 1.0
-MAX_CACHED_SUBSCRIPTIONS = 100_000
-
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
-
-
-class SubscriptionDirectory:
-    """Looks up (and briefly caches, decrypted) the subscriptions notifications may come from.
-
-    Replaced subscriptions stay routable until ``routable_until`` so late deliveries still count.
-    The cache takes no lock: a dict read or write is atomic under the GIL, and two threads that
-    miss at once both load the same row. With a lock, a request thread switched out while holding
-    it stalled the others on every lookup of the batch (bench/findings.md, "No lock on the
-    subscription cache").
-    """
-
-    def __init__(self, database_path: str, cipher: Cipher, *,
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        self._database_path = database_path
-        self._cipher = cipher
-        self._clock = clock
-        self._cache: dict[str, tuple[float, KnownSubscription | None]] = {}
-
-    def lookup(self, subscription_id: str) -> KnownSubscription | None:
-        now = self._clock()
-        cached = self._cache.get(subscription_id)
-        if cached is not None and cached[0] > now:
-            return cached[1]
-        known = self._load(subscription_id)
-        if len(self._cache) >= MAX_CACHED_SUBSCRIPTIONS:
-            self._cache = {}
-        ttl = SUBSCRIPTION_CACHE_SECONDS if known is not None else UNKNOWN_CACHE_SECONDS
-        self._cache[subscription_id] = (now + ttl, known)
-        return known
-
-    def _load(self, subscription_id: str) -> KnownSubscription | None:
-        if len(subscription_id) > 128:
-            return None
-        rows = list(thread_db(self._database_path).query(
-            """
-            SELECT s.connection_id, s.client_state, c.tenant_id FROM subscriptions s
-            JOIN connections c ON c.id = s.connection_id
-            WHERE s.id = ? AND s.routable_until > ? AND c.status = 'active'
-            """, [subscription_id, now_iso()]))
-        if not rows:
-            return None
-        client_state = self._cipher.decrypt_text(rows[0]["client_state"])
-        return KnownSubscription(rows[0]["connection_id"], rows[0]["tenant_id"], client_state.encode())
 
 
 class Answer(NamedTuple):
@@ -168,24 +116,24 @@ class NotificationReceiver:
         if body is None:
             return TOO_LARGE
         try:
-            items = parse_batch(body)
+            delivery = accept(body, self.directory.lookup, time.time())
+            if delivery.jobs:
+                self._services.queue.enqueue_many(delivery.jobs)
         except InvalidNotification as e:
             metrics.NOTIFICATIONS_REJECTED.labels(reason=e.reason).inc()
             log.warning("Receiver %s: rejected a delivery: %s", endpoint, e.reason)
             return _error("400 Bad Request", e.reason, "The body is not a Graph change-notification batch.")
-        metrics.NOTIFICATIONS_RECEIVED.inc(len(items))
-        try:
-            accepted = _verify(endpoint, items, self.directory.lookup)
-            if accepted:
-                self._services.queue.enqueue_many(accepted)
         except sqlite3.Error as e:  # Graph retries a 5xx: nothing is lost by refusing now
-            log.exception("Receiver %s: could not check or persist %d notification(s); Graph will retry",
-                          endpoint, len(items))
+            log.exception("Receiver %s: could not check or persist a delivery; Graph will retry", endpoint)
             retry_after = unavailable_retry_after(e) or 30
             return _error("503 Service Unavailable", "storage_unavailable",
                           "Could not persist the notifications; retry.", [("Retry-After", str(retry_after))])
-        if accepted:
-            metrics.NOTIFICATIONS_ACCEPTED.inc(len(accepted))
+        metrics.NOTIFICATIONS_RECEIVED.inc(delivery.items)
+        for reason, count in delivery.rejected.items():
+            metrics.NOTIFICATIONS_REJECTED.labels(reason=reason).inc(count)
+            log.warning("Receiver %s: rejected %d notification(s): %s", endpoint, count, reason)
+        if delivery.jobs:
+            metrics.NOTIFICATIONS_ACCEPTED.inc(len(delivery.jobs))
             self._services.on_enqueue()
         return ACCEPTED
 
@@ -219,23 +167,6 @@ def _read_body(environ: dict[str, Any], length: int | None) -> bytes | None:
         return b""
     body = stream.read(MAX_NOTIFICATION_BYTES + 1)
     return None if len(body) > MAX_NOTIFICATION_BYTES else body
-
-
-def _verify(endpoint: str, items: list, lookup: Callable[[str], KnownSubscription | None]) -> list[NewJob]:
-    """The jobs for the genuine items of a delivery; the others are counted and logged by reason."""
-    accepted: list[NewJob] = []
-    rejected: Counter[str] = Counter()
-    window = replay_window(time.time())
-    for item in items:
-        outcome = verify_item(item, lookup, window)
-        if type(outcome) is str:
-            rejected[outcome] += 1
-        else:
-            accepted.append(outcome)
-    for reason, count in rejected.items():
-        metrics.NOTIFICATIONS_REJECTED.labels(reason=reason).inc(count)
-        log.warning("Receiver %s: rejected %d notification(s): %s", endpoint, count, reason)
-    return accepted
 
 
 def mount(app: Flask, services: Services, headers: Iterable[tuple[str, str]]) -> None:

@@ -8,11 +8,11 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from werkzeug.test import EnvironBuilder
 
-from app.core.logs import REQUEST_ID
 from app.core.queue import SqliteQueue
 from app.core.timeutil import iso
+from app.records.known_subscriptions import UNKNOWN_CACHE_SECONDS, SubscriptionDirectory
 from app.web.context import services_of
-from app.web.receiver import UNKNOWN_CACHE_SECONDS, SubscriptionDirectory
+from app.web.request_ids import REQUEST_ID
 from tests.notifications import SECRET, notification, store_subscription
 
 
