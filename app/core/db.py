@@ -24,6 +24,7 @@ RETRY_AFTER_SECONDS = {sqlite3.SQLITE_BUSY: 2, sqlite3.SQLITE_LOCKED: 2, sqlite3
                        sqlite3.SQLITE_IOERR: 30, sqlite3.SQLITE_READONLY: 30, sqlite3.SQLITE_CANTOPEN: 30}
 
 _local = threading.local()
+_creating = threading.Lock()
 
 
 def open_db(path: str | Path) -> Database:
@@ -44,11 +45,22 @@ def open_db(path: str | Path) -> Database:
 
 
 def _create_private(path: Path) -> None:
-    """Create ``path`` (and its folder) readable by this user only, whatever the umask; tighten
-    a database file an older version left readable by others."""
-    if not path.parent.exists():
-        path.parent.mkdir(mode=DIRECTORY_MODE, parents=True, exist_ok=True)
-    os.close(os.open(path, os.O_CREAT | os.O_RDWR, FILE_MODE))
+    """Create ``path`` (and its folder) readable by this user only, whatever the umask; tighten a
+    database file an older version left readable by others.
+
+    An existing database file is never opened here: closing any descriptor of it would cancel every
+    POSIX lock this process holds on it, those of its live SQLite connections included, and another
+    process closing its own connection would then take itself for the last one and checkpoint and
+    delete the WAL under them (https://www.sqlite.org/howtocorrupt.html, section 2.2). A new file is
+    created under a lock that every opening connection takes, so none opens it before its creating
+    descriptor is closed.
+    """
+    with _creating:
+        if not path.exists():
+            if not path.parent.exists():
+                path.parent.mkdir(mode=DIRECTORY_MODE, parents=True, exist_ok=True)
+            with contextlib.suppress(FileExistsError):  # another process created it first
+                os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_RDWR, FILE_MODE))
     for existing in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
         with contextlib.suppress(FileNotFoundError):
             if existing.stat().st_mode & 0o077:
