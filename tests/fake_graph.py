@@ -27,6 +27,8 @@ from datetime import datetime, timedelta, timezone
 from email.message import EmailMessage
 from typing import Any
 
+import pytest
+
 from app import build_services
 from app.core.config import load_settings
 from app.core.migrations import migrate
@@ -37,6 +39,7 @@ from app.microsoft.graph import BATCH_LIMIT
 from app.microsoft.identity import SignIn
 from app.records import threads
 from app.records.connections import save_connection
+from app.records.records import create_record
 from app.records.services import Services
 
 NOW = datetime(2026, 11, 10, 12, 0, tzinfo=timezone.utc)
@@ -371,3 +374,32 @@ def job(kind: str, payload: dict[str, Any], connection_id: int, job_id: int = 1)
     return Job(id=job_id, kind=kind, payload=payload, connection_id=connection_id, attempts=1, dedupe_key=None,
                state=JobState.RUNNING, run_after=0.0, lease_owner="unit", lease_expires_at=None, last_error=None,
                created_at=time.time(), finished_at=None)
+
+
+# -- fixtures, imported by the unit tests that use them -------------------------------------------
+
+FIRST_ID = "<po-4711@acme.example>"  # the vendor's email uploaded to the record
+
+
+@pytest.fixture
+def graph() -> FakeGraph:
+    return FakeGraph()
+
+
+@pytest.fixture
+def services(app_config, graph):
+    return unit_services(app_config, graph)
+
+
+@pytest.fixture
+def record(services) -> int:
+    """A record with the vendor's first email uploaded."""
+    record_id = create_record(services.db(), "Acme vendor file")["id"]
+    upload(services, record_id, FIRST_ID)
+    return record_id
+
+
+@pytest.fixture
+def connection(services, record) -> int:
+    """The mailbox connected from that record."""
+    return connect(services, record)

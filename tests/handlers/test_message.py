@@ -4,40 +4,13 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-import pytest
-
 from app.microsoft.graph import MESSAGE_SELECT
 from app.records import threads
 from app.records.connections import mark_disconnected, mark_reconnect_required
 from app.records.linking import link_graph_message, load_connection
-from app.records.records import create_record
 from handlers.errors import Deferred, PermanentError
 from handlers.message import handle_messages
-from tests.fake_graph import NOW, FakeGraph, connect, graph_message, job, unit_services, upload
-
-FIRST_ID = "<po-4711@acme.example>"
-
-
-@pytest.fixture
-def graph() -> FakeGraph:
-    return FakeGraph()
-
-
-@pytest.fixture
-def services(app_config, graph):
-    return unit_services(app_config, graph)
-
-
-@pytest.fixture
-def record(services) -> int:
-    record_id = create_record(services.db(), "Acme vendor file")["id"]
-    upload(services, record_id, FIRST_ID)
-    return record_id
-
-
-@pytest.fixture
-def connection(services, record) -> int:
-    return connect(services, record)
+from tests.fake_graph import FIRST_ID, NOW, connection, graph, graph_message, job, record, services  # noqa: F401  (fixtures)
 
 
 def reply(graph_id: str, number: int = 1) -> dict:

@@ -10,34 +10,9 @@ from app.microsoft.failures import AuthExpired, GraphError, IdentityConfigError,
 from app.records import outbox, threads
 from app.records.connections import mark_disconnected
 from app.records.linking import link_graph_message, load_connection
-from app.records.records import create_record
 from handlers.errors import Deferred, PermanentError, RetryLater
 from handlers.send import handle_send
-from tests.fake_graph import NOW, VENDOR, FakeGraph, connect, graph_message, job, unit_services, upload
-
-FIRST_ID = "<po-4711@acme.example>"
-
-
-@pytest.fixture
-def graph() -> FakeGraph:
-    return FakeGraph()
-
-
-@pytest.fixture
-def services(app_config, graph):
-    return unit_services(app_config, graph)
-
-
-@pytest.fixture
-def record(services) -> int:
-    record_id = create_record(services.db(), "Acme vendor file")["id"]
-    upload(services, record_id, FIRST_ID)
-    return record_id
-
-
-@pytest.fixture
-def connection(services, record) -> int:
-    return connect(services, record)
+from tests.fake_graph import FIRST_ID, NOW, VENDOR, connection, graph, graph_message, job, record, services  # noqa: F401  (fixtures)
 
 
 def request_send(services, record, connection, *, reply=False, to=("ap@acme.example",), key="key-1") -> int:

@@ -8,24 +8,8 @@ import pytest
 
 from app.core.timeutil import iso, parse_iso
 from app.microsoft.failures import NotFound, ReconnectRequired
-from app.records.records import create_record
 from subscriptions.manager import create_subscription, disconnect, remove_subscriptions, renew_subscription
-from tests.fake_graph import NOW, FakeGraph, connect, unit_services
-
-
-@pytest.fixture
-def graph() -> FakeGraph:
-    return FakeGraph()
-
-
-@pytest.fixture
-def services(app_config, graph):
-    return unit_services(app_config, graph)
-
-
-@pytest.fixture
-def connection(services) -> int:
-    return connect(services, create_record(services.db(), "Acme vendor file")["id"])
+from tests.fake_graph import NOW, connection, graph, record, services  # noqa: F401  (the fixtures)
 
 
 def rows(services) -> dict[str, dict]:

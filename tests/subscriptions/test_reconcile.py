@@ -9,36 +9,14 @@ import pytest
 from app.microsoft.failures import Throttled
 from app.records import delta_state, threads
 from app.records.connections import mark_reconnect_required
-from app.records.records import create_record
 from handlers.errors import Deferred
 from handlers.reconcile import handle_reconcile
 from subscriptions.reconcile import FOLDERS, reconcile
-from tests.fake_graph import MAILBOX, NOW, FakeGraph, connect, graph_message, job, unit_services, upload
+from tests.fake_graph import FIRST_ID, MAILBOX, NOW, connection, graph, graph_message, job, record, services  # noqa: F401  (fixtures)
 
-FIRST_ID = "<po-4711@acme.example>"
 THIRTY_DAYS_AGO = "2026-10-11T12:00:00Z"  # NOW less 30 days, as an OData literal
 
 
-@pytest.fixture
-def graph() -> FakeGraph:
-    return FakeGraph()
-
-
-@pytest.fixture
-def services(app_config, graph):
-    return unit_services(app_config, graph)
-
-
-@pytest.fixture
-def record(services) -> int:
-    record_id = create_record(services.db(), "Acme vendor file")["id"]
-    upload(services, record_id, FIRST_ID)
-    return record_id
-
-
-@pytest.fixture
-def connection(services, record) -> int:
-    return connect(services, record)
 
 
 def reply(graph_id: str, hours_ago: float, number: int = 1) -> dict:
