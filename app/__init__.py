@@ -28,6 +28,7 @@ from app.records.services import Services
 from app.web import (
     admin,
     api_mailboxes,
+    api_organizations,
     api_outbox,
     api_records,
     auth,
@@ -41,7 +42,8 @@ from app.web.errors import RowIdConverter, register_error_handlers
 from app.web.request_ids import init_request_ids
 
 MAX_REQUEST_BYTES = 10 * 1024 * 1024  # uploaded emails are the largest bodies we accept
-BLUEPRINTS = (health.bp, api_records.bp, api_outbox.bp, api_mailboxes.bp, auth.bp, pages.bp, admin.bp)
+BLUEPRINTS = (health.bp, api_records.bp, api_outbox.bp, api_mailboxes.bp, api_organizations.bp, auth.bp, pages.bp,
+              admin.bp)
 
 
 def build_services(config: Mapping[str, Any]) -> Services:

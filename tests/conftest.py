@@ -88,6 +88,9 @@ class ApiClient:
     def delete(self, path: str, **kwargs):
         return self._client.delete(path, headers={**self.headers, **kwargs.pop("headers", {})}, **kwargs)
 
+    def patch(self, path: str, **kwargs):
+        return self._client.patch(path, headers={**self.headers, **kwargs.pop("headers", {})}, **kwargs)
+
     def create_record(self, title: str = "Acme vendor file", **fields) -> dict:
         rv = self.post("/api/records", json={"title": title, **fields})
         assert rv.status_code == 201, rv.get_json()

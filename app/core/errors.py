@@ -26,3 +26,7 @@ class Invalid(DomainError):
 
 class Conflict(DomainError):
     """The input is fine, but the current state does not allow it (an inactive mailbox, a reused key)."""
+
+
+class Forbidden(DomainError):
+    """The thing exists, but not for this caller: it belongs to another organization."""

@@ -310,6 +310,38 @@ def m006_message_body_truncated(db: Database) -> None:
     )
 
 
+@migrations(name="m007_organizations")
+def m007_organizations(db: Database) -> None:
+    _run(
+        db,
+        """
+        -- The records platform's customers. Row 1 is the default organization: it holds every tenant
+        -- not assigned to another, so a one-company deployment needs no set-up.
+        CREATE TABLE organizations (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL
+        );
+        INSERT INTO organizations (id, name, created_at, updated_at)
+            VALUES (1, 'Default organization', strftime('%Y-%m-%dT%H:%M:%f000+00:00', 'now'),
+                    strftime('%Y-%m-%dT%H:%M:%f000+00:00', 'now'));
+
+        -- The tenants assigned to an organization (a tenant belongs to at most one).
+        CREATE TABLE organization_tenants (
+            tenant_id TEXT PRIMARY KEY,
+            organization_id INTEGER NOT NULL REFERENCES organizations(id)
+        );
+        CREATE INDEX organization_tenants_organization ON organization_tenants(organization_id);
+
+        -- Every existing record belongs to the default organization. (SQLite adds a column with a
+        -- REFERENCES clause only with a NULL default while foreign keys are on: the domain checks it.)
+        ALTER TABLE records ADD COLUMN organization_id INTEGER NOT NULL DEFAULT 1;
+        CREATE INDEX records_organization ON records(organization_id)
+        """
+    )
+
+
 def migrate(db: Database) -> list[str]:
     """Apply pending migrations; return the names applied."""
     pending = [migration.name for migration in migrations.pending(db)]

@@ -11,10 +11,12 @@ import logging
 from sqlite_utils import Database
 
 from app.core.crypto import Cipher
+from app.core.errors import Forbidden
 from app.core.queue import SqliteQueue
 from app.core.timeutil import now_iso
 from app.microsoft.identity import Grant, SignIn
-from app.records import consent, outbox, subscription_rows
+from app.records import consent, organizations, outbox, subscription_rows
+from app.records.records import get_record
 from app.records.services import Services
 
 log = logging.getLogger(__name__)
@@ -24,7 +26,12 @@ DISCONNECTED_REASON = "disconnected by the user"
 
 def save_connection(db: Database, cipher: Cipher, sign_in: SignIn, record_id: int, queue: SqliteQueue) -> int:
     """Store the connection (and its encrypted token cache) and queue its subscribe-and-backfill work,
-    all in one transaction. Reconnecting reactivates the same connection."""
+    all in one transaction. Reconnecting reactivates the same connection.
+
+    An account of a tenant of another organization than the record's is refused (:class:`Forbidden`,
+    isolation rule 1) before anything is stored.
+    """
+    check_same_organization(db, sign_in.tenant_id, record_id)
     now = now_iso()
     with db.atomic():
         consent.note_user_sign_in(db, sign_in.tenant_id)
@@ -48,6 +55,14 @@ def save_connection(db: Database, cipher: Cipher, sign_in: SignIn, record_id: in
         queue.enqueue("connect", {"connection_id": connection_id, "record_id": record_id},
                       connection_id=connection_id)
     return connection_id
+
+
+def check_same_organization(db: Database, tenant_id: str, record_id: int) -> None:
+    """Raise :class:`Forbidden` unless the tenant belongs to the record's organization."""
+    record = get_record(db, record_id)
+    if organizations.of_tenant(db, tenant_id) != record["organization_id"]:
+        raise Forbidden("other_organization", f"The mailbox's tenant belongs to another organization than record "
+                        f"{record_id}.")
 
 
 def mark_reconnect_required(services: Services, connection_id: int, reason: str) -> None:

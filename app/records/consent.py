@@ -49,6 +49,11 @@ _PROBLEMS = {
                         "Go back to the record and click Connect Outlook again."),
     "sign_in_rejected": ("Sign-in could not be completed", "The sign-in response was not valid.",
                          "Go back to the record and click Connect Outlook again."),
+    "other_organization": ("This account belongs to another organization",
+                           "The Microsoft account you signed in with is of an organization other than this "
+                           "record's, so its mailbox was not connected and nothing was stored.",
+                           "Sign in with an account of your own organization. If your organization's Microsoft "
+                           "tenant should own this record, the records platform's administrator can assign it."),
     "tenant_not_allowed": ("Organization not allowed",
                            "This service is not configured to accept mailboxes from your organization.",
                            "Ask the service's operator to add your tenant to ALLOWED_TENANTS."),

@@ -11,7 +11,7 @@ from typing import Any
 from sqlite_utils import Database
 
 from app.core.timeutil import now_iso
-from app.records import threads
+from app.records import organizations, threads
 from app.records.matching import CandidateMessage, match_record
 
 
@@ -23,8 +23,13 @@ def load_connection(db: Database, connection_id: int) -> dict[str, Any] | None:
 
 def link_graph_message(db: Database, connection: dict[str, Any], message: dict[str, Any], *,
                        source: str = "graph") -> list[int]:
-    """Link ``message`` to every record the threading rules tie it to; return their ids."""
-    match = match_record(threads.SqliteThreadKeys(db), CandidateMessage.from_graph(message, connection["id"]))
+    """Link ``message`` to every record the threading rules tie it to; return their ids.
+
+    Only records of the mailbox's organization count (isolation rule 2): a reply citing a Message-ID
+    another customer's record knows is not linked there.
+    """
+    keys = threads.SqliteThreadKeys(db, organizations.of_tenant(db, connection["tenant_id"]))
+    match = match_record(keys, CandidateMessage.from_graph(message, connection["id"]))
     if match is None:
         return []
     for record_id in match.record_ids:

@@ -18,19 +18,24 @@ from typing import Any
 
 from sqlite_utils import Database
 
-from app.core.errors import Conflict, Invalid, NotFound
+from app.core.errors import Conflict, Forbidden, Invalid, NotFound
 from app.core.queue import SqliteQueue
 from app.core.timeutil import now_iso
-from app.records import linking, threads
+from app.records import linking, organizations, threads
 
 FINISHED = ("sent", "failed")
 
 
-def check_connection(db: Database, connection_id: int) -> None:
-    """Raise unless ``connection_id`` names an active connection."""
-    rows = list(db.query("SELECT status FROM connections WHERE id = ?", [connection_id]))
+def check_connection(db: Database, connection_id: int, record_id: int) -> None:
+    """Raise unless ``connection_id`` names an active connection of the record's organization
+    (isolation rule 3: a send never goes out from another customer's mailbox)."""
+    rows = list(db.query("SELECT c.status, c.tenant_id, r.organization_id FROM connections c, records r"
+                         " WHERE c.id = ? AND r.id = ?", [connection_id, record_id]))
     if not rows:
         raise Invalid("unknown_connection", f"Connection {connection_id} does not exist.", field="connection_id")
+    if organizations.of_tenant(db, rows[0]["tenant_id"]) != rows[0]["organization_id"]:
+        raise Forbidden("connection_not_allowed", f"Connection {connection_id} belongs to another organization "
+                        f"than record {record_id}.", field="connection_id")
     if rows[0]["status"] != "active":
         raise Conflict("connection_not_active",
                        f"Connection {connection_id} is {rows[0]['status']}; the user must connect Outlook again.",
@@ -44,7 +49,7 @@ def queue_send(db: Database, queue: SqliteQueue, record_id: int, send: dict[str,
     The unique key makes a repeat return the original request (``created`` false); a key reused for
     a different request raises :class:`Conflict`. The caller wakes the workers when ``created``.
     """
-    check_connection(db, send["connection_id"])
+    check_connection(db, send["connection_id"], record_id)
     stored = json.dumps(send, sort_keys=True)
     now = now_iso()
     with db.atomic():

@@ -8,17 +8,22 @@ from sqlite_utils import Database
 
 from app.core.errors import NotFound
 from app.core.timeutil import now_iso
+from app.records import organizations
 
 
-def create_record(db: Database, title: str, external_id: str | None = None) -> dict[str, Any]:
-    record_id = db.execute("INSERT INTO records (title, external_id, created_at) VALUES (?, ?, ?)",
-                           [title, external_id, now_iso()]).lastrowid
+def create_record(db: Database, title: str, external_id: str | None = None, *,
+                  organization_id: int = organizations.DEFAULT_ID) -> dict[str, Any]:
+    """A new record of ``organization_id`` (the default organization unless named)."""
+    organizations.check_exists(db, organization_id)
+    record_id = db.execute("INSERT INTO records (title, external_id, organization_id, created_at) VALUES (?, ?, ?, ?)",
+                           [title, external_id, organization_id, now_iso()]).lastrowid
     return get_record(db, record_id)
 
 
 def get_record(db: Database, record_id: int) -> dict[str, Any]:
     """The record with ``record_id``; :class:`NotFound` when there is none."""
-    rows = list(db.query("SELECT id, title, external_id, created_at FROM records WHERE id = ?", [record_id]))
+    rows = list(db.query("SELECT id, title, external_id, organization_id, created_at FROM records WHERE id = ?",
+                         [record_id]))
     if not rows:
         raise NotFound("record_not_found", f"Record {record_id} does not exist.")
     return rows[0]

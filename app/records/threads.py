@@ -36,31 +36,34 @@ log = logging.getLogger(__name__)
 
 
 class SqliteThreadKeys:
-    """:class:`app.records.matching.ThreadKeys` over ``thread_message_ids`` and ``thread_conversations``."""
+    """:class:`app.records.matching.ThreadKeys` over ``thread_message_ids`` and ``thread_conversations``,
+    seeing only the records of one organization (isolation rule 2)."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, organization_id: int) -> None:
         self.db = db
+        self.organization_id = organization_id
 
     def record_for_generated_id(self, message_id: str) -> int | None:
         rows = self.db.query(
-            "SELECT record_id FROM thread_message_ids WHERE message_id = ? AND generated = 1"
-            " ORDER BY record_id LIMIT 1",
-            [message_id],
+            "SELECT k.record_id FROM thread_message_ids k JOIN records r ON r.id = k.record_id"
+            " WHERE k.message_id = ? AND k.generated = 1 AND r.organization_id = ? ORDER BY k.record_id LIMIT 1",
+            [message_id, self.organization_id],
         )
         return next((row["record_id"] for row in rows), None)
 
     def records_for_message_ids(self, ids: Iterable[str]) -> set[int]:
         rows = self.db.query(
-            "SELECT DISTINCT record_id FROM thread_message_ids"
-            " WHERE message_id IN (SELECT value FROM json_each(?))",
-            [json.dumps(list(ids))],
+            "SELECT DISTINCT k.record_id FROM thread_message_ids k JOIN records r ON r.id = k.record_id"
+            " WHERE k.message_id IN (SELECT value FROM json_each(?)) AND r.organization_id = ?",
+            [json.dumps(list(ids)), self.organization_id],
         )
         return {row["record_id"] for row in rows}
 
     def records_for_conversation(self, connection_id: int, conversation_id: str) -> set[int]:
         rows = self.db.query(
-            "SELECT record_id FROM thread_conversations WHERE connection_id = ? AND conversation_id = ?",
-            [connection_id, conversation_id],
+            "SELECT k.record_id FROM thread_conversations k JOIN records r ON r.id = k.record_id"
+            " WHERE k.connection_id = ? AND k.conversation_id = ? AND r.organization_id = ?",
+            [connection_id, conversation_id, self.organization_id],
         )
         return {row["record_id"] for row in rows}
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from flask import Blueprint, jsonify, request
 
+from app.records.organizations import DEFAULT_ID
 from app.records.records import create_record, get_record
 from app.records.rfc822 import InvalidEmail
 from app.records.threads import store_upload, thread
 from app.web.context import get_db
-from app.web.errors import APIError
+from app.web.errors import MAX_ROW_ID, APIError
 from app.web.validation import json_body, optional_string, require_api_token, required_string
 
 bp = Blueprint("api_records", __name__, url_prefix="/api")
@@ -22,7 +23,11 @@ def create():
     body = json_body()
     title = required_string(body, "title", max_length=MAX_TITLE_LENGTH)
     external_id = optional_string(body, "external_id", max_length=200)
-    return jsonify(create_record(get_db(), title.strip(), external_id)), 201
+    organization_id = body.get("organization_id", DEFAULT_ID)
+    if not isinstance(organization_id, int) or isinstance(organization_id, bool) or not 1 <= organization_id <= MAX_ROW_ID:
+        raise APIError(422, "invalid_field", "'organization_id' must be the id of an organization.",
+                       field="organization_id")
+    return jsonify(create_record(get_db(), title.strip(), external_id, organization_id=organization_id)), 201
 
 
 @bp.get("/records/<id:record_id>")

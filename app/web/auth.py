@@ -24,6 +24,7 @@ from flask import Blueprint, current_app, redirect, request, session, url_for
 
 from app.core import ratelimit
 from app.core.crypto import DecryptionError
+from app.core.errors import Forbidden
 from app.microsoft.failures import IdentityConfigError, IdentityUnavailable
 from app.microsoft.identity import SignInError
 from app.records.connections import save_connection
@@ -123,7 +124,12 @@ def callback():
         log.warning("Sign-in from tenant %s refused: not in ALLOWED_TENANTS", sign_in.tenant_id)
         return render_problem(consent_problem("tenant_not_allowed"), 403, record_id=record_id)
     services = current_services()
-    connection_id = save_connection(get_db(), services.cipher, sign_in, record_id, services.queue)
+    try:
+        connection_id = save_connection(get_db(), services.cipher, sign_in, record_id, services.queue)
+    except Forbidden:
+        log.warning("Sign-in from tenant %s refused: another organization than record %s's", sign_in.tenant_id,
+                    record_id)
+        return render_problem(consent_problem("other_organization"), 403, record_id=record_id)
     services.on_enqueue()
     log.info("Connected mailbox", extra={"connection_id": connection_id})
     return redirect(url_for("pages.record", record_id=record_id, connected=connection_id))

@@ -11,7 +11,7 @@ from werkzeug.routing import IntegerConverter
 from werkzeug.wrappers import Request
 
 from app.core.db import unavailable_retry_after
-from app.core.errors import Conflict, DomainError, Invalid, NotFound
+from app.core.errors import Conflict, DomainError, Forbidden, Invalid, NotFound
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +38,7 @@ class APIError(Exception):
 
 
 # The one place domain errors become HTTP statuses.
-DOMAIN_STATUS: dict[type[DomainError], int] = {NotFound: 404, Invalid: 422, Conflict: 409}
+DOMAIN_STATUS: dict[type[DomainError], int] = {NotFound: 404, Invalid: 422, Conflict: 409, Forbidden: 403}
 
 
 def http_status(e: APIError | DomainError) -> int:

@@ -40,8 +40,11 @@ def api(service):
         def delete(self, path, **kwargs):
             return session.delete(service.url(path), timeout=30, **kwargs)
 
-        def create_record(self, title="Acme vendor file"):
-            rv = self.post("/api/records", json={"title": title})
+        def patch(self, path, **kwargs):
+            return session.patch(service.url(path), timeout=30, **kwargs)
+
+        def create_record(self, title="Acme vendor file", **fields):
+            rv = self.post("/api/records", json={"title": title, **fields})
             assert rv.status_code == 201, rv.text
             return rv.json()
 

@@ -242,3 +242,17 @@ def test_an_expired_client_secret_is_an_operator_problem_not_a_user_one(service,
     app_record.secret_expires_at = valid_until  # the operator renews the secret
     assert service.services.identity.access_token(connection["id"], force_refresh=True)
     assert browser.get("/readyz").json()["checks"]["configuration"]["ok"]
+
+
+def test_a_mailbox_of_another_organization_s_tenant_is_refused_with_a_page_and_nothing_stored(service, browser, api):
+    """Isolation rule 1, through the pages: Contoso is its own organization; a record of the default one
+    cannot get Megan's (Contoso) mailbox."""
+    contoso = api.post("/api/organizations", json={"name": "Contoso",
+                                                   "tenant_ids": [service.demo["tenants"]["contoso"]]}).json()
+    record = api.create_record("Default organization's file")
+    rv = browser.connect(record["id"], "megan")
+    assert rv.status_code == 403
+    assert "another organization" in rv.text and "nothing was stored" in rv.text
+    assert connections(service) == [] and list(db_of(service).query("SELECT * FROM record_connections")) == []
+    own = api.create_record("Contoso's file", organization_id=contoso["id"])
+    assert browser.connect(own["id"], "megan").status_code == 302

@@ -11,6 +11,7 @@ import pytest
 from app.core.db import open_db
 from app.core.migrations import migrate
 from app.records.matching import CandidateMessage, Match, match_record
+from app.records.organizations import DEFAULT_ID
 from app.records.threads import (
     SqliteThreadKeys,
     add_message_id,
@@ -89,7 +90,7 @@ def test_link_stores_the_message_its_copy_and_thread_keys(db):
     copy = copy_of(db)
     assert (copy["message_id"], copy["conversation_id"], copy["change_key"]) == (entry, "CONV-1", "CQAAABYAAAD1")
     assert copy["received_at"] == "2024-04-30T09:15:02.000000+00:00"
-    keys = SqliteThreadKeys(db)
+    keys = SqliteThreadKeys(db, DEFAULT_ID)
     assert keys.records_for_message_ids(["<reply-1@vendor.example>"]) == {10}
     assert keys.records_for_conversation(1, "CONV-1") == {10}
     assert keys.records_for_conversation(2, "CONV-1") == set()
@@ -127,7 +128,7 @@ def test_direction_follows_the_sender(db):
 def test_generated_ids_are_recorded_and_never_downgraded(db):
     add_message_id(db, 20, "<minted@svc>", generated=True)
     add_message_id(db, 20, "<minted@svc>")
-    keys = SqliteThreadKeys(db)
+    keys = SqliteThreadKeys(db, DEFAULT_ID)
     assert keys.record_for_generated_id("<minted@svc>") == 20
     assert keys.record_for_generated_id("<reply-1@vendor.example>") is None
     link(db, graph_message(message_id="<minted@svc>"), record_id=20)
@@ -135,7 +136,7 @@ def test_generated_ids_are_recorded_and_never_downgraded(db):
 
 
 def test_matching_over_sqlite_follows_the_rules(db):
-    keys = SqliteThreadKeys(db)
+    keys = SqliteThreadKeys(db, DEFAULT_ID)
     add_message_id(db, 10, "<po-4711@contoso.example>")
     reply = CandidateMessage.from_graph(graph_message(), 1)
     assert match_record(keys, reply) == Match((10,), "references")
@@ -153,7 +154,7 @@ def test_an_unrelated_message_stores_nothing(db):
     before = {table: db[table].count for table in db.table_names()}
     unrelated = graph_message("AAMk-9", "<newsletter@spam.example>", conversationId="CONV-9",
                               internetMessageHeaders=[{"name": "References", "value": "<other@spam.example>"}])
-    assert match_record(SqliteThreadKeys(db), CandidateMessage.from_graph(unrelated, 1)) is None
+    assert match_record(SqliteThreadKeys(db, DEFAULT_ID), CandidateMessage.from_graph(unrelated, 1)) is None
     assert {table: db[table].count for table in db.table_names()} == before
 
 
@@ -164,7 +165,7 @@ def test_deletion_marks_but_keeps_history(db):
     assert (row["deleted_at"], row["subject"], row["body"]) == (STAMP, "RE: Purchase order 4711",
                                                                "<p>Confirmed, ships Friday.</p>")
     assert copy_of(db)["deleted_at"] == STAMP
-    assert SqliteThreadKeys(db).records_for_message_ids(["<reply-1@vendor.example>"]) == {10}
+    assert SqliteThreadKeys(db, DEFAULT_ID).records_for_message_ids(["<reply-1@vendor.example>"]) == {10}
     assert mark_deleted(db, 1, "AAMk-1")  # a repeated notification changes nothing
     assert db["messages"].get(entry)["deleted_at"] == STAMP
 
@@ -194,7 +195,7 @@ def test_deleting_an_unknown_message_does_nothing(db):
 def test_one_message_in_two_records(db):
     ten, twenty = link(db, record_id=10), link(db, record_id=20)
     assert ten != twenty
-    keys = SqliteThreadKeys(db)
+    keys = SqliteThreadKeys(db, DEFAULT_ID)
     assert keys.records_for_message_ids(["<reply-1@vendor.example>"]) == {10, 20}
     assert keys.records_for_conversation(1, "CONV-1") == {10, 20}
     assert mark_deleted(db, 1, "AAMk-1", now=NOW)

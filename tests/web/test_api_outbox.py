@@ -113,3 +113,18 @@ def test_a_mailbox_needing_reconnect_cannot_send(api, db, record, connection):
 def test_unknown_record_and_outbox_are_404(api, connection):
     assert send(api, 404, body()).status_code == 404
     assert api.get("/api/outbox/12345").status_code == 404
+
+
+def test_a_send_uses_only_a_connection_of_the_record_s_organization(api, db, record):
+    """Isolation rule 3: the platform's backend cannot send a record's mail from another customer's mailbox."""
+    fabrikam = "2e9b1d7a-5c3f-4e8d-b6a1-0f9e8d7c6b5a"
+    now = now_iso()
+    db["tenants"].insert({"id": fabrikam, "created_at": now, "updated_at": now})
+    db["connections"].insert({"id": 4, "tenant_id": fabrikam, "user_id": "u2", "email": "alex@fabrikam.example",
+                              "status": "active", "created_at": now, "updated_at": now})
+    other = api.post("/api/organizations", json={"name": "Fabrikam", "tenant_ids": [fabrikam]}).get_json()
+    rv = send(api, record["id"], body(connection_id=4), key="cross-1")
+    assert (rv.status_code, rv.get_json()["error"]["code"]) == (403, "connection_not_allowed")
+    their_record = api.create_record("Fabrikam contract", organization_id=other["id"])
+    assert send(api, their_record["id"], body(connection_id=4), key="own-1").status_code == 202
+    assert db.execute("SELECT count(*) FROM outbox WHERE connection_id = 4").fetchone()[0] == 1, "nothing queued for the refused one"
