@@ -32,7 +32,7 @@ from app.core.db import close_thread_dbs, thread_db
 from app.core.timeutil import iso
 from app.web.context import services_of
 from bench.measure import free_port, peak_rss_mb, reset_peak_rss, rss_mb
-from bench.stack import API_TOKEN, Mailbox, add_users, service_config, start_emulator
+from bench.stack import API_TOKEN, Mailbox, add_users, connect_form, service_config, start_emulator
 from emulator import Emulator
 from emulator.subscriptions import Subscription
 
@@ -53,7 +53,8 @@ def connect_users(app, emulator: Emulator, mailboxes: list[Mailbox]) -> None:
     for mailbox in mailboxes:
         # Each user from their own address, as in life (one address would meet the sign-in rate limit).
         user = {"REMOTE_ADDR": str(ipaddress.IPv4Address((10 << 24) + uuid.UUID(mailbox.user_id).int % 2**24))}
-        rv = client.get(f"/connect/outlook?record_id={record_id}", base_url=base_url, environ_base=user)
+        page = client.get(f"/connect/outlook?record_id={record_id}", base_url=base_url, environ_base=user)
+        rv = client.post("/connect/outlook", data=connect_form(page.text), base_url=base_url, environ_base=user)
         callback = emulator.authorize(rv.headers["Location"], mailbox.user_id)
         rv = client.get(callback, environ_base=user)
         if rv.status_code != 302:

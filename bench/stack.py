@@ -8,6 +8,7 @@ Connect Outlook flow: the service's redirect, the emulator's authorize decision,
 from __future__ import annotations
 
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -159,11 +160,17 @@ def prepare_record(service: ServiceProcess, emulator: Emulator, mailbox: Mailbox
     rv.raise_for_status()
 
 
+def connect_form(html: str) -> dict[str, str]:
+    """The hidden fields of the Connect Outlook page's form (its CSRF token and record id), as a browser posts them."""
+    return dict(re.findall(r'name="(csrf_token|record_id)" value="([^"]*)"', html))
+
+
 def connect(service: ServiceProcess, emulator: Emulator, mailbox: Mailbox) -> None:
-    """Connect Outlook as the mailbox's user: redirect, consent at the emulator, callback."""
+    """Connect Outlook as the mailbox's user: the page's button, consent at the emulator, callback."""
     browser = requests.Session()
-    rv = browser.get(f"{service.base_url}/connect/outlook?record_id={mailbox.record_id}", allow_redirects=False,
-                     timeout=30)
+    page = browser.get(f"{service.base_url}/connect/outlook?record_id={mailbox.record_id}", timeout=30)
+    rv = browser.post(f"{service.base_url}/connect/outlook", data=connect_form(page.text), allow_redirects=False,
+                      timeout=30)
     if rv.status_code != 302:
         raise RuntimeError(f"Connect Outlook answered {rv.status_code}: {rv.text[:200]}")
     callback = emulator.authorize(rv.headers["Location"], mailbox.user_id)

@@ -16,6 +16,18 @@ def hidden(html: str, name: str) -> str:
     return re.search(rf'name="{name}" value="([^"]*)"', html).group(1)
 
 
+def connect_form(html: str) -> dict[str, str]:
+    """The fields the Connect Outlook form posts (its CSRF token and record id)."""
+    return {name: hidden(html, name) for name in ("csrf_token", "record_id")}
+
+
+def click_connect(client, record_id: int, **request):
+    """Open the Connect Outlook page and submit its form, passing ``request`` (base_url, headers,
+    environ_base) to both requests; returns the answer to the post (302 to Entra when it started)."""
+    page = client.get(f"/connect/outlook?record_id={record_id}", **request)
+    return client.post("/connect/outlook", data=connect_form(page.text), **request)
+
+
 def sign_in_operator(client, secret: str = API_TOKEN, *, next_path: str | None = None):
     """Open the operator sign-in page and submit it with ``secret``; returns the answer to the post."""
     path = "/admin/login" + (f"?next={next_path}" if next_path else "")

@@ -106,8 +106,12 @@ class Identity:
     # -- sign-in ---------------------------------------------------------------------------
 
     def start_sign_in(self, redirect_uri: str) -> dict[str, Any]:
-        """msal's auth-code flow dict (PKCE, nonce, state); keep it server-side until the callback."""
-        return self._msal().initiate_auth_code_flow(SCOPES, redirect_uri=redirect_uri)
+        """msal's auth-code flow dict (PKCE, nonce, state); keep it server-side until the callback.
+
+        ``prompt=select_account``: Entra asks which account even when the browser is signed in to one,
+        so a silent single sign-on never completes a sign-in the person did not see.
+        """
+        return self._msal().initiate_auth_code_flow(SCOPES, redirect_uri=redirect_uri, prompt="select_account")
 
     def admin_consent_url(self, redirect_uri: str, state: str) -> str:
         scope = " ".join(f"https://graph.microsoft.com/{scope}" for scope in SCOPES)

@@ -54,6 +54,12 @@ _PROBLEMS = {
                            "record's, so its mailbox was not connected and nothing was stored.",
                            "Sign in with an account of your own organization. If your organization's Microsoft "
                            "tenant should own this record, the records platform's administrator can assign it."),
+    "no_record": ("Connect Outlook needs a record",
+                  "Outlook is connected from a record's page, and this link names no record that exists.",
+                  "Open the record in the records platform and click Connect Outlook there."),
+    "form_expired": ("This form had expired",
+                     "The Connect Outlook form was too old or came from another site, so nothing was started.",
+                     "Go back to the record and click Connect Outlook again."),
     "tenant_not_allowed": ("Organization not allowed",
                            "This service is not configured to accept mailboxes from your organization.",
                            "Ask the service's operator to add your tenant to ALLOWED_TENANTS."),

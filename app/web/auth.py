@@ -20,11 +20,11 @@ import secrets
 from datetime import timedelta
 from typing import Any
 
-from flask import Blueprint, current_app, redirect, request, session, url_for
+from flask import Blueprint, current_app, redirect, render_template, request, session, url_for
 
 from app.core import ratelimit
 from app.core.crypto import DecryptionError
-from app.core.errors import Forbidden
+from app.core.errors import Forbidden, NotFound
 from app.microsoft.failures import IdentityConfigError, IdentityUnavailable
 from app.microsoft.identity import SignInError
 from app.records.connections import save_connection
@@ -35,9 +35,10 @@ from app.records.consent import (
     record_admin_consent,
     record_consent_problem,
 )
-from app.records.records import record_exists
+from app.records.records import get_record
 from app.web.context import current_services, get_db
-from app.web.errors import MAX_ROW_ID, APIError
+from app.web.csrf import csrf_token, csrf_valid
+from app.web.errors import MAX_ROW_ID
 from app.web.operator import now, operator_required
 from app.web.problems import render_problem
 
@@ -80,12 +81,35 @@ def _pop_flow(kind: str) -> dict[str, Any] | None:
     return flow
 
 
+def _connect_record(value: str | None) -> dict[str, Any] | tuple:
+    """The record Connect Outlook was asked for, or the page that says why there is none."""
+    record_id = int(value) if value and value.isdigit() and len(value) <= 19 else None
+    if record_id is None or not 1 <= record_id <= MAX_ROW_ID:
+        return render_problem(consent_problem("no_record"), 400)
+    try:
+        return get_record(get_db(), record_id)
+    except NotFound:
+        return render_problem(consent_problem("no_record", f"there is no record {record_id}"), 404)
+
+
 @bp.get("/connect/outlook")
 def connect_outlook():
-    record_id = request.args.get("record_id", type=int)
-    if record_id is None or not 1 <= record_id <= MAX_ROW_ID or not record_exists(get_db(), record_id):
-        raise APIError(404 if record_id else 400, "record_not_found" if record_id else "missing_record_id",
-                       "Connect Outlook needs the id of an existing record (?record_id=...).")
+    """A page naming the record, with the one form that connects: a bare link never connects a mailbox."""
+    record = _connect_record(request.args.get("record_id"))
+    if not isinstance(record, dict):
+        return record
+    return render_template("connect.html", record=record, csrf_token=csrf_token())
+
+
+@bp.post("/connect/outlook")
+def start_connect():
+    """The person's click on Connect Outlook (the record page's button, or the page above)."""
+    record = _connect_record(request.form.get("record_id"))
+    if not isinstance(record, dict):
+        return record
+    if not csrf_valid():
+        return render_problem(consent_problem("form_expired"), 400, record_id=record["id"])
+    record_id = record["id"]
     db, client = get_db(), ratelimit.client_key(request.remote_addr)
     if wait := ratelimit.blocked_for(db, SIGN_IN_STARTS, client, now()):
         page, status = render_problem(consent_problem("too_many_sign_ins"), 429)

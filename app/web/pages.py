@@ -44,26 +44,47 @@ def format_when(value: str | None) -> str:
     return f"{moment.day} {moment:%b %Y, %H:%M} UTC"
 
 
+# Why a mailbox needs reconnecting, in plain words, by the error its last token refresh met.
+RECONNECT_REASONS = (
+    (("AADSTS50173", "AADSTS70000", "AADSTS70008", "AADSTS700082", "invalid_grant"),
+     "Microsoft no longer accepts its sign-in: access was removed in Azure, the password changed, or the "
+     "sign-in expired."),
+    (("interaction_required", "consent_required", "AADSTS50076", "AADSTS50079", "AADSTS53003"),
+     "Microsoft wants its owner to sign in again (for example for multi-factor sign-in or a new policy)."),
+    (("not_connected", "no_cached_account", "no_refresh_token"),
+     "The service no longer holds a working sign-in for it."),
+)
+RECONNECT_DEFAULT = "Microsoft no longer accepts its sign-in."
+
+
+def reconnect_reason(status_reason: str | None) -> str:
+    """Why a mailbox must be reconnected, for people; the raw code stays in a detail line."""
+    text = status_reason or ""
+    return next((words for codes, words in RECONNECT_REASONS if any(code in text for code in codes)),
+                RECONNECT_DEFAULT)
+
+
 def mailbox_state(db: Database, record_id: int) -> dict[str, Any]:
-    """What the record page says about Outlook: connected, reconnect, awaiting approval or connect."""
-    connections = list(db.query(
+    """What the record page says about Outlook: every mailbox connected from the record with its state,
+    and overall connected, reconnect required, awaiting approval or not connected."""
+    mailboxes = [{**c, "reason": reconnect_reason(c["status_reason"])} for c in db.query(
         """
         SELECT c.id, c.email, c.display_name, c.status, c.status_reason, c.updated_at FROM connections c
         JOIN record_connections rc ON rc.connection_id = c.id WHERE rc.record_id = ? ORDER BY c.updated_at DESC
-        """, [record_id]))
-    active = [c for c in connections if c["status"] == "active"]
+        """, [record_id])]
+    active = [c for c in mailboxes if c["status"] == "active"]
     if active:
-        return {"state": "connected", "connections": active}
-    broken = [c for c in connections if c["status"] == "reconnect_required"]
+        return {"state": "connected", "connections": active, "mailboxes": mailboxes}
+    broken = [c for c in mailboxes if c["status"] == "reconnect_required"]
     if broken:
-        return {"state": "reconnect_required", "connections": broken}
-    last_seen = max((c["updated_at"] for c in connections), default="")
+        return {"state": "reconnect_required", "connections": broken, "mailboxes": mailboxes}
+    last_seen = max((c["updated_at"] for c in mailboxes), default="")
     requests_ = list(db.query(
         "SELECT outcome, error_code, created_at FROM consent_requests WHERE record_id = ? AND created_at > ? "
         "ORDER BY id DESC LIMIT 1", [record_id, last_seen]))
     if requests_ and requests_[0]["outcome"] in ("approval_requested", "approval_required"):
-        return {"state": "awaiting_approval", "request": requests_[0], "connections": []}
-    return {"state": "not_connected", "connections": []}
+        return {"state": "awaiting_approval", "request": requests_[0], "connections": [], "mailboxes": mailboxes}
+    return {"state": "not_connected", "connections": [], "mailboxes": mailboxes}
 
 
 # -- compose ----------------------------------------------------------------------------------------

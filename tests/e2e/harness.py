@@ -14,6 +14,7 @@ from app import create_app
 from app.runtime import Runtime
 from app.web.context import services_of
 from emulator import Emulator
+from tests.forms import connect_form
 
 
 class _LateApp:
@@ -88,8 +89,10 @@ class Browser:
         return self.http.post(self.service.url(path_or_url), allow_redirects=False, timeout=30, **kwargs)
 
     def start_connect(self, record_id: int) -> str:
-        """Click Connect Outlook; return the authorize URL the service redirects to."""
-        rv = self.get(f"/connect/outlook?record_id={record_id}")
+        """Open the Connect Outlook page and click its button; return the authorize URL the service redirects to."""
+        page = self.get(f"/connect/outlook?record_id={record_id}")
+        assert page.status_code == 200, page.text
+        rv = self.post("/connect/outlook", data=connect_form(page.text))
         assert rv.status_code == 302, rv.text
         return rv.headers["Location"]
 

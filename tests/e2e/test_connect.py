@@ -256,3 +256,8 @@ def test_a_mailbox_of_another_organization_s_tenant_is_refused_with_a_page_and_n
     assert connections(service) == [] and list(db_of(service).query("SELECT * FROM record_connections")) == []
     own = api.create_record("Contoso's file", organization_id=contoso["id"])
     assert browser.connect(own["id"], "megan").status_code == 302
+
+
+def test_connect_asks_entra_for_the_account_picker_so_no_silent_sign_on_completes_it(service, browser, api):
+    auth_uri = browser.start_connect(api.create_record()["id"])
+    assert parse_qs(urlsplit(auth_uri).query)["prompt"] == ["select_account"]

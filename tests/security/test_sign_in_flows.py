@@ -10,7 +10,7 @@ from cryptography.fernet import Fernet
 
 from app.core.db import thread_db
 from tests.e2e.conftest import api, browser, service  # noqa: F401  (the service and the emulator on loopback)
-from tests.forms import sign_in_operator
+from tests.forms import click_connect, connect_form, sign_in_operator
 
 
 def database_pages(service) -> int:
@@ -27,7 +27,8 @@ def test_3000_anonymous_sign_in_starts_do_not_grow_the_database_and_are_rate_lim
     record = api.create_record()
     client = service.app.test_client()
     before = database_pages(service)
-    answers = [client.get(f"/connect/outlook?record_id={record['id']}") for _ in range(3000)]
+    form = connect_form(client.get(f"/connect/outlook?record_id={record['id']}").text)
+    answers = [client.post("/connect/outlook", data=form) for _ in range(3000)]
     assert database_pages(service) == before
     statuses = [rv.status_code for rv in answers]
     started = statuses.count(302)
@@ -36,7 +37,7 @@ def test_3000_anonymous_sign_in_starts_do_not_grow_the_database_and_are_rate_lim
     assert 0 < int(limited.headers["Retry-After"]) <= 3600
     assert "Too many sign-ins" in limited.text
     # Another client address is not affected.
-    other = client.get(f"/connect/outlook?record_id={record['id']}", environ_base={"REMOTE_ADDR": "192.0.2.8"})
+    other = click_connect(client, record["id"], environ_base={"REMOTE_ADDR": "192.0.2.8"})
     assert other.status_code == 302
 
 
