@@ -16,6 +16,7 @@ from flask import Flask
 
 from app.core.db import thread_db
 from app.core.timeutil import utcnow
+from app.records import organizations
 from app.records.records import create_record
 from app.records.threads import store_upload
 from emulator import Emulator
@@ -57,44 +58,64 @@ def _trust_bundle(configured: str | None, emulator: Emulator) -> str:
     return str(combined)
 
 
-def demo_email(megan: str) -> EmailMessage:
-    """The vendor's first email to Megan, as the user would upload it to the record."""
+def demo_email(recipient: str, name: str) -> EmailMessage:
+    """The vendor's first email to a demo user, as the user would upload it to the record."""
     message = EmailMessage()
     message["Message-ID"] = make_msgid(domain="acme.example")
     message["From"] = f"{DEMO_VENDOR[0]} <{DEMO_VENDOR[1]}>"
-    message["To"] = f"Megan Bowen <{megan}>"
+    message["To"] = f"{name} <{recipient}>"
     message["Subject"] = "Onboarding documents for Acme Corp"
     message["Date"] = format_datetime(utcnow())
-    message.set_content("Hi Megan,\n\nAttached are our W-9 and banking details for the vendor file.\n\nDana")
+    message.set_content(f"Hi {name.split()[0]},\n\nAttached are our W-9 and banking details for the vendor file.\n\nDana")
     return message
 
 
-def seed_demo_record(app: Flask, emulator: Emulator) -> int:
-    """A record with an uploaded email whose conversation already sits in Megan's mailbox."""
-    users = app.config["SANDBOX_DEMO"]["users"]
-    megan = "megan@contoso.example"
-    email = demo_email(megan)
-    emulator.deliver_email(users["megan"], subject=email["Subject"], body=email.get_content(),
-                           sender={"name": DEMO_VENDOR[0], "address": DEMO_VENDOR[1]}, to=[megan],
-                           internet_message_id=email["Message-ID"])
+def seed_demo_record(app: Flask, emulator: Emulator, organization_id: int, user: str, address: str, name: str,
+                     title: str) -> int:
+    """A record of ``organization_id`` with an uploaded email whose conversation already sits in the user's mailbox."""
+    email = demo_email(address, name)
+    emulator.deliver_email(app.config["SANDBOX_DEMO"]["users"][user], subject=email["Subject"],
+                           body=email.get_content(), sender={"name": DEMO_VENDOR[0], "address": DEMO_VENDOR[1]},
+                           to=[address], internet_message_id=email["Message-ID"])
     db = thread_db(app.config["DATABASE_PATH"])
-    record_id = create_record(db, "Acme Corp — vendor onboarding", "VEND-1001")["id"]
+    record_id = create_record(db, title, f"VEND-{1000 + organization_id}", organization_id=organization_id)["id"]
     store_upload(db, record_id, bytes(email))
     return record_id
 
 
+def seed_demo(app: Flask, emulator: Emulator) -> dict[str, int]:
+    """Two customers, each its own organization with its own tenant and a vendor record.
+
+    Contoso lets its users consent (Megan connects on her own); Fabrikam requires admin approval, so
+    Alex meets Option 2 and Fabrikam's admin grants for everyone (Option 1).
+    """
+    db = thread_db(app.config["DATABASE_PATH"])
+    tenants = app.config["SANDBOX_DEMO"]["tenants"]
+    contoso = organizations.create(db, "Contoso", [tenants["contoso"]])["id"]
+    fabrikam = organizations.create(db, "Fabrikam", [tenants["fabrikam"]])["id"]
+    return {"contoso": seed_demo_record(app, emulator, contoso, "megan", "megan@contoso.example", "Megan Bowen",
+                                        "Acme Corp — vendor onboarding (Contoso)"),
+            "fabrikam": seed_demo_record(app, emulator, fabrikam, "alex", "alex@fabrikam.example", "Alex Wilber",
+                                         "Acme Corp — vendor onboarding (Fabrikam)")}
+
+
 def announce(app: Flask, emulator: Emulator) -> None:
-    """Print what a person trying the sandbox needs: where to click, and the API token."""
-    record_id = seed_demo_record(app, emulator)
+    """Print what a person trying the sandbox needs: where to click, whom to sign in as, and the API token."""
+    records = seed_demo(app, emulator)
     base = app.config["PUBLIC_BASE_URL"]
     lines = [
         "",
-        "Sandbox mode: Microsoft is played by the embedded emulator.",
-        f"  Demo record:       {base}/records/{record_id}",
+        "Sandbox mode: Microsoft is played by the embedded emulator (its state, and this sandbox database,",
+        "start afresh at every start).",
+        f"  Contoso's record:  {base}/records/{records['contoso']}",
+        "      Connect Outlook as megan@contoso.example: users of Contoso may consent themselves.",
+        f"  Fabrikam's record: {base}/records/{records['fabrikam']}",
+        "      Option 2: connect as alex@fabrikam.example and meet \"admin approval required\".",
+        "      Option 1: connect as admin@fabrikam.example and tick \"Consent on behalf of your organization\"",
+        f"      (or an operator opens {base}/admin/consent); then Alex connects without an admin.",
         f"  Emulator controls: {emulator.base_url}/_emulator/",
-        f"  Admin page:        {base}/admin",
+        f"  Admin page:        {base}/admin  (sign in with the API token)",
         f"  API token:         {app.config['API_TOKEN']}",
-        "  Sign in as megan@contoso.example (user consent allowed) or alex@fabrikam.example (needs admin approval).",
         "",
     ]
     print("\n".join(lines), file=sys.stderr, flush=True)

@@ -83,7 +83,9 @@ def test_sandbox_starts_prints_the_demo_urls_and_stops_cleanly(start):
     ready = requests.get(f"http://127.0.0.1:{port}/records/1", timeout=5)
     assert ready.status_code == 200 and "Connect Outlook" in ready.text
     output = stop(process)
-    assert f"http://127.0.0.1:{port}/records/1" in output
+    assert f"http://127.0.0.1:{port}/records/1" in output and f"http://127.0.0.1:{port}/records/2" in output
+    for account in ("megan@contoso.example", "alex@fabrikam.example", "admin@fabrikam.example"):
+        assert account in output, "the banner names whom to sign in as, for Option 1 and Option 2"
     assert "/_emulator/" in output
     assert "Runtime: stopped" in output
 
