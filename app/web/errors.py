@@ -80,6 +80,11 @@ def storage_unavailable(retry_after: int) -> Response:
     return rv
 
 
+# What a browser's error page is headed with, in words for people rather than HTTP's.
+PAGE_TITLES = {400: "That request could not be handled", 403: "Not yours to open", 404: "Page not found",
+               405: "That cannot be done here", 413: "Too large", 429: "Too many requests"}
+
+
 def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(sqlite3.Error)
     def handle_storage_error(e: sqlite3.Error):
@@ -96,7 +101,12 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(HTTPException)
     def handle_http_exception(e: HTTPException):
-        if not wants_json():
+        if e.code is None or e.code < 400:  # a redirect or the like raised as an exception: Werkzeug's own answer
             return e
+        if not wants_json():
+            rv = Response(render_template("error.html", title=PAGE_TITLES.get(e.code, e.name), message=e.description),
+                          e.code)
+            rv.headers.extend(e.get_headers()[1:])  # Allow, Retry-After...; the first is its own Content-Type
+            return rv
         code = (e.name or "error").lower().replace(" ", "_")
-        return error_response(e.code or 500, code, e.description or e.name)
+        return error_response(e.code, code, e.description or e.name)

@@ -177,3 +177,13 @@ def test_form_fields_map_to_the_api_request():
 def test_an_unknown_record_is_404(client):
     assert client.get("/records/999").status_code == 404
     assert client.post("/records/999/compose", data={}).status_code == 404
+
+
+def test_a_browser_gets_a_styled_page_for_a_missing_record_and_an_api_client_json(client, api):
+    page = client.get("/records/999", headers={"Accept": "text/html"})
+    assert page.status_code == 404 and page.mimetype == "text/html"
+    html = page.get_data(as_text=True)
+    assert "<h1>Page not found</h1>" in html and "Record 999 does not exist." in html and "/static/app.css" in html
+    assert client.get("/nowhere", headers={"Accept": "application/json"}).get_json()["error"]["code"] == "not_found"
+    refused = client.put("/records/999", headers={"Accept": "text/html"})
+    assert refused.status_code == 405 and refused.headers["Allow"] and "app.css" in refused.get_data(as_text=True)
