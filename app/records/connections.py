@@ -34,7 +34,8 @@ def save_connection(db: Database, cipher: Cipher, sign_in: SignIn, record_id: in
     check_same_organization(db, sign_in.tenant_id, record_id)
     now = now_iso()
     with db.atomic():
-        consent.note_user_sign_in(db, sign_in.tenant_id)
+        consent.note_user_sign_in(db, sign_in.tenant_id,
+                                  after_approval_request=consent.waited_for_approval(db, record_id))
         rows = db.query(
             """
             INSERT INTO connections (tenant_id, user_id, email, display_name, status, status_reason, token_cache,
@@ -76,6 +77,8 @@ def mark_reconnect_required(services: Services, connection_id: int, reason: str)
     with db.atomic():
         db.execute("UPDATE connections SET status = 'reconnect_required', status_reason = ?, updated_at = ? "
                    "WHERE id = ? AND status = 'active'", [reason, now_iso(), connection_id])
+        for row in db.query("SELECT tenant_id FROM connections WHERE id = ?", [connection_id]):
+            consent.note_refused_refresh(db, row["tenant_id"], reason)
         outbox.fail_pending(db, connection_id, unusable_reason("reconnect_required", reason))
         subscription_rows.remove_all(db, connection_id)
     log.warning("Connection needs reconnecting: %s", reason, extra={"connection_id": connection_id})

@@ -123,15 +123,49 @@ def record_admin_consent(db: Database, tenant_id: str) -> None:
             [now_iso(), tenant_id])
 
 
-def note_user_sign_in(db: Database, tenant_id: str) -> None:
-    """A user of the tenant signed in: that confirms an admin consent, or is a user consent."""
+# How a tenant's consent was given, as far as the service can know it; it never claims more. The
+# consent screen's "on behalf of your organization" box leaves no trace in the tokens, so a sign-in
+# alone says only that consent exists.
+CONSENT_STATES = {
+    "admin_consented": "An administrator consented for the whole organization with the admin consent link.",
+    "admin_approved": "An administrator approved a user's request (inferred: a user whose sign-in needed "
+                      "approval has now connected).",
+    "consented": "Consented; how is unknown: a user for themselves, or an administrator for everyone "
+                 "(the consent screen's box leaves no trace the service can see).",
+    "access_removed": "Access removed: Microsoft refused a token refresh because consent is gone, as when the "
+                      "app is removed from the tenant (Enterprise applications > Remove).",
+}
+# AADSTS codes of a refresh refused because the app's consent is gone from the tenant.
+REMOVED_CODES = ("AADSTS65001", "AADSTS700016")
+
+
+def _set_state(db: Database, tenant_id: str, state: str, detail: str) -> None:
+    db.execute("UPDATE tenants SET consent_state = ?, consent_detail = ?, updated_at = ? WHERE id = ?",
+               [state, detail, now_iso(), tenant_id])
+
+
+def note_user_sign_in(db: Database, tenant_id: str, *, after_approval_request: bool = False) -> None:
+    """A user of the tenant signed in and connected: that confirms an admin consent, shows an approved
+    request (when the record last met "approval required"), or shows consent of unknown kind."""
     ensure_tenant(db, tenant_id)
-    db.execute(
-        """
-        UPDATE tenants SET updated_at = :now,
-            consent_detail = CASE consent_state WHEN 'admin_consented' THEN 'confirmed by a user sign-in'
-                             ELSE 'a user of the tenant signed in' END,
-            consent_state = CASE consent_state WHEN 'admin_consented' THEN consent_state
-                            ELSE 'user_consented' END
-        WHERE id = :tenant
-        """, {"now": now_iso(), "tenant": tenant_id})
+    [state] = [row["consent_state"] for row in db.query("SELECT consent_state FROM tenants WHERE id = ?", [tenant_id])]
+    if state == "admin_consented":
+        _set_state(db, tenant_id, state, "Confirmed by a user's sign-in. " + CONSENT_STATES[state])
+    elif after_approval_request or state == "admin_approved":
+        _set_state(db, tenant_id, "admin_approved", CONSENT_STATES["admin_approved"])
+    else:
+        _set_state(db, tenant_id, "consented", CONSENT_STATES["consented"])
+
+
+def note_refused_refresh(db: Database, tenant_id: str, reason: str) -> None:
+    """A token refresh of a user of the tenant was refused with ``reason``; a removal code means the
+    tenant's consent is gone (until a user connects again)."""
+    if any(code in reason for code in REMOVED_CODES):
+        _set_state(db, tenant_id, "access_removed", f"{CONSENT_STATES['access_removed']} ({reason})")
+
+
+def waited_for_approval(db: Database, record_id: int) -> bool:
+    """Whether the record's latest consent attempt ended at "admin approval required"."""
+    rows = list(db.query("SELECT outcome FROM consent_requests WHERE record_id = ? ORDER BY id DESC LIMIT 1",
+                         [record_id]))
+    return bool(rows) and rows[0]["outcome"] in ("approval_requested", "approval_required")

@@ -19,6 +19,7 @@ from flask import Blueprint, abort, current_app, redirect, render_template, requ
 
 from app.core import app_errors, login_sessions, ratelimit
 from app.core.queue import SqliteQueue
+from app.records.organizations import DEFAULT_ID
 from app.web import operator
 from app.web.context import get_db
 from app.web.csrf import csrf_token, csrf_valid
@@ -100,7 +101,10 @@ def logout():
 @operator.operator_required
 def status():
     db = get_db()
-    tenants = list(db.query("SELECT * FROM tenants ORDER BY id"))
+    tenants = list(db.query(
+        "SELECT t.*, o.name AS organization_name FROM tenants t JOIN organizations o ON o.id = coalesce("
+        "(SELECT organization_id FROM organization_tenants WHERE tenant_id = t.id), ?) ORDER BY o.name, t.id",
+        [DEFAULT_ID]))
     for tenant in tenants:
         latest = list(db.query("SELECT granted_scopes FROM connections WHERE tenant_id = ? "
                                "ORDER BY updated_at DESC LIMIT 1", [tenant["id"]]))

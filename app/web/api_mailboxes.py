@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, jsonify
 
 from app.core.errors import NotFound
+from app.records.organizations import DEFAULT_ID
 from app.web.context import current_services, get_db
 from app.web.validation import require_api_token
 from subscriptions.manager import disconnect
@@ -54,7 +55,11 @@ def list_tenants():
     """Per tenant: consent state, connected users, and the scopes their latest token carries."""
     db = get_db()
     tenants = []
-    for tenant in db.query("SELECT id, consent_state, consent_detail, updated_at FROM tenants ORDER BY id"):
+    for tenant in db.query(
+            "SELECT t.id, t.consent_state, t.consent_detail, t.updated_at, o.id AS organization_id,"
+            " o.name AS organization_name FROM tenants t"
+            " JOIN organizations o ON o.id = coalesce((SELECT organization_id FROM organization_tenants"
+            " WHERE tenant_id = t.id), ?) ORDER BY t.id", [DEFAULT_ID]):
         users = list(db.query(
             "SELECT id AS connection_id, email, status, granted_scopes FROM connections WHERE tenant_id = ? "
             "ORDER BY updated_at DESC", [tenant["id"]]))

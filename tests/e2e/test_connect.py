@@ -261,3 +261,36 @@ def test_a_mailbox_of_another_organization_s_tenant_is_refused_with_a_page_and_n
 def test_connect_asks_entra_for_the_account_picker_so_no_silent_sign_on_completes_it(service, browser, api):
     auth_uri = browser.start_connect(api.create_record()["id"])
     assert parse_qs(urlsplit(auth_uri).query)["prompt"] == ["select_account"]
+
+
+def tenant_states(api) -> dict[str, str]:
+    return {t["id"]: t["consent_state"] for t in api.get("/api/tenants").json()["tenants"]}
+
+
+def test_an_approved_request_is_told_apart_from_consent_of_unknown_kind(service, browser, api):
+    """Verify (Option 2): Alex's tenant needs approval; once an admin approves his request and he connects,
+    the tenant shows an approved request. Megan's tenant, where users may consent, shows only that consent
+    exists: the service cannot tell whether she or an admin for everyone gave it."""
+    record = api.create_record()
+    assert browser.connect(record["id"], "alex", request_approval=True).status_code == 403
+    [request] = service.emulator.directory.approval_requests(service.demo["tenants"]["fabrikam"])
+    service.emulator.approve_request(request.id)
+    assert browser.connect(record["id"], "alex").status_code == 302
+    assert Browser(service).connect(api.create_record()["id"], "megan").status_code == 302
+    states = tenant_states(api)
+    assert states[service.demo["tenants"]["fabrikam"]] == "admin_approved"
+    assert states[service.demo["tenants"]["contoso"]] == "consented"
+
+
+def test_a_tenant_whose_app_was_removed_shows_access_removed(service, browser, api):
+    record = api.create_record()
+    assert browser.connect(record["id"], "megan").status_code == 302
+    [connection] = connections(service)
+    [subscription] = active_subscription(service, connection["id"])
+    service.emulator.remove_app(service.demo["tenants"]["contoso"])  # Enterprise applications > Remove
+    assert renew_one(service.services, subscription, datetime.now(timezone.utc)) == "reconnect_required"
+    tenant = next(t for t in api.get("/api/tenants").json()["tenants"] if t["id"] == service.demo["tenants"]["contoso"])
+    assert tenant["consent_state"] == "access_removed" and "AADSTS65001" in tenant["consent_detail"]
+    assert tenant["organization_name"] == "Default organization"
+    sign_in_operator(browser)
+    assert "access removed" in browser.get("/admin").text
