@@ -11,6 +11,7 @@ import logging
 from sqlite_utils import Database
 
 from app.core.crypto import Cipher
+from app.core.db import write_transaction
 from app.core.errors import Forbidden
 from app.core.queue import SqliteQueue
 from app.core.timeutil import now_iso
@@ -33,7 +34,7 @@ def save_connection(db: Database, cipher: Cipher, sign_in: SignIn, record_id: in
     """
     check_same_organization(db, sign_in.tenant_id, record_id)
     now = now_iso()
-    with db.atomic():
+    with write_transaction(db):  # it reads before it writes: take the write lock first (app.core.db)
         consent.note_user_sign_in(db, sign_in.tenant_id,
                                   after_approval_request=consent.waited_for_approval(db, record_id))
         rows = db.query(

@@ -25,8 +25,8 @@ from flask import Blueprint, current_app, redirect, render_template, request, se
 from app.core import ratelimit
 from app.core.crypto import DecryptionError
 from app.core.errors import Forbidden, NotFound
-from app.microsoft.failures import IdentityConfigError, IdentityUnavailable
-from app.microsoft.identity import SignInError
+from app.microsoft.failures import IdentityConfigError, IdentityUnavailable, consent_outcome
+from app.microsoft.identity import SignIn, SignInError
 from app.records.connections import save_connection
 from app.records.consent import (
     ConsentProblem,
@@ -39,7 +39,9 @@ from app.records.records import get_record
 from app.web.context import current_services, get_db
 from app.web.csrf import csrf_token, csrf_valid
 from app.web.errors import MAX_ROW_ID
-from app.web.operator import now, operator_required
+from app.web.operator import is_operator, now
+from app.web.people import current_person, local_path, person_required, sign_in_redirect, sign_out
+from app.web.people import sign_in as sign_in_person
 from app.web.problems import render_problem
 
 log = logging.getLogger(__name__)
@@ -87,9 +89,53 @@ def _connect_record(value: str | None) -> dict[str, Any] | tuple:
     if record_id is None or not 1 <= record_id <= MAX_ROW_ID:
         return render_problem(consent_problem("no_record"), 400)
     try:
-        return get_record(get_db(), record_id)
+        record = get_record(get_db(), record_id)
     except NotFound:
         return render_problem(consent_problem("no_record", f"there is no record {record_id}"), 404)
+    return record
+
+
+def _start_sign_in(purpose: dict[str, Any]):
+    """Redirect to Entra's authorize endpoint for a new flow kept with ``purpose`` (a record to connect,
+    or the page to return to); sign-in starts are rate-limited per client address."""
+    db, client = get_db(), ratelimit.client_key(request.remote_addr)
+    if wait := ratelimit.blocked_for(db, SIGN_IN_STARTS, client, now()):
+        page, status = render_problem(consent_problem("too_many_sign_ins"), 429)
+        return page, status, {"Retry-After": str(wait)}
+    ratelimit.hit(db, SIGN_IN_STARTS, client, now())
+    try:
+        flow = _identity().start_sign_in(_public_url(CALLBACK_PATH))
+    except IdentityUnavailable as e:
+        return render_problem(consent_problem("identity_unavailable", str(e)), 503)
+    _save_flow("sign_in", {**flow, **purpose})
+    return redirect(flow["auth_uri"])
+
+
+@bp.get("/login")
+def login():
+    """A person signs in with Microsoft, then returns to ``next`` (a path on this service only)."""
+    next_path = local_path(request.args.get("next")) or url_for("auth.signed_in")
+    if current_person() is not None:
+        return redirect(next_path)
+    return _start_sign_in({"next": next_path})
+
+
+@bp.get("/signed-in")
+@person_required
+def signed_in():
+    person = current_person()
+    return render_template("signed_in.html", person=person, csrf_token=csrf_token())
+
+
+@bp.post("/logout")
+def logout():
+    if not csrf_valid():
+        return render_problem(ConsentProblem("form_expired", "This form had expired",
+                                             "The sign-out form was too old or came from another site, so you are "
+                                             "still signed in.", "Sign out again from the page's header."), 400)
+    sign_out()
+    return render_problem(ConsentProblem("signed_out", "Signed out", "You are signed out of the service.",
+                                         "Sign in again from any record's page.", ok=True), 200)
 
 
 @bp.get("/connect/outlook")
@@ -109,29 +155,15 @@ def start_connect():
         return record
     if not csrf_valid():
         return render_problem(consent_problem("form_expired"), 400, record_id=record["id"])
-    record_id = record["id"]
-    db, client = get_db(), ratelimit.client_key(request.remote_addr)
-    if wait := ratelimit.blocked_for(db, SIGN_IN_STARTS, client, now()):
-        page, status = render_problem(consent_problem("too_many_sign_ins"), 429)
-        return page, status, {"Retry-After": str(wait)}
-    ratelimit.hit(db, SIGN_IN_STARTS, client, now())
-    try:
-        flow = _identity().start_sign_in(_public_url(CALLBACK_PATH))
-    except IdentityUnavailable as e:
-        return render_problem(consent_problem("identity_unavailable", str(e)), 503)
-    _save_flow("connect", {**flow, "record_id": record_id})
-    return redirect(flow["auth_uri"])
+    return _start_sign_in({"record_id": record["id"]})
 
 
-@bp.get(CALLBACK_PATH)
-def callback():
-    flow = _pop_flow("connect")
-    if flow is None:
-        return render_problem(consent_problem("sign_in_expired"), 400)
-    record_id = flow.pop("record_id")
+def _redeem(flow: dict[str, Any], record_id: int | None):
+    """The sign-in the callback carries, or the page that says why there is none."""
     if "error" in request.args:
-        problem = record_consent_problem(get_db(), record_id, request.args.get("error", ""),
-                                         request.args.get("error_description", ""))
+        error, description = request.args.get("error", ""), request.args.get("error_description", "")
+        problem = (record_consent_problem(get_db(), record_id, error, description) if record_id is not None
+                   else consent_problem(consent_outcome(error, description)))  # only a record remembers one
         return render_problem(problem, 403 if problem.code != "declined" else 400, record_id=record_id)
     try:
         sign_in = _identity().finish_sign_in(flow, request.args.to_dict())
@@ -147,6 +179,22 @@ def callback():
     if allowed and sign_in.tenant_id not in allowed:
         log.warning("Sign-in from tenant %s refused: not in ALLOWED_TENANTS", sign_in.tenant_id)
         return render_problem(consent_problem("tenant_not_allowed"), 403, record_id=record_id)
+    return sign_in
+
+
+@bp.get(CALLBACK_PATH)
+def callback():
+    """Both sign-ins end here: a person signing in, and Connect Outlook (which signs the person in too)."""
+    flow = _pop_flow("sign_in")
+    if flow is None:
+        return render_problem(consent_problem("sign_in_expired"), 400)
+    record_id, next_path = flow.pop("record_id", None), flow.pop("next", None)
+    sign_in = _redeem(flow, record_id)
+    if not isinstance(sign_in, SignIn):
+        return sign_in
+    if record_id is None:
+        sign_in_person(sign_in)
+        return redirect(local_path(next_path) or url_for("auth.signed_in"))
     services = current_services()
     try:
         connection_id = save_connection(get_db(), services.cipher, sign_in, record_id, services.queue)
@@ -154,15 +202,17 @@ def callback():
         log.warning("Sign-in from tenant %s refused: another organization than record %s's", sign_in.tenant_id,
                     record_id)
         return render_problem(consent_problem("other_organization"), 403, record_id=record_id)
+    sign_in_person(sign_in)
     services.on_enqueue()
     log.info("Connected mailbox", extra={"connection_id": connection_id})
     return redirect(url_for("pages.record", record_id=record_id, connected=connection_id))
 
 
 @bp.get("/admin/consent")
-@operator_required
 def admin_consent():
     """Send a tenant administrator to the v2 admin-consent endpoint (Option 1)."""
+    if current_person() is None and not is_operator():  # never anonymously: a person or the operator
+        return sign_in_redirect(request.path)
     state = secrets.token_urlsafe(32)
     _save_flow("admin_consent", {"state": state})
     return redirect(_identity().admin_consent_url(_public_url(ADMIN_CONSENT_CALLBACK_PATH), state))

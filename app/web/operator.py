@@ -21,12 +21,17 @@ def now() -> float:
     return current_services().clock().timestamp()
 
 
+def is_operator() -> bool:
+    """Whether this browser holds a live operator session."""
+    return login_sessions.is_live(get_db(), session.get(SESSION_KEY), OPERATOR, now())
+
+
 def operator_required(view):
     """Let the view run only in a live operator session; otherwise send the browser to sign in."""
 
     @wraps(view)
     def wrapped(*args, **kwargs):
-        if not login_sessions.is_live(get_db(), session.get(SESSION_KEY), OPERATOR, now()):
+        if not is_operator():
             session.pop(SESSION_KEY, None)
             return redirect(url_for("admin.login", next=request.path))
         return view(*args, **kwargs)

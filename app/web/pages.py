@@ -23,6 +23,7 @@ from app.records.threads import thread
 from app.web.context import current_services, get_db
 from app.web.csrf import csrf_token, csrf_valid
 from app.web.errors import APIError, http_status
+from app.web.people import current_person
 from app.web.validation import parse_send_request
 
 bp = Blueprint("pages", __name__)
@@ -138,6 +139,12 @@ def _get_record(record_id: int) -> dict[str, Any]:
         return get_record(get_db(), record_id)
     except NotFound as e:
         abort(404, e.message)
+
+
+@bp.app_context_processor
+def signed_in_person() -> dict[str, Any]:
+    """Every page's header names the signed-in person, with a sign-out form."""
+    return {"person": current_person(), "csrf_token_for_page": csrf_token}
 
 
 @bp.get("/records/<id:record_id>")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from typing import Any
-from urllib.parse import urljoin
+from urllib.parse import quote, urljoin
 
 import requests
 from flask import Flask
@@ -88,8 +88,19 @@ class Browser:
     def post(self, path_or_url: str, **kwargs) -> requests.Response:
         return self.http.post(self.service.url(path_or_url), allow_redirects=False, timeout=30, **kwargs)
 
+    def sign_in(self, user: str, next_path: str = "/signed-in", **choices) -> requests.Response:
+        """Sign in to the service as ``user`` (``/login``, the emulator's pages, the callback); returns the
+        callback's answer (302 to ``next_path`` when it worked)."""
+        rv = self.get(f"/login?next={quote(next_path)}")
+        assert rv.status_code == 302, rv.text
+        callback = self.service.emulator.authorize(rv.headers["Location"], self.service.demo["users"][user], **choices)
+        return self.get(callback)
+
     def start_connect(self, record_id: int) -> str:
-        """Open the Connect Outlook page and click its button; return the authorize URL the service redirects to."""
+        """Open the Connect Outlook page and click its button; return the authorize URL the service redirects to.
+
+        The browser must be signed in already (:meth:`sign_in`, or an earlier :meth:`connect`).
+        """
         page = self.get(f"/connect/outlook?record_id={record_id}")
         assert page.status_code == 200, page.text
         rv = self.post("/connect/outlook", data=connect_form(page.text))
@@ -97,7 +108,13 @@ class Browser:
         return rv.headers["Location"]
 
     def connect(self, record_id: int, user: str, **choices) -> requests.Response:
-        """The whole Connect Outlook round trip as ``user``; returns the service's callback answer."""
+        """The whole Connect Outlook round trip as ``user``, signing in first when the browser is not;
+        returns the service's callback answer (the sign-in's, when that did not work)."""
+        page = f"/connect/outlook?record_id={record_id}"
+        if self.get(page).status_code == 302:
+            answer = self.sign_in(user, page, **choices)
+            if answer.status_code != 302:
+                return answer
         auth_uri = self.start_connect(record_id)
         callback = self.service.emulator.authorize(auth_uri, self.service.demo["users"][user], **choices)
         return self.get(callback)

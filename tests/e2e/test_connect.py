@@ -75,7 +75,8 @@ def test_admin_consents_for_the_organization_then_a_second_user_needs_no_admin(s
     # accept=False: had the consent page been shown, declining would fail the sign-in.
     callback = service.emulator.authorize(auth_uri, service.demo["users"]["megan"], accept=False)
     assert "code=" in callback
-    assert second.get(callback).status_code == 302
+    answer = second.get(callback)
+    assert answer.status_code == 302, answer.text[:600]
     assert [c["email"] for c in connections(service)] == ["admin@contoso.example", "megan@contoso.example"]
 
 

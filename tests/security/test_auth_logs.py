@@ -29,7 +29,7 @@ def sign_in_secrets(service, record_id: int, *, secret_key: str, cipher: Cipher,
     signer = Flask(__name__)
     signer.secret_key = secret_key
     session = SecureCookieSessionInterface().get_signing_serializer(signer).loads(browser.http.cookies["session"])
-    verifier = json.loads(cipher.decrypt_text(session["connect_flow"]))["code_verifier"]
+    verifier = json.loads(cipher.decrypt_text(session["sign_in_flow"]))["code_verifier"]
     callback = service.emulator.authorize(auth_uri, service.demo["users"]["megan"])
     code = parse_qs(urlsplit(callback).query)["code"][0]
     assert browser.get(callback).status_code == 302

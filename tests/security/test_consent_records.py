@@ -24,9 +24,14 @@ def state_of(url: str) -> str:
     return parse_qs(urlsplit(url).query)["state"][0]
 
 
-def test_starting_admin_consent_needs_a_signed_in_operator(service, browser):
+def test_starting_admin_consent_needs_a_signed_in_person_or_the_operator(service, browser):
     rv = browser.get("/admin/consent")
-    assert rv.status_code == 302 and rv.headers["Location"] == "/admin/login?next=/admin/consent"
+    assert rv.status_code == 302 and rv.headers["Location"] == "/login?next=/admin/consent", "never anonymously"
+
+    person = Browser(service)
+    assert person.sign_in("fabrikam_admin", "/admin/consent").headers["Location"] == "/admin/consent"
+    assert person.get("/admin/consent").headers["Location"].startswith(
+        f"{service.emulator.authority_host}/organizations/v2.0/adminconsent?")
 
     rv = sign_in_operator(browser, next_path="/admin/consent")
     assert rv.status_code == 302 and rv.headers["Location"] == "/admin/consent"

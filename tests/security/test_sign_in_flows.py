@@ -49,7 +49,7 @@ def test_the_flow_travels_encrypted_in_a_small_session_cookie(service, browser, 
     cookie = browser.http.cookies["session"]
     assert len(cookie) < 3500
     session = session_of(service, browser)
-    flow = json.loads(service.services.cipher.decrypt_text(session["connect_flow"]))
+    flow = json.loads(service.services.cipher.decrypt_text(session["sign_in_flow"]))
     assert flow["code_verifier"] and flow["record_id"] == record["id"] and "auth_uri" not in flow
     assert flow["code_verifier"] not in json.dumps(session)  # only its ciphertext is in the cookie
 
@@ -58,9 +58,9 @@ def test_a_flow_older_than_15_minutes_is_refused(service, browser, api):
     record = api.create_record()
     auth_uri = browser.start_connect(record["id"])
     session = session_of(service, browser)
-    flow = service.services.cipher.decrypt(session["connect_flow"])
+    flow = service.services.cipher.decrypt(session["sign_in_flow"])
     key = service.app.config["TOKEN_ENCRYPTION_KEYS"][0]
-    session["connect_flow"] = Fernet(key).encrypt_at_time(flow, int(time.time()) - 16 * 60).decode()
+    session["sign_in_flow"] = Fernet(key).encrypt_at_time(flow, int(time.time()) - 16 * 60).decode()
     serializer = service.app.session_interface.get_signing_serializer(service.app)
     browser.http.cookies.clear()
     browser.http.cookies.set("session", serializer.dumps(session))

@@ -25,7 +25,7 @@ def test_a_bare_link_shows_the_record_and_one_form_and_starts_nothing(client, re
     assert "Connect Outlook to “Acme &lt;vendor&gt; file”" in html
     assert html.count("<form") == 1 and 'action="/connect/outlook"' in html and 'method="post"' in html
     with client.session_transaction() as session:
-        assert "connect_flow" not in session, "no sign-in was started"
+        assert "sign_in_flow" not in session, "no sign-in was started"
 
 
 def test_a_post_without_the_session_s_token_starts_nothing(client, record):
@@ -33,7 +33,7 @@ def test_a_post_without_the_session_s_token_starts_nothing(client, record):
     assert rv.status_code == 400 and "Location" not in rv.headers
     assert "This form had expired" in rv.get_data(as_text=True)
     with client.session_transaction() as session:
-        assert "connect_flow" not in session
+        assert "sign_in_flow" not in session
 
 
 @pytest.mark.parametrize("query, status", [("", 400), ("?record_id=abc", 400), ("?record_id=999", 404)])
