@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import partial
 
+from app.microsoft.graph import BATCH_LIMIT  # a mailbox's message jobs are fetched in one $batch
 from app.records.services import Services
 from handlers.lifecycle import handle_lifecycle
 from handlers.message import handle_messages
@@ -12,12 +13,10 @@ from handlers.send import handle_send
 from handlers.subscribe import handle_connect, handle_subscribe
 from handlers.worker import BatchHandler, Handler
 
-MESSAGE_BATCH = 20  # Graph's $batch limit: the message jobs of one mailbox are fetched together
-
 
 def build_handlers(services: Services) -> dict[str, Handler]:
     return {
-        "message": BatchHandler(partial(handle_messages, services), size=MESSAGE_BATCH),
+        "message": BatchHandler(partial(handle_messages, services), size=BATCH_LIMIT),
         "lifecycle": partial(handle_lifecycle, services),
         "connect": partial(handle_connect, services),
         "subscribe": partial(handle_subscribe, services),

@@ -208,11 +208,6 @@ class GraphClient:
     def delete_subscription(self, subscription_id: str) -> None:
         self.request("delete_subscription", "DELETE", f"/subscriptions/{subscription_id}")
 
-    # -- the signed-in user ----------------------------------------------------------------
-
-    def me(self) -> dict:
-        return self.request("get_me", "GET", "/me", params={"$select": "id,displayName,mail,userPrincipalName"})
-
 
 def _json(rv: requests.Response) -> Any:
     if not rv.content:

@@ -27,7 +27,3 @@ def get_record(db: Database, record_id: int) -> dict[str, Any]:
     if not rows:
         raise NotFound("record_not_found", f"Record {record_id} does not exist.")
     return rows[0]
-
-
-def record_exists(db: Database, record_id: int) -> bool:
-    return bool(list(db.query("SELECT 1 FROM records WHERE id = ?", [record_id])))

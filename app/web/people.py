@@ -3,8 +3,7 @@
 Browser pages serve signed-in people only (ARCHITECTURE section 1, "People"). Signing in is the same
 msal auth-code flow as Connect Outlook (:mod:`app.web.auth`); the session then holds the person's
 tenant, object id, name and address, and a server-side session id (:mod:`app.core.login_sessions`),
-so signing out ends every copy of the cookie. A person's organization is that of their tenant, read
-at each use, so reassigning a tenant takes effect at once.
+so signing out ends every copy of the cookie.
 """
 
 from __future__ import annotations
@@ -12,14 +11,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from functools import wraps
-from typing import Any
 from urllib.parse import urlsplit
 
 from flask import redirect, request, session, url_for
 
 from app.core import login_sessions
 from app.microsoft.identity import SignIn
-from app.records import organizations
 from app.web.context import get_db
 from app.web.operator import now
 
@@ -38,13 +35,6 @@ class Person:
     @property
     def principal(self) -> str:
         return f"person:{self.tenant_id}:{self.user_id}"
-
-    def organization_id(self) -> int:
-        return organizations.of_tenant(get_db(), self.tenant_id)
-
-    def owns(self, connection: dict[str, Any]) -> bool:
-        """Whether ``connection`` (a row with ``tenant_id`` and ``user_id``) is this person's own mailbox."""
-        return (connection["tenant_id"], connection["user_id"]) == (self.tenant_id, self.user_id)
 
 
 def current_person() -> Person | None:
