@@ -7,13 +7,28 @@ Works with Flask's test client and with :class:`tests.e2e.harness.Browser` alike
 from __future__ import annotations
 
 import re
+import time
 
+from app.core import login_sessions
+from app.core.db import thread_db
 from tests.conftest import API_TOKEN
 
 
 def hidden(html: str, name: str) -> str:
     """The value of the form field ``name`` in ``html``."""
     return re.search(rf'name="{name}" value="([^"]*)"', html).group(1)
+
+
+def sign_in_person(client, *, tenant_id: str = "t1", user_id: str = "u3", email: str = "megan@contoso.example",
+                   name: str = "Megan", **request) -> None:
+    """Make ``client`` (Flask's test client) a browser where this person has signed in with Microsoft, as the
+    sign-in callback leaves it: a server-side session and the person in the session cookie. ``request``
+    (``base_url``) names the host the cookie is for."""
+    db = thread_db(client.application.config["DATABASE_PATH"])
+    session_id = login_sessions.start(db, f"person:{tenant_id}:{user_id}", time.time())
+    with client.session_transaction(**request) as session:
+        session["person_session"] = session_id
+        session["person"] = {"tenant_id": tenant_id, "user_id": user_id, "name": name, "email": email}
 
 
 def connect_form(html: str) -> dict[str, str]:

@@ -80,8 +80,10 @@ def test_sandbox_starts_prints_the_demo_urls_and_stops_cleanly(start):
     port = free_port()
     process = start({"PORT": str(port)})
     wait_healthy(port, process)
-    ready = requests.get(f"http://127.0.0.1:{port}/records/1", timeout=5)
-    assert ready.status_code == 200 and "Connect Outlook" in ready.text
+    page = requests.get(f"http://127.0.0.1:{port}/records/1", timeout=5, allow_redirects=False)
+    assert page.status_code == 302 and page.headers["Location"] == "/login?next=/records/1", "pages need sign-in"
+    login = requests.get(f"http://127.0.0.1:{port}{page.headers['Location']}", timeout=5, allow_redirects=False)
+    assert login.status_code == 302 and "/oauth2/v2.0/authorize?" in login.headers["Location"]
     output = stop(process)
     assert f"http://127.0.0.1:{port}/records/1" in output and f"http://127.0.0.1:{port}/records/2" in output
     for account in ("megan@contoso.example", "alex@fabrikam.example", "admin@fabrikam.example"):

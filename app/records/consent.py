@@ -54,6 +54,10 @@ _PROBLEMS = {
                            "record's, so its mailbox was not connected and nothing was stored.",
                            "Sign in with an account of your own organization. If your organization's Microsoft "
                            "tenant should own this record, the records platform's administrator can assign it."),
+    "other_organization_record": ("This record belongs to another organization",
+                                  "You are signed in with an account of another organization than this record's.",
+                                  "Open the record from your own organization's records, or sign out and sign in "
+                                  "with an account of this record's organization."),
     "no_record": ("Connect Outlook needs a record",
                   "Outlook is connected from a record's page, and this link names no record that exists.",
                   "Open the record in the records platform and click Connect Outlook there."),

@@ -26,9 +26,15 @@ from app.records import linking, organizations, threads
 FINISHED = ("sent", "failed")
 
 
-def check_connection(db: Database, connection_id: int, record_id: int) -> None:
+def check_connection(db: Database, connection_id: int, record_id: int,
+                     sender: tuple[str, str] | None = None) -> None:
     """Raise unless ``connection_id`` names an active connection of the record's organization
-    (isolation rule 3: a send never goes out from another customer's mailbox)."""
+    (isolation rule 3: a send never goes out from another customer's mailbox) and, when a person sends
+    (``sender``: their tenant and user id), their own mailbox on this record: a person sends only as
+    themselves."""
+    if sender is not None and not _is_own_on_record(db, connection_id, record_id, sender):
+        raise Invalid("unknown_connection", "'connection_id' must be your own mailbox on this record.",
+                      field="connection_id")
     rows = list(db.query("SELECT c.status, c.tenant_id, r.organization_id FROM connections c, records r"
                          " WHERE c.id = ? AND r.id = ?", [connection_id, record_id]))
     if not rows:
@@ -42,14 +48,22 @@ def check_connection(db: Database, connection_id: int, record_id: int) -> None:
                        field="connection_id")
 
 
+def _is_own_on_record(db: Database, connection_id: int, record_id: int, sender: tuple[str, str]) -> bool:
+    return bool(list(db.query(
+        "SELECT 1 FROM connections c JOIN record_connections rc ON rc.connection_id = c.id "
+        "WHERE c.id = ? AND rc.record_id = ? AND c.tenant_id = ? AND c.user_id = ?",
+        [connection_id, record_id, *sender])))
+
+
 def queue_send(db: Database, queue: SqliteQueue, record_id: int, send: dict[str, Any],
-               idempotency_key: str) -> dict[str, Any]:
+               idempotency_key: str, *, sender: tuple[str, str] | None = None) -> dict[str, Any]:
     """Queue ``send`` (a parsed request) for ``record_id``; return ``{"id", "status", "created"}``.
+    ``sender`` names the person sending (the compose form); the platform's backend sends without one.
 
     The unique key makes a repeat return the original request (``created`` false); a key reused for
     a different request raises :class:`Conflict`. The caller wakes the workers when ``created``.
     """
-    check_connection(db, send["connection_id"], record_id)
+    check_connection(db, send["connection_id"], record_id, sender)
     stored = json.dumps(send, sort_keys=True)
     now = now_iso()
     with db.atomic():

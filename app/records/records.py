@@ -6,7 +6,7 @@ from typing import Any
 
 from sqlite_utils import Database
 
-from app.core.errors import NotFound
+from app.core.errors import Forbidden, NotFound
 from app.core.timeutil import now_iso
 from app.records import organizations
 
@@ -27,3 +27,18 @@ def get_record(db: Database, record_id: int) -> dict[str, Any]:
     if not rows:
         raise NotFound("record_not_found", f"Record {record_id} does not exist.")
     return rows[0]
+
+
+def record_exists(db: Database, record_id: int) -> bool:
+    return bool(list(db.query("SELECT 1 FROM records WHERE id = ?", [record_id])))
+
+
+def record_for_tenant(db: Database, record_id: int, tenant_id: str) -> dict[str, Any]:
+    """The record, for a person of ``tenant_id``: isolation rule 4 (ARCHITECTURE section 4), a person opens
+    only records of their organization. :class:`NotFound` when there is none, :class:`Forbidden` when the
+    record is another organization's."""
+    record = get_record(db, record_id)
+    if record["organization_id"] != organizations.of_tenant(db, tenant_id):
+        raise Forbidden("other_organization_record",
+                        f"Record {record_id} belongs to another organization than tenant {tenant_id}'s.")
+    return record

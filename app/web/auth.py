@@ -16,11 +16,12 @@ from __future__ import annotations
 import hmac
 import json
 import logging
+import re
 import secrets
 from datetime import timedelta
 from typing import Any
 
-from flask import Blueprint, current_app, redirect, render_template, request, session, url_for
+from flask import Blueprint, current_app, flash, redirect, render_template, request, session, url_for
 
 from app.core import ratelimit
 from app.core.crypto import DecryptionError
@@ -35,7 +36,7 @@ from app.records.consent import (
     record_admin_consent,
     record_consent_problem,
 )
-from app.records.records import get_record
+from app.records.records import record_exists, record_for_tenant
 from app.web.context import current_services, get_db
 from app.web.csrf import csrf_token, csrf_valid
 from app.web.errors import MAX_ROW_ID
@@ -49,6 +50,7 @@ bp = Blueprint("auth", __name__)
 
 CALLBACK_PATH = "/auth/callback"
 ADMIN_CONSENT_CALLBACK_PATH = "/admin/consent/callback"
+RECORD_PAGE = re.compile(r"/records/([0-9]{1,19})|/connect/outlook\?record_id=([0-9]{1,19})")
 FLOW_LIFETIME = timedelta(minutes=15)
 SIGN_IN_STARTS = ratelimit.Limit("sign_in_start", hits=60, window_seconds=600)  # per client address
 
@@ -89,10 +91,20 @@ def _connect_record(value: str | None) -> dict[str, Any] | tuple:
     if record_id is None or not 1 <= record_id <= MAX_ROW_ID:
         return render_problem(consent_problem("no_record"), 400)
     try:
-        record = get_record(get_db(), record_id)
+        return record_for_tenant(get_db(), record_id, current_person().tenant_id)
     except NotFound:
         return render_problem(consent_problem("no_record", f"there is no record {record_id}"), 404)
-    return record
+    except Forbidden:
+        return render_problem(consent_problem("other_organization_record"), 403)
+
+
+def _record_of_page(path: str | None) -> int | None:
+    """The existing record whose page (or Connect page) a sign-in returns to, if any: a consent refused at
+    sign-in (Option 2's "approval required") is remembered on it, as Connect Outlook's would be."""
+    found = RECORD_PAGE.fullmatch(path or "")
+    record_id = int(found.group(1) or found.group(2)) if found else None
+    return record_id if record_id is not None and record_id <= MAX_ROW_ID and record_exists(get_db(), record_id) \
+        else None
 
 
 def _start_sign_in(purpose: dict[str, Any]):
@@ -139,6 +151,7 @@ def logout():
 
 
 @bp.get("/connect/outlook")
+@person_required
 def connect_outlook():
     """A page naming the record, with the one form that connects: a bare link never connects a mailbox."""
     record = _connect_record(request.args.get("record_id"))
@@ -150,6 +163,8 @@ def connect_outlook():
 @bp.post("/connect/outlook")
 def start_connect():
     """The person's click on Connect Outlook (the record page's button, or the page above)."""
+    if current_person() is None:
+        return sign_in_redirect(url_for("auth.connect_outlook", record_id=request.form.get("record_id")))
     record = _connect_record(request.form.get("record_id"))
     if not isinstance(record, dict):
         return record
@@ -189,7 +204,7 @@ def callback():
     if flow is None:
         return render_problem(consent_problem("sign_in_expired"), 400)
     record_id, next_path = flow.pop("record_id", None), flow.pop("next", None)
-    sign_in = _redeem(flow, record_id)
+    sign_in = _redeem(flow, record_id if record_id is not None else _record_of_page(next_path))
     if not isinstance(sign_in, SignIn):
         return sign_in
     if record_id is None:
@@ -205,7 +220,9 @@ def callback():
     sign_in_person(sign_in)
     services.on_enqueue()
     log.info("Connected mailbox", extra={"connection_id": connection_id})
-    return redirect(url_for("pages.record", record_id=record_id, connected=connection_id))
+    flash("Outlook is connected. Earlier messages of this conversation are being linked now; new replies will "
+          "appear here within seconds.", "ok")  # a flash shows once: a reload does not repeat it
+    return redirect(url_for("pages.record", record_id=record_id))
 
 
 @bp.get("/admin/consent")

@@ -15,15 +15,15 @@ from typing import Any
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from sqlite_utils import Database
 
-from app.core.errors import DomainError, NotFound
+from app.core.errors import DomainError, Forbidden, NotFound
 from app.core.timeutil import parse_iso
 from app.records.outbox import queue_send, recent_sends
-from app.records.records import get_record
+from app.records.records import record_for_tenant
 from app.records.threads import thread
 from app.web.context import current_services, get_db
 from app.web.csrf import csrf_token, csrf_valid
 from app.web.errors import APIError, http_status
-from app.web.people import current_person
+from app.web.people import Person, current_person, person_required, sign_in_redirect
 from app.web.validation import parse_send_request
 
 bp = Blueprint("pages", __name__)
@@ -65,27 +65,31 @@ def reconnect_reason(status_reason: str | None) -> str:
                 RECONNECT_DEFAULT)
 
 
-def mailbox_state(db: Database, record_id: int) -> dict[str, Any]:
-    """What the record page says about Outlook: every mailbox connected from the record with its state,
-    and overall connected, reconnect required, awaiting approval or not connected."""
+def mailbox_state(db: Database, record_id: int, person: Person) -> dict[str, Any]:
+    """What the record page says about Outlook, for ``person``: every mailbox connected from the record
+    with its state; ``own``, the person's own working mailboxes (the only ones they may send from);
+    ``own_broken``, whether one of theirs needs reconnecting; and overall connected, reconnect required,
+    awaiting approval or not connected."""
     mailboxes = [{**c, "reason": reconnect_reason(c["status_reason"])} for c in db.query(
         """
-        SELECT c.id, c.email, c.display_name, c.status, c.status_reason, c.updated_at FROM connections c
+        SELECT c.id, c.tenant_id, c.user_id, c.email, c.display_name, c.status, c.status_reason, c.updated_at
+        FROM connections c
         JOIN record_connections rc ON rc.connection_id = c.id WHERE rc.record_id = ? ORDER BY c.updated_at DESC
         """, [record_id])]
-    active = [c for c in mailboxes if c["status"] == "active"]
-    if active:
-        return {"state": "connected", "connections": active, "mailboxes": mailboxes}
-    broken = [c for c in mailboxes if c["status"] == "reconnect_required"]
-    if broken:
-        return {"state": "reconnect_required", "connections": broken, "mailboxes": mailboxes}
+    mine = [c for c in mailboxes if person.owns(c)]
+    shown = {"mailboxes": mailboxes, "own": [c for c in mine if c["status"] == "active"],
+             "own_broken": any(c["status"] == "reconnect_required" for c in mine)}
+    if any(c["status"] == "active" for c in mailboxes):
+        return {**shown, "state": "connected"}
+    if any(c["status"] == "reconnect_required" for c in mailboxes):
+        return {**shown, "state": "reconnect_required"}
     last_seen = max((c["updated_at"] for c in mailboxes), default="")
     requests_ = list(db.query(
         "SELECT outcome, error_code, created_at FROM consent_requests WHERE record_id = ? AND created_at > ? "
         "ORDER BY id DESC LIMIT 1", [record_id, last_seen]))
     if requests_ and requests_[0]["outcome"] in ("approval_requested", "approval_required"):
-        return {"state": "awaiting_approval", "request": requests_[0], "connections": [], "mailboxes": mailboxes}
-    return {"state": "not_connected", "connections": [], "mailboxes": mailboxes}
+        return {**shown, "state": "awaiting_approval", "request": requests_[0]}
+    return {**shown, "state": "not_connected"}
 
 
 # -- compose ----------------------------------------------------------------------------------------
@@ -128,17 +132,20 @@ def _render_record(record: dict[str, Any], *, compose: dict[str, Any] | None = N
     db = get_db()
     messages = thread(db, record["id"])
     return render_template(
-        "record.html", record=record, mailbox=mailbox_state(db, record["id"]), messages=messages,
-        connected=request.args.get("connected", type=int), sends=recent_sends(db, record["id"]),
+        "record.html", record=record, mailbox=mailbox_state(db, record["id"], current_person()), messages=messages,
+        sends=recent_sends(db, record["id"]),
         compose=compose or _new_compose(messages), error=error, csrf_token=csrf_token(),
     ), status
 
 
 def _get_record(record_id: int) -> dict[str, Any]:
+    """The record, if the signed-in person's organization owns it (isolation rule 4); else 404 or 403."""
     try:
-        return get_record(get_db(), record_id)
+        return record_for_tenant(get_db(), record_id, current_person().tenant_id)
     except NotFound as e:
         abort(404, e.message)
+    except Forbidden:
+        abort(403, "This record belongs to another organization than the account you are signed in with.")
 
 
 @bp.app_context_processor
@@ -148,12 +155,15 @@ def signed_in_person() -> dict[str, Any]:
 
 
 @bp.get("/records/<id:record_id>")
+@person_required
 def record(record_id: int):
     return _render_record(_get_record(record_id))
 
 
 @bp.post("/records/<id:record_id>/compose")
 def compose(record_id: int):
+    if current_person() is None:
+        return sign_in_redirect(url_for("pages.record", record_id=record_id))
     record_ = _get_record(record_id)
     form = {name: request.form.get(name, "") for name in ("mode", "connection_id", "to", "cc", "subject", "body")}
     key = request.form.get("idempotency_key", "").strip()
@@ -162,14 +172,11 @@ def compose(record_id: int):
         return _render_record(record_, status=400, error={
             "field": "", "message": "This form had expired, so nothing was sent. Please write your message again."})
     values = {**form, "idempotency_key": key}
-    mailboxes = {row["connection_id"] for row in get_db().query(
-        "SELECT connection_id FROM record_connections WHERE record_id = ?", [record_id])}
+    person = current_person()
     try:
         send = parse_send_request(send_request_from_form(form))
-        if send["connection_id"] not in mailboxes:
-            raise APIError(422, "unknown_connection", "'connection_id' must be one of this record's mailboxes.",
-                           field="connection_id")
-        queued = queue_send(get_db(), current_services().queue, record_id, send, FORM_KEY_PREFIX + key)
+        queued = queue_send(get_db(), current_services().queue, record_id, send, FORM_KEY_PREFIX + key,
+                            sender=(person.tenant_id, person.user_id))
     except (APIError, DomainError) as e:
         if e.code == "idempotency_key_reused":  # an old form sent again with changes: offer it as new
             values["idempotency_key"] = _new_compose([])["idempotency_key"]

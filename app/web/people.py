@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from functools import wraps
+from typing import Any
 from urllib.parse import urlsplit
 
 from flask import redirect, request, session, url_for
@@ -35,6 +36,10 @@ class Person:
     @property
     def principal(self) -> str:
         return f"person:{self.tenant_id}:{self.user_id}"
+
+    def owns(self, connection: dict[str, Any]) -> bool:
+        """Whether ``connection`` (a row with ``tenant_id`` and ``user_id``) is this person's own mailbox."""
+        return (connection["tenant_id"], connection["user_id"]) == (self.tenant_id, self.user_id)
 
 
 def current_person() -> Person | None:

@@ -96,12 +96,22 @@ class Browser:
         callback = self.service.emulator.authorize(rv.headers["Location"], self.service.demo["users"][user], **choices)
         return self.get(callback)
 
-    def start_connect(self, record_id: int) -> str:
-        """Open the Connect Outlook page and click its button; return the authorize URL the service redirects to.
+    def open_connect(self, record_id: int, user: str, **choices) -> requests.Response:
+        """The Connect Outlook page of ``record_id``, signing in as ``user`` first when the browser is not
+        signed in; returns the page (or the sign-in's answer, when that did not work)."""
+        page = f"/connect/outlook?record_id={record_id}"
+        rv = self.get(page)
+        if rv.status_code == 302 and rv.headers["Location"].startswith("/login"):
+            answer = self.sign_in(user, page, **choices)
+            if answer.status_code != 302:
+                return answer
+            rv = self.get(page)
+        return rv
 
-        The browser must be signed in already (:meth:`sign_in`, or an earlier :meth:`connect`).
-        """
-        page = self.get(f"/connect/outlook?record_id={record_id}")
+    def start_connect(self, record_id: int, user: str) -> str:
+        """Open the Connect Outlook page (signed in as ``user``, unless someone already is) and click its
+        button; return the authorize URL the service redirects to."""
+        page = self.open_connect(record_id, user)
         assert page.status_code == 200, page.text
         rv = self.post("/connect/outlook", data=connect_form(page.text))
         assert rv.status_code == 302, rv.text
@@ -109,12 +119,12 @@ class Browser:
 
     def connect(self, record_id: int, user: str, **choices) -> requests.Response:
         """The whole Connect Outlook round trip as ``user``, signing in first when the browser is not;
-        returns the service's callback answer (the sign-in's, when that did not work)."""
-        page = f"/connect/outlook?record_id={record_id}"
-        if self.get(page).status_code == 302:
-            answer = self.sign_in(user, page, **choices)
-            if answer.status_code != 302:
-                return answer
-        auth_uri = self.start_connect(record_id)
-        callback = self.service.emulator.authorize(auth_uri, self.service.demo["users"][user], **choices)
+        returns the service's callback answer (or the page that stopped it: the sign-in's answer, the
+        Connect page's refusal)."""
+        page = self.open_connect(record_id, user, **choices)
+        if page.status_code != 200:
+            return page
+        rv = self.post("/connect/outlook", data=connect_form(page.text))
+        assert rv.status_code == 302, rv.text
+        callback = self.service.emulator.authorize(rv.headers["Location"], self.service.demo["users"][user], **choices)
         return self.get(callback)

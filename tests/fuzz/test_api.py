@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 
 from app.core.db import thread_db
 from app.core.timeutil import iso
+from tests.forms import sign_in_person
 from tests.fuzz.support import fuzz_app, row_counts
 
 TOKEN = "fuzz-api-token"
@@ -298,4 +299,5 @@ def test_an_address_with_a_lone_surrogate_is_a_422(app, client, field):
     rv = client.post(f"/api/records/{RECORD}/messages", data=json.dumps(body), content_type="application/json",
                      headers={**AUTH, "Idempotency-Key": fresh_key()})
     assert_rejected(rv, app, before)
+    sign_in_person(client)
     assert client.get(f"/records/{RECORD}").status_code == 200

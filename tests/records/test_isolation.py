@@ -1,20 +1,22 @@
-"""Isolation between organizations in the domain layer: rules 1 and 2 of ARCHITECTURE section 4.
+"""Isolation between organizations in the domain layer: rules 1 to 4 of ARCHITECTURE section 4.
 
 Two customers both hold the same vendor email on one of their records. A mailbox's mail links only
-to records of the mailbox's organization, and a mailbox of one customer's tenant cannot be connected
-from another customer's record.
+to records of the mailbox's organization, a mailbox of one customer's tenant cannot be connected
+from another customer's record, a send uses only a connection of the record's organization (and a
+person's only their own), and a person opens only their organization's records.
 """
 
 from __future__ import annotations
 
 import pytest
 
-from app.core.errors import Forbidden
+from app.core.errors import Forbidden, Invalid
 from app.microsoft.identity import SignIn
 from app.records import organizations, threads
 from app.records.connections import save_connection
 from app.records.linking import link_graph_message, load_connection
-from app.records.records import create_record
+from app.records.outbox import queue_send
+from app.records.records import create_record, record_for_tenant
 from app.web.context import services_of
 from tests.fake_graph import NOW, graph_message
 
@@ -73,3 +75,36 @@ def test_a_mailbox_of_another_organization_s_tenant_cannot_be_connected_and_noth
     after = db.execute("SELECT (SELECT count(*) FROM connections), (SELECT count(*) FROM jobs), "
                        "(SELECT count(*) FROM record_connections)").fetchone()
     assert tuple(after) == tuple(before)
+
+
+def send_as(connection: dict) -> dict:
+    return {"connection_id": connection["id"], "to": ["dana@vendor.example"], "cc": [], "subject": "Quote 77",
+            "body": "Thanks", "body_type": "text", "reply": False, "automated": False}
+
+
+def test_a_send_uses_only_a_connection_of_the_record_s_organization(app, db, world):
+    queue = services_of(app).queue
+    with pytest.raises(Forbidden) as refused:
+        queue_send(db, queue, world["records"]["fabrikam"], send_as(world["megan"]), "cross")
+    assert refused.value.code == "connection_not_allowed"
+    assert db["outbox"].count == 0
+    assert queue_send(db, queue, world["records"]["contoso"], send_as(world["megan"]), "own")["created"]
+
+
+def test_a_person_sends_only_from_their_own_mailbox_on_the_record(app, db, world):
+    queue, record = services_of(app).queue, world["records"]["contoso"]
+    colleague = world["connect"](CONTOSO, "lee@contoso.example", "contoso")
+    megan = (CONTOSO, "user-megan@contoso.example")
+    with pytest.raises(Invalid) as refused:
+        queue_send(db, queue, record, send_as(colleague), "as-lee", sender=megan)
+    assert refused.value.field == "connection_id" and db["outbox"].count == 0
+    assert queue_send(db, queue, record, send_as(world["megan"]), "as-megan", sender=megan)["created"]
+
+
+def test_a_person_opens_only_records_of_their_organization(db, world):
+    records = world["records"]
+    assert record_for_tenant(db, records["contoso"], CONTOSO)["id"] == records["contoso"]
+    with pytest.raises(Forbidden):
+        record_for_tenant(db, records["fabrikam"], CONTOSO)
+    with pytest.raises(Forbidden):
+        record_for_tenant(db, records["contoso"], FABRIKAM)

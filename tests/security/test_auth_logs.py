@@ -25,7 +25,7 @@ from tests.e2e.waiting import wait_for
 def sign_in_secrets(service, record_id: int, *, secret_key: str, cipher: Cipher, database: str) -> list[str]:
     """Connect Outlook as Megan; return every credential the sign-in handled."""
     browser = Browser(service)
-    auth_uri = browser.start_connect(record_id)
+    auth_uri = browser.start_connect(record_id, "megan")
     signer = Flask(__name__)
     signer.secret_key = secret_key
     session = SecureCookieSessionInterface().get_signing_serializer(signer).loads(browser.http.cookies["session"])

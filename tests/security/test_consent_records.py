@@ -24,6 +24,15 @@ def state_of(url: str) -> str:
     return parse_qs(urlsplit(url).query)["state"][0]
 
 
+def record_page(service, record_id: int) -> str:
+    """The record's page as a colleague who signed in sees it."""
+    colleague = Browser(service)
+    colleague.sign_in("megan")
+    page = colleague.get(f"/records/{record_id}")
+    assert page.status_code == 200
+    return page.text
+
+
 def test_starting_admin_consent_needs_a_signed_in_person_or_the_operator(service, browser):
     rv = browser.get("/admin/consent")
     assert rv.status_code == 302 and rv.headers["Location"] == "/login?next=/admin/consent", "never anonymously"
@@ -65,22 +74,22 @@ def test_anonymous_visitors_cannot_mark_a_tenant_consented(service, browser):
 def test_an_error_redirect_without_the_flows_state_writes_nothing(service, api, state):
     record = api.create_record()
     visitor = Browser(service)
-    visitor.start_connect(record["id"])  # anyone may start a sign-in, and so holds a flow in the session
+    visitor.get(f"/login?next=/records/{record['id']}")  # anyone may start a sign-in, and so holds a flow
     forged = APPROVAL_REQUIRED if state is None else {**APPROVAL_REQUIRED, "state": state}
     rv = visitor.get("/auth/callback?" + urlencode(forged))
     assert rv.status_code == 400 and "Sign-in expired" in rv.text
     assert rows(service, "consent_requests") == []
-    assert "Awaiting admin approval" not in Browser(service).get(f"/records/{record['id']}").text
+    assert "Awaiting admin approval" not in record_page(service, record["id"])
 
 
 def test_an_error_redirect_with_the_flows_state_is_remembered_once_per_record(service, api):
     record = api.create_record()
     user = Browser(service)
-    state = state_of(user.start_connect(record["id"]))
+    state = state_of(user.start_connect(record["id"], "megan"))
     cookie = user.http.cookies["session"]
     for _ in range(20):  # the same redirect replayed with the same cookie
         user.http.cookies.clear()
         user.http.cookies.set("session", cookie)
         user.get("/auth/callback?" + urlencode({**APPROVAL_REQUIRED, "state": state}))
     assert [row["outcome"] for row in rows(service, "consent_requests")] == ["approval_required"]
-    assert "Awaiting admin approval" in Browser(service).get(f"/records/{record['id']}").text
+    assert "Awaiting admin approval" in record_page(service, record["id"])

@@ -3,12 +3,14 @@
 import pytest
 
 from app import create_app
+from tests.forms import sign_in_person
 
 HEADERS = ("Content-Security-Policy", "X-Content-Type-Options", "Referrer-Policy")
 
 
 @pytest.fixture
-def record(api) -> dict:
+def record(api, client) -> dict:
+    sign_in_person(client)  # the record page is for signed-in people
     return api.create_record("Acme vendor file")
 
 

@@ -6,6 +6,7 @@ import pytest
 
 from app.core.db import open_db
 from app.core.timeutil import now_iso
+from tests.forms import sign_in_person
 from tests.notifications import notification, store_subscription
 
 
@@ -15,7 +16,9 @@ def upload(message_id: str, body_size: int = 10) -> bytes:
 
 
 @pytest.fixture
-def record(api, db) -> dict:
+def record(api, db, client) -> dict:
+    """A record with Megan's mailbox, and Megan signed in at ``client``."""
+    sign_in_person(client)
     record = api.create_record("Acme vendor file")
     now = now_iso()
     db["tenants"].insert({"id": "t1", "created_at": now, "updated_at": now})

@@ -11,6 +11,7 @@ from __future__ import annotations
 import pytest
 
 from app.core.timeutil import now_iso
+from tests.forms import sign_in_person
 
 
 @pytest.fixture
@@ -18,12 +19,17 @@ def record(api):
     return api.create_record("Acme <vendor> file")
 
 
+@pytest.fixture(autouse=True)
+def signed_in(client):
+    sign_in_person(client)
+
+
 def test_a_bare_link_shows_the_record_and_one_form_and_starts_nothing(client, record):
     rv = client.get(f"/connect/outlook?record_id={record['id']}")
     html = rv.get_data(as_text=True)
     assert rv.status_code == 200 and "Location" not in rv.headers
     assert "Connect Outlook to “Acme &lt;vendor&gt; file”" in html
-    assert html.count("<form") == 1 and 'action="/connect/outlook"' in html and 'method="post"' in html
+    assert html.count('<form method="post" action="/connect/outlook"') == 1  # beside the header's sign-out form
     with client.session_transaction() as session:
         assert "sign_in_flow" not in session, "no sign-in was started"
 
@@ -56,5 +62,9 @@ def test_the_record_page_names_every_mailbox_and_each_one_needing_reconnect_in_p
     html = client.get(f"/records/{record['id']}").get_data(as_text=True)
     assert "Connected</span> as Megan &lt;megan@contoso.example&gt;" in html
     assert "Reconnect required</span> Lee &lt;lee@contoso.example&gt;: Microsoft no longer accepts its sign-in" in html
-    assert "Detail: invalid_grant (AADSTS50173)" in html and "Reconnect Outlook" in html
+    assert "Detail: invalid_grant (AADSTS50173)" in html
     assert 'name="body"' in html, "the working mailbox still sends"
+    assert "Reconnect Outlook" not in html and "Connect another mailbox" in html, "Megan's own mailbox works"
+    sign_in_person(client, user_id="u4", email="lee@contoso.example", name="Lee")
+    html = client.get(f"/records/{record['id']}").get_data(as_text=True)
+    assert "Reconnect Outlook" in html and 'name="body"' not in html, "Lee reconnects before he can send"

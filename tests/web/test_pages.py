@@ -9,12 +9,18 @@ import pytest
 
 from app.core.timeutil import now_iso
 from app.web.pages import send_request_from_form
-from tests.forms import hidden
+from tests.forms import hidden, sign_in_person
 
 
 @pytest.fixture
 def record(api):
     return api.create_record("Contract 12")
+
+
+@pytest.fixture(autouse=True)
+def megan_signed_in(client):
+    """Megan (tenant t1, user u3) is at the browser; connection 3 below is hers."""
+    sign_in_person(client)
 
 
 def add_connection(db, record_id, connection_id, email, *, status="active"):
@@ -104,6 +110,7 @@ def test_a_post_without_the_sessions_csrf_token_is_refused(client, db, connected
 def test_a_new_browser_session_cannot_use_another_sessions_token(app, client, db, connected):
     form = open_form(client, connected["id"])
     other = app.test_client()
+    sign_in_person(other)  # Megan again, in another browser
     assert post(other, connected["id"], form).status_code == 400
     assert db["outbox"].count == 0
 
@@ -113,7 +120,7 @@ def test_a_new_browser_session_cannot_use_another_sessions_token(app, client, db
     ({"to": "not-an-address"}, "to", "To has invalid email address(es): not-an-address"),
     ({"cc": "x@y"}, "cc", "Cc has invalid email address(es)"),
     ({"body": "  "}, "body", "Message is required"),
-    ({"connection_id": "99"}, "connection_id", "From must be one of this record"),
+    ({"connection_id": "99"}, "connection_id", "From must be your own mailbox on this record"),
 ])
 def test_invalid_input_is_explained_at_its_field_and_kept(client, db, connected, fields, field, message):
     rv = post(client, connected["id"], open_form(client, connected["id"]), **fields)
@@ -150,14 +157,15 @@ def test_when_the_only_mailbox_broke_meanwhile_the_page_says_so(client, db, conn
     assert db["outbox"].count == 0
 
 
-def test_several_mailboxes_offer_a_choice(client, db, connected):
-    add_connection(db, connected["id"], 4, "alex@fabrikam.example")
+def test_with_several_mailboxes_on_the_record_a_person_sends_only_from_their_own(client, db, connected):
+    add_connection(db, connected["id"], 4, "lee@contoso.example")  # a colleague's mailbox on the same record
     html = client.get(f"/records/{connected['id']}").get_data(as_text=True)
-    assert '<label for="connection_id">From</label>' in html
-    assert '<option value="3"' in html and '<option value="4"' in html
+    assert "lee@contoso.example" in html, "every mailbox of the record is shown"
+    assert '<option value="4"' not in html and 'name="connection_id" value="3"' in html
     form = {**open_form_without_connection(client, connected["id"]), "connection_id": "4"}
-    assert post(client, connected["id"], form).status_code == 303
-    assert db["outbox"].get(1)["connection_id"] == 4
+    rv = post(client, connected["id"], form)
+    assert rv.status_code == 422 and "your own mailbox" in rv.get_data(as_text=True)
+    assert db["outbox"].count == 0
 
 
 def open_form_without_connection(client, record_id):
