@@ -18,7 +18,7 @@ def seed_demo(emulator: "Emulator", redirect_uri: str | Sequence[str]) -> dict[s
     "Approval required" page; its admin (admin@fabrikam.example) can grant for everyone.
     """
     redirect_uris = [redirect_uri] if isinstance(redirect_uri, str) else list(redirect_uri)
-    client_id, client_secret = emulator.register_app(redirect_uris=redirect_uris)
+    client_id, client_secret = emulator.register_app(redirect_uris=redirect_uris, directory_role_claims=True)
     contoso = emulator.add_tenant("Contoso")
     fabrikam = emulator.add_tenant("Fabrikam", user_consent_allowed=False, admin_consent_workflow=True)
     return {

@@ -101,9 +101,10 @@ class Directory:
 
     def register_app(self, client_id: str | None = None, client_secret: str | None = None,
                      redirect_uris: tuple[str, ...] | list[str] = (), *, display_name: str = "Outlook Integration",
-                     permissions: frozenset[str] = DEFAULT_PERMISSIONS) -> App:
+                     permissions: frozenset[str] = DEFAULT_PERMISSIONS, directory_role_claims: bool = False) -> App:
         app = App(client_id or str(uuid.uuid4()), client_secret or _new_secret(),
-                  self.clock.now() + SECRET_LIFETIME, tuple(redirect_uris), display_name, frozenset(permissions))
+                  self.clock.now() + SECRET_LIFETIME, tuple(redirect_uris), display_name, frozenset(permissions),
+                  directory_role_claims)
         with self.lock:
             if app.client_id in self._apps:
                 raise ValueError(f"app {app.client_id} exists")

@@ -45,6 +45,10 @@ class App:
     display_name: str
     permissions: frozenset[str]
     """The statically configured Graph permissions, what ``.default`` stands for."""
+    directory_role_claims: bool = False
+    """The manifest's ``groupMembershipClaims`` includes directory roles ("Token configuration > Add groups
+    claim > Directory roles"), so tokens carry the ``wids`` claim; off by default, as in Entra
+    (https://learn.microsoft.com/entra/identity-platform/access-token-claims-reference, ``wids``)."""
 
 
 @dataclass

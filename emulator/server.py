@@ -133,9 +133,12 @@ class Emulator:
     # -- directory -------------------------------------------------------------------------------
 
     def register_app(self, client_id: str | None = None, client_secret: str | None = None,
-                     redirect_uris: tuple[str, ...] | list[str] = ()) -> tuple[str, str]:
-        """Register a multi-tenant app; returns (client_id, client_secret)."""
-        app = self.directory.register_app(client_id, client_secret, redirect_uris)
+                     redirect_uris: tuple[str, ...] | list[str] = (), *,
+                     directory_role_claims: bool = False) -> tuple[str, str]:
+        """Register a multi-tenant app; returns (client_id, client_secret). ``directory_role_claims``: its
+        tokens carry the user's directory roles (``wids``)."""
+        app = self.directory.register_app(client_id, client_secret, redirect_uris,
+                                          directory_role_claims=directory_role_claims)
         return app.client_id, app.client_secret
 
     def add_tenant(self, name: str, *, tenant_id: str | None = None, user_consent_allowed: bool = True,

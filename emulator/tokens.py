@@ -21,6 +21,9 @@ from .signing import b64url_encode, b64url_json
 
 ID_TOKEN_LIFETIME = timedelta(hours=1)
 
+GLOBAL_ADMINISTRATOR_ROLE = "62e90394-69f5-4237-9190-012177145e10"
+DEFAULT_USER_ROLE = "b79fbf4d-3ef9-4689-8143-76b194e85509"
+
 
 class TokenIssuer:
     """Creates codes and tokens and records them in the :class:`Directory`."""
@@ -105,6 +108,9 @@ class TokenIssuer:
         }
         if nonce is not None:
             claims["nonce"] = nonce
+        app = self._directory.find_app(client_id)
+        if app is not None and app.directory_role_claims:
+            claims["wids"] = directory_roles(user)
         return self._directory.signer.sign(claims)
 
     def _refresh_token(self, client_id: str, user: User, scopes: Scopes) -> str:
@@ -112,6 +118,12 @@ class TokenIssuer:
                              self._clock.now())
         self._directory.add_refresh_token(token)
         return token.token
+
+
+def directory_roles(user: User) -> list[str]:
+    """The ``wids`` claim: role template ids of the user's directory roles, the default user role included
+    (https://learn.microsoft.com/entra/identity/role-based-access-control/permissions-reference)."""
+    return [GLOBAL_ADMINISTRATOR_ROLE, DEFAULT_USER_ROLE] if user.admin else [DEFAULT_USER_ROLE]
 
 
 def _pairwise_subject(user_id: str, client_id: str) -> str:

@@ -72,6 +72,9 @@ class SignIn:
     display_name: str | None
     scopes: str
     token_cache: str
+    directory_roles: tuple[str, ...] = ()
+    """Role template ids from the ID token's ``wids`` claim: present only when the app registration asks
+    for directory roles (``groupMembershipClaims``), else empty."""
 
 
 class Identity:
@@ -141,6 +144,7 @@ class Identity:
         return SignIn(
             tenant_id=claims["tid"], user_id=claims["oid"], email=claims.get("preferred_username"),
             display_name=claims.get("name"), scopes=result.get("scope", ""), token_cache=cache.serialize(),
+            directory_roles=tuple(role for role in claims.get("wids") or () if isinstance(role, str)),
         )
 
     # -- background tokens -----------------------------------------------------------------

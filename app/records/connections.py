@@ -36,7 +36,8 @@ def save_connection(db: Database, cipher: Cipher, sign_in: SignIn, record_id: in
     now = now_iso()
     with write_transaction(db):  # it reads before it writes: take the write lock first (app.core.db)
         consent.note_user_sign_in(db, sign_in.tenant_id,
-                                  after_approval_request=consent.waited_for_approval(db, record_id))
+                                  after_approval_request=consent.waited_for_approval(db, record_id),
+                                  directory_roles=sign_in.directory_roles)
         rows = db.query(
             """
             INSERT INTO connections (tenant_id, user_id, email, display_name, status, status_reason, token_cache,

@@ -129,11 +129,17 @@ def record_admin_consent(db: Database, tenant_id: str) -> None:
 
 # How a tenant's consent was given, as far as the service can know it; it never claims more. The
 # consent screen's "on behalf of your organization" box leaves no trace in the tokens, so a sign-in
-# alone says only that consent exists.
+# alone says only that consent exists; when the ID token names the signer's directory roles (``wids``,
+# if the app registration asks for them) a Global Administrator's sign-in, the only role shown the box
+# (../shared/reference/msal-consent.md), says an admin consented, for everyone or for themselves.
+GLOBAL_ADMINISTRATOR_ROLE = "62e90394-69f5-4237-9190-012177145e10"  # Entra's built-in role template id
 CONSENT_STATES = {
     "admin_consented": "An administrator consented for the whole organization with the admin consent link.",
     "admin_approved": "An administrator approved a user's request (inferred: a user whose sign-in needed "
                       "approval has now connected).",
+    "consented_by_admin": "Consented when a Global Administrator signed in: for the whole organization if they "
+                          "ticked \"Consent on behalf of your organization\", else for themselves (the box "
+                          "leaves no trace the service can see).",
     "consented": "Consented; how is unknown: a user for themselves, or an administrator for everyone "
                  "(the consent screen's box leaves no trace the service can see).",
     "access_removed": "Access removed: Microsoft refused a token refresh because consent is gone, as when the "
@@ -148,15 +154,19 @@ def _set_state(db: Database, tenant_id: str, state: str, detail: str) -> None:
                [state, detail, now_iso(), tenant_id])
 
 
-def note_user_sign_in(db: Database, tenant_id: str, *, after_approval_request: bool = False) -> None:
+def note_user_sign_in(db: Database, tenant_id: str, *, after_approval_request: bool = False,
+                      directory_roles: tuple[str, ...] = ()) -> None:
     """A user of the tenant signed in and connected: that confirms an admin consent, shows an approved
-    request (when the record last met "approval required"), or shows consent of unknown kind."""
+    request (when the record last met "approval required"), a Global Administrator's consent (when the
+    ID token names the role), or consent of unknown kind. A later sign-in never lowers what is known."""
     ensure_tenant(db, tenant_id)
     [state] = [row["consent_state"] for row in db.query("SELECT consent_state FROM tenants WHERE id = ?", [tenant_id])]
     if state == "admin_consented":
         _set_state(db, tenant_id, state, "Confirmed by a user's sign-in. " + CONSENT_STATES[state])
     elif after_approval_request or state == "admin_approved":
         _set_state(db, tenant_id, "admin_approved", CONSENT_STATES["admin_approved"])
+    elif GLOBAL_ADMINISTRATOR_ROLE in directory_roles or state == "consented_by_admin":
+        _set_state(db, tenant_id, "consented_by_admin", CONSENT_STATES["consented_by_admin"])
     else:
         _set_state(db, tenant_id, "consented", CONSENT_STATES["consented"])
 

@@ -75,6 +75,8 @@ def test_admin_consents_for_the_organization_then_a_second_user_needs_no_admin(s
     # accept=False: had the consent page been shown, declining would fail the sign-in.
     answer = second.connect(record["id"], "megan", accept=False)
     assert answer.status_code == 302, answer.text[:600]
+    contoso = service.demo["tenants"]["contoso"]
+    assert tenant_states(api)[contoso] == "consented_by_admin", "the ID token's wids named a Global Administrator"
     assert [c["email"] for c in connections(service)] == ["admin@contoso.example", "megan@contoso.example"]
 
 

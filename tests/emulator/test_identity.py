@@ -123,6 +123,19 @@ def test_msal_auth_code_flow_with_pkce_and_nonce(emulator, demo, msal_app):
     assert principal == Principal(tid, oid, demo["client_id"], frozenset(SCOPES))
 
 
+@pytest.mark.parametrize("user, roles", [("megan", ["b79fbf4d-3ef9-4689-8143-76b194e85509"]),
+                                         ("contoso_admin", ["62e90394-69f5-4237-9190-012177145e10",
+                                                            "b79fbf4d-3ef9-4689-8143-76b194e85509"])])
+def test_the_id_token_names_directory_roles_when_the_registration_asks_for_them(emulator, demo, msal_app, user, roles):
+    flow = msal_app.initiate_auth_code_flow(SCOPES, redirect_uri=REDIRECT_URI)
+    redirect = emulator.authorize(flow["auth_uri"], demo["users"][user], on_behalf_of_org=user == "contoso_admin")
+    assert msal_app.acquire_token_by_auth_code_flow(flow, query(redirect))["id_token_claims"]["wids"] == roles
+    emulator.directory.find_app(demo["client_id"]).directory_role_claims = False  # Entra's default
+    flow = msal_app.initiate_auth_code_flow(SCOPES, redirect_uri=REDIRECT_URI)
+    redirect = emulator.authorize(flow["auth_uri"], demo["users"][user])
+    assert "wids" not in msal_app.acquire_token_by_auth_code_flow(flow, query(redirect))["id_token_claims"]
+
+
 def test_token_request_carries_the_verifier_and_secret_in_the_body(emulator, demo, msal_app):
     connect(emulator, msal_app, demo["users"]["megan"])
 
