@@ -17,10 +17,10 @@ from flask import Flask
 from app import cli
 from app.core.config import SETTINGS_BY_NAME, load_settings, read_dotenv
 from app.core.crypto import Cipher
-from app.core.db import thread_db
+from app.core.db import store_location, thread_db
 from app.core.login_sessions import SESSION_LIFETIME
 from app.core.migrations import migrate
-from app.core.queue import SqliteQueue
+from app.core.queue import JobQueue
 from app.microsoft.http import Session
 from app.microsoft.identity import Identity
 from app.records.connections import TokenCacheStore
@@ -50,13 +50,13 @@ def build_services(config: Mapping[str, Any]) -> Services:
     """The collaborators of one process, from its settings."""
     verify = config["REQUESTS_CA_BUNDLE"] or True
     cipher = Cipher(config["TOKEN_ENCRYPTION_KEYS"])
-    database = config["DATABASE_PATH"]
+    database = store_location(config)
     identity = Identity(
         client_id=config["AZURE_CLIENT_ID"] or "", client_secret=config["AZURE_CLIENT_SECRET"] or "",
         authority_host=config["AZURE_AUTHORITY_HOST"], verify=verify,
         token_caches=TokenCacheStore(lambda: thread_db(database), cipher), db_factory=lambda: thread_db(database),
     )
-    queue = SqliteQueue(database, max_attempts=config["JOB_MAX_ATTEMPTS"])
+    queue = JobQueue(database, max_attempts=config["JOB_MAX_ATTEMPTS"])
     return Services(dict(config), cipher, identity, queue, Session(verify))
 
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from flask import Flask
 
-from app.core.db import thread_db
+from app.core.db import store_location, thread_db
 from app.core.timeutil import utcnow
 from app.records import organizations
 from app.records.records import create_record
@@ -77,7 +77,7 @@ def seed_demo_record(app: Flask, emulator: Emulator, organization_id: int, user:
     emulator.deliver_email(app.config["SANDBOX_DEMO"]["users"][user], subject=email["Subject"],
                            body=email.get_content(), sender={"name": DEMO_VENDOR[0], "address": DEMO_VENDOR[1]},
                            to=[address], internet_message_id=email["Message-ID"])
-    db = thread_db(app.config["DATABASE_PATH"])
+    db = thread_db(store_location(app.config))
     record_id = create_record(db, title, f"VEND-{1000 + organization_id}", organization_id=organization_id)["id"]
     store_upload(db, record_id, bytes(email))
     return record_id
@@ -89,7 +89,7 @@ def seed_demo(app: Flask, emulator: Emulator) -> dict[str, int]:
     Contoso lets its users consent (Megan connects on her own); Fabrikam requires admin approval, so
     Alex meets Option 2 and Fabrikam's admin grants for everyone (Option 1).
     """
-    db = thread_db(app.config["DATABASE_PATH"])
+    db = thread_db(store_location(app.config))
     tenants = app.config["SANDBOX_DEMO"]["tenants"]
     contoso = organizations.create(db, "Contoso", [tenants["contoso"]])["id"]
     fabrikam = organizations.create(db, "Fabrikam", [tenants["fabrikam"]])["id"]

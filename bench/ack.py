@@ -80,10 +80,10 @@ def service_config(database: str, key: str, threads: int) -> dict[str, Any]:
 
 def seed_subscriptions(app) -> None:
     """A tenant, one connection per subscription, and the subscriptions with encrypted clientStates."""
-    from app.core.db import thread_db
+    from app.core.db import store_location, thread_db
     from app.core.timeutil import iso
 
-    db = thread_db(app.config["DATABASE_PATH"])
+    db = thread_db(store_location(app.config))
     cipher = services_of(app).cipher
     now = datetime.now(timezone.utc)
     later = iso(now + timedelta(days=3))
@@ -172,9 +172,9 @@ def load_figures(prefix: str, results: list[LoadResult]) -> dict[str, Any]:
 
 def _drain(database: str) -> dict[str, Any]:
     """Move the receiver's inbox into the queue as the workers would, timed."""
-    from app.core.queue import SqliteQueue
+    from app.core.queue import JobQueue
 
-    queue = SqliteQueue(database)
+    queue = JobQueue(database)
     started = time.perf_counter()
     while queue.drain_inbox():
         pass

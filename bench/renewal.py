@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from app import create_app
-from app.core.db import close_thread_dbs, thread_db
+from app.core.db import close_thread_dbs, store_location, thread_db
 from app.core.timeutil import iso
 from app.web.context import services_of
 from bench.measure import free_port, peak_rss_mb, reset_peak_rss, rss_mb
@@ -63,7 +63,7 @@ def connect_users(app, emulator: Emulator, mailboxes: list[Mailbox]) -> None:
 
 def seed_subscriptions(app, emulator: Emulator, client_id: str) -> int:
     """Spread ``SUBSCRIPTIONS`` due subscriptions over every connection, in the database and the emulator."""
-    db = thread_db(app.config["DATABASE_PATH"])
+    db = thread_db(store_location(app.config))
     cipher = services_of(app).cipher
     base_url = app.config["PUBLIC_BASE_URL"]
     connections = list(db.query("SELECT id, tenant_id, user_id FROM connections ORDER BY id"))

@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from app.core.queue import Job, SqliteQueue
+from app.core.queue import Job, JobQueue
 from app.core.wakeup import Wakeup
 from handlers.errors import Deferred, JobError, PermanentError, RetryLater
 from handlers.retry import Retry
@@ -52,7 +52,7 @@ class Worker:
         slug, after each outcome is recorded (for metrics).
     """
 
-    def __init__(self, queue: SqliteQueue, handlers: Mapping[str, Handler], *, worker_id: str,
+    def __init__(self, queue: JobQueue, handlers: Mapping[str, Handler], *, worker_id: str,
                  lease_seconds: float = 60.0, retry_policy: Retry = Retry(), clock: Callable[[], float] = time.time,
                  stop_event: threading.Event | None = None, poll_interval: float = 1.0,
                  reap_interval: float = 30.0, wakeup: Wakeup | None = None,
@@ -200,7 +200,7 @@ class WorkerPool:
     :param options: passed to each :class:`Worker`.
     """
 
-    def __init__(self, n: int, queue: SqliteQueue, handlers: Mapping[str, Handler], *, name: str | None = None,
+    def __init__(self, n: int, queue: JobQueue, handlers: Mapping[str, Handler], *, name: str | None = None,
                  **options) -> None:
         if n < 1:
             raise ValueError(f"a worker pool needs at least 1 worker, got {n!r}")

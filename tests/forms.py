@@ -10,7 +10,7 @@ import re
 import time
 
 from app.core import login_sessions
-from app.core.db import thread_db
+from app.core.db import store_location, thread_db
 from tests.conftest import API_TOKEN
 
 
@@ -24,7 +24,7 @@ def sign_in_person(client, *, tenant_id: str = "t1", user_id: str = "u3", email:
     """Make ``client`` (Flask's test client) a browser where this person has signed in with Microsoft, as the
     sign-in callback leaves it: a server-side session and the person in the session cookie. ``request``
     (``base_url``) names the host the cookie is for."""
-    db = thread_db(client.application.config["DATABASE_PATH"])
+    db = thread_db(store_location(client.application.config))
     session_id = login_sessions.start(db, f"person:{tenant_id}:{user_id}", time.time())
     with client.session_transaction(**request) as session:
         session["person_session"] = session_id

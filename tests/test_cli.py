@@ -8,7 +8,7 @@ from cryptography.fernet import Fernet
 
 from app import create_app
 from app.core.crypto import Cipher
-from app.core.db import thread_db
+from app.core.db import store_location, thread_db
 from app.web.context import services_of
 
 
@@ -28,7 +28,7 @@ def _store_connection(db, cipher) -> None:
 def test_keys_rotate_reencrypts_with_the_newest_key(app_config):
     old, new = Fernet.generate_key().decode(), Fernet.generate_key().decode()
     app = create_app({**app_config, "TOKEN_ENCRYPTION_KEYS": old})
-    db = thread_db(app.config["DATABASE_PATH"])
+    db = thread_db(store_location(app.config))
     _store_connection(db, Cipher([old]))
 
     rotated = create_app({**app_config, "TOKEN_ENCRYPTION_KEYS": f"{new},{old}"})
@@ -42,7 +42,7 @@ def test_keys_rotate_reencrypts_with_the_newest_key(app_config):
 def test_keys_rotate_with_a_wrong_key_changes_nothing(app_config):
     old = Fernet.generate_key().decode()
     app = create_app({**app_config, "TOKEN_ENCRYPTION_KEYS": old})
-    db = thread_db(app.config["DATABASE_PATH"])
+    db = thread_db(store_location(app.config))
     _store_connection(db, Cipher([old]))
     before = db["connections"].get(1)["token_cache"]
 
@@ -54,7 +54,7 @@ def test_keys_rotate_with_a_wrong_key_changes_nothing(app_config):
 
 
 def _seed(app) -> None:
-    db = thread_db(app.config["DATABASE_PATH"])
+    db = thread_db(store_location(app.config))
     now = "2026-01-01T00:00:00+00:00"
     db["tenants"].insert({"id": "t1", "created_at": now, "updated_at": now})
     db["connections"].insert({"id": 1, "tenant_id": "t1", "user_id": "u1", "email": "megan@contoso.example",
@@ -95,7 +95,7 @@ def test_subscriptions_list_and_filters(app, runner):
 
 def test_subscriptions_renew_and_resync_skip_inactive_connections(app, runner):
     _seed(app)
-    app_db = thread_db(app.config["DATABASE_PATH"])
+    app_db = thread_db(store_location(app.config))
     app_db.execute("UPDATE subscriptions SET status = 'replaced'")
     assert "nothing to renew" in runner.invoke(args=["subscriptions", "renew"]).output
     result = runner.invoke(args=["subscriptions", "resync"])

@@ -41,6 +41,15 @@ def _url(name: str, raw: Any) -> str:
     return value
 
 
+def _postgres_url(name: str, raw: Any) -> str | None:
+    value = str(raw).strip()
+    if not value:
+        return None
+    if not value.startswith(("postgresql://", "postgres://")):
+        raise ConfigError(f"{name} must be a postgresql:// URL, got a value starting {value[:12]!r}")
+    return value
+
+
 def _positive_int(name: str, raw: Any) -> int:
     try:
         value = int(raw)
@@ -113,6 +122,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("HOST", "127.0.0.1", "Where `python -m app` listens.", _text),
     Setting("PORT", 8000, "The port `python -m app` listens on.", _port),
     Setting("DATABASE_PATH", "var/outlook-integration.db", "The SQLite database file.", _text),
+    Setting("DATABASE_URL", None, "`postgresql://…` puts the store and the queue on PostgreSQL (any number of web "
+            "and worker processes on any number of hosts); unset: SQLite at `DATABASE_PATH`.", _postgres_url),
     Setting("TOKEN_ENCRYPTION_KEYS", None, "Comma-separated Fernet keys, newest first; add a new key in front "
             "to rotate, then run `flask --app wsgi keys rotate`.", _fernet_keys, True),
     Setting("SECRET_KEY", None, "Signs the browser session cookie.", _text, True),

@@ -1,4 +1,5 @@
-"""The SQLite store: one connection per thread, WAL mode, and what a busy or full store means for callers."""
+"""The store: SQLite (one connection per thread, WAL mode) unless the location is a ``postgresql://``
+URL (:mod:`app.core.postgres`, one pool per process), and what a busy or full store means for callers."""
 
 from __future__ import annotations
 
@@ -6,10 +7,16 @@ import contextlib
 import os
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
+import psycopg
+import psycopg_pool
 from sqlite_utils import Database
+
+from app.core import postgres
+from app.core.dialects import dialect_of
 
 BUSY_TIMEOUT_MS = 10_000
 # The database holds mail and encrypted tokens: only the service's own user may read it. SQLite
@@ -23,16 +30,33 @@ DIRECTORY_MODE = 0o700
 RETRY_AFTER_SECONDS = {sqlite3.SQLITE_BUSY: 2, sqlite3.SQLITE_LOCKED: 2, sqlite3.SQLITE_FULL: 30,
                        sqlite3.SQLITE_IOERR: 30, sqlite3.SQLITE_READONLY: 30, sqlite3.SQLITE_CANTOPEN: 30}
 
+# What a failing store raises, on either engine: the web layer and the receiver catch these.
+STORAGE_ERRORS = (sqlite3.Error, psycopg.Error, psycopg_pool.PoolTimeout)
+
 _local = threading.local()
 _creating = threading.Lock()
+_pools: dict[str, postgres.PostgresDatabase] = {}
+_pools_lock = threading.Lock()
+
+
+def store_location(config: Mapping[str, Any]) -> str:
+    """Where the store is: ``DATABASE_URL`` when set, else the SQLite file ``DATABASE_PATH``."""
+    return config.get("DATABASE_URL") or str(config["DATABASE_PATH"])
+
+
+def is_postgres(location: str | Path) -> bool:
+    return str(location).startswith(("postgresql://", "postgres://"))
 
 
 def open_db(path: str | Path) -> Database:
-    """Open ``path`` with the pragmas every connection of the service needs.
+    """Open ``path`` with the pragmas every connection of the service needs; a ``postgresql://``
+    URL gets a store of its own (for a command or a test: the service shares :func:`thread_db`'s).
 
     WAL lets the receiver write while workers read; ``busy_timeout`` makes concurrent
     writers wait for each other instead of failing; foreign keys are off by default in SQLite.
     """
+    if is_postgres(path):
+        return postgres.PostgresDatabase(str(path), max_size=4)
     if str(path) != ":memory:":
         _create_private(Path(path))
     conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False,
@@ -72,8 +96,10 @@ def unavailable_retry_after(error: BaseException) -> int | None:
 
     Such an error is no fault of the request: the web layer answers 503 with ``Retry-After``.
     """
+    if not isinstance(error, sqlite3.Error):
+        return postgres.unavailable_retry_after(error)
     code = getattr(error, "sqlite_errorcode", None)
-    if not isinstance(error, sqlite3.Error) or code is None:
+    if code is None:
         return None
     return RETRY_AFTER_SECONDS.get(code & 0xFF)
 
@@ -85,7 +111,16 @@ def write_transaction(db: Database) -> Iterator[Database]:
     ``db.atomic()`` begins deferred: a transaction that reads before it writes then fails at once
     with "database is locked" if another connection committed in between (WAL cannot upgrade a
     stale read snapshot), without waiting for ``busy_timeout``. Use this one for read-then-write.
+    On PostgreSQL the same guarantee is an advisory lock that every such transaction takes first:
+    writers of this kind take turns, as on SQLite, while single statements (acknowledgements,
+    claims) never wait for it.
     """
+    if isinstance(db, postgres.PostgresDatabase):
+        with db.atomic():
+            for statement in dialect_of(db).begin_write:
+                db.execute(statement)
+            yield db
+        return
     if db.conn.in_transaction:
         with db.atomic():
             yield db
@@ -100,7 +135,10 @@ def write_transaction(db: Database) -> Iterator[Database]:
 
 
 def thread_db(path: str | Path) -> Database:
-    """This thread's connection to ``path``, opened on first use (SQLite connections are per thread)."""
+    """This thread's connection to ``path``, opened on first use (SQLite connections are per thread);
+    for a ``postgresql://`` URL, the process's one pooled store."""
+    if is_postgres(path):
+        return _pool(str(path))
     cache: dict[str, Database] = _local.__dict__.setdefault("databases", {})
     key = str(path)
     if key not in cache:
@@ -112,3 +150,18 @@ def close_thread_dbs() -> None:
     """Close this thread's connections (threads that end, and tests, call this)."""
     for db in _local.__dict__.pop("databases", {}).values():
         db.close()
+
+
+def _pool(url: str) -> postgres.PostgresDatabase:
+    with _pools_lock:
+        if url not in _pools:
+            _pools[url] = postgres.PostgresDatabase(url)
+        return _pools[url]
+
+
+def close_pools() -> None:
+    """Close the process's PostgreSQL pools (at exit, and between tests)."""
+    with _pools_lock:
+        for store in _pools.values():
+            store.close()
+        _pools.clear()

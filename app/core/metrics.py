@@ -9,7 +9,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from app.core.db import thread_db
-from app.core.queue import SqliteQueue
+from app.core.queue import JobQueue
 
 NOTIFICATIONS_RECEIVED = Counter("outlook_notifications_received", "Notification items received from Graph.")
 NOTIFICATIONS_ACCEPTED = Counter("outlook_notifications_accepted", "Notification items accepted and queued.")
@@ -42,7 +42,7 @@ class DatabaseCollector(Collector):
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         db = thread_db(self.database)
-        stats = SqliteQueue(db).stats()
+        stats = JobQueue(db).stats()
         depth = GaugeMetricFamily("outlook_queue_jobs", "Jobs in the queue by state.", labels=["state"])
         for state, count in stats.by_state.items():
             depth.add_metric([state], count)

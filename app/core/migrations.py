@@ -4,22 +4,45 @@ Times are ISO-8601 UTC strings (``YYYY-MM-DDTHH:MM:SS.ffffff+00:00``, which sort
 text), except in the ``jobs``, ``leases``, ``rate_limits`` and ``login_sessions`` tables, whose
 hot paths compare epoch seconds.
 Append new steps; never edit an applied one.
+
+The DDL is written in SQLite's types; :meth:`app.core.dialects.Dialect.ddl` spells it for
+PostgreSQL, so both engines have the same versions. Applied names are kept in the table sqlite-utils'
+migrations used (``_sqlite_migrations``, so a deployment of an earlier version upgrades in place), on
+PostgreSQL in ``schema_migrations``. Several processes may start at once: the whole upgrade is one
+write transaction, so one applies it and the others then find nothing pending.
 """
 
 from __future__ import annotations
 
-from sqlite_utils import Database
-from sqlite_utils.migrations import Migrations
+from collections.abc import Callable
+from datetime import datetime, timezone
 
-migrations = Migrations("outlook_integration")
+from sqlite_utils import Database
+
+from app.core.db import write_transaction
+from app.core.dialects import dialect_of
+from app.core.timeutil import now_iso
+
+MIGRATION_SET = "outlook_integration"
+_steps: list[tuple[str, Callable[[Database], None]]] = []
+
+
+def migrations(*, name: str) -> Callable[[Callable[[Database], None]], Callable[[Database], None]]:
+    """Register the decorated function as the next migration, called ``name``."""
+
+    def register(step: Callable[[Database], None]) -> Callable[[Database], None]:
+        _steps.append((name, step))
+        return step
+
+    return register
 
 
 def _run(db: Database, script: str) -> None:
-    """Run each statement of ``script`` inside the migration's transaction.
+    """Run each statement of ``script``, in this engine's types, inside the migration's transaction.
 
     ``executescript`` would commit first, so a failing migration could leave half a schema.
     """
-    for statement in script.split(";"):
+    for statement in dialect_of(db).ddl(script).split(";"):
         if statement.strip():
             db.execute(statement)
 
@@ -37,16 +60,6 @@ def m001_initial(db: Database) -> None:
             consent_detail TEXT,
             created_at TEXT NOT NULL,
             updated_at TEXT NOT NULL
-        );
-
-        -- Sign-ins that ended at "admin approval required" (Option 2) or a declined consent.
-        -- Entra's error redirect names no tenant, so the record remembers the attempt.
-        CREATE TABLE consent_requests (
-            id INTEGER PRIMARY KEY,
-            record_id INTEGER REFERENCES records(id),
-            outcome TEXT NOT NULL,                  -- approval_requested | approval_required | declined
-            error_code TEXT,
-            created_at TEXT NOT NULL
         );
 
         -- A user's mailbox the user explicitly connected, keyed by (tenant id, object id).
@@ -72,6 +85,16 @@ def m001_initial(db: Database) -> None:
             created_at TEXT NOT NULL
         );
         CREATE INDEX records_external_id ON records(external_id);
+
+        -- Sign-ins that ended at "admin approval required" (Option 2) or a declined consent.
+        -- Entra's error redirect names no tenant, so the record remembers the attempt.
+        CREATE TABLE consent_requests (
+            id INTEGER PRIMARY KEY,
+            record_id INTEGER REFERENCES records(id),
+            outcome TEXT NOT NULL,                  -- approval_requested | approval_required | declined
+            error_code TEXT,
+            created_at TEXT NOT NULL
+        );
 
         -- Which mailboxes were connected from which record.
         CREATE TABLE record_connections (
@@ -323,10 +346,6 @@ def m007_organizations(db: Database) -> None:
             created_at TEXT NOT NULL,
             updated_at TEXT NOT NULL
         );
-        INSERT INTO organizations (id, name, created_at, updated_at)
-            VALUES (1, 'Default organization', strftime('%Y-%m-%dT%H:%M:%f000+00:00', 'now'),
-                    strftime('%Y-%m-%dT%H:%M:%f000+00:00', 'now'));
-
         -- The tenants assigned to an organization (a tenant belongs to at most one).
         CREATE TABLE organization_tenants (
             tenant_id TEXT PRIMARY KEY,
@@ -340,10 +359,26 @@ def m007_organizations(db: Database) -> None:
         CREATE INDEX records_organization ON records(organization_id)
         """
     )
+    now = now_iso()
+    db.execute("INSERT INTO organizations (id, name, created_at, updated_at) VALUES (1, 'Default organization', ?, ?)",
+               [now, now])
 
 
 def migrate(db: Database) -> list[str]:
     """Apply pending migrations; return the names applied."""
-    pending = [migration.name for migration in migrations.pending(db)]
-    migrations.apply(db)
-    return pending
+    dialect = dialect_of(db)
+    table = dialect.migrations_table
+    with write_transaction(db):
+        _run(db, f"""
+            CREATE TABLE IF NOT EXISTS {table} (
+                id INTEGER PRIMARY KEY, migration_set TEXT, name TEXT, applied_at TEXT);
+            CREATE UNIQUE INDEX IF NOT EXISTS idx_{table}_migration_set_name ON {table} (migration_set, name)""")
+        done = {row["name"] for row in db.query(f"SELECT name FROM {table} WHERE migration_set = ?", [MIGRATION_SET])}
+        pending = [(name, step) for name, step in _steps if name not in done]
+        for name, step in pending:
+            step(db)
+            db.execute(f"INSERT INTO {table} (migration_set, name, applied_at) VALUES (?, ?, ?)",
+                       [MIGRATION_SET, name, str(datetime.now(timezone.utc))])
+        if pending:
+            dialect.after_bulk_insert(db)
+    return [name for name, _ in pending]

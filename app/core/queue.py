@@ -4,8 +4,9 @@ A job moves ``queued`` → ``running`` (claimed, leased to one worker) → ``don
 ``queued`` for a retry. Every claim is one ``UPDATE … RETURNING`` statement: SQLite takes the write
 lock before that statement reads, so two workers can never take the same row. (In a deferred
 ``BEGIN``, a ``SELECT`` then an ``UPDATE`` lets two workers read the same row, and one of them then
-fails with "database is locked".) A worker that dies leaves its lease to run out;
-:meth:`SqliteQueue.reap_expired` then re-queues the job.
+fails with "database is locked".) On PostgreSQL the claim's inner ``SELECT`` locks the rows it picks
+``FOR UPDATE SKIP LOCKED``: concurrent claimers, on any host, each take other rows without waiting.
+A worker that dies leaves its lease to run out; :meth:`JobQueue.reap_expired` then re-queues the job.
 
 Only the lease owner may settle a running job; each settling verb returns ``False`` when the lease
 was lost (reaped and perhaps claimed by another worker), so the caller knows its result was not
@@ -14,6 +15,7 @@ recorded. Times are epoch seconds; every verb takes ``now`` so tests can drive t
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from collections.abc import Callable, Iterable
@@ -26,6 +28,7 @@ from sqlite_utils import Database
 
 from app.core import heartbeats
 from app.core.db import close_thread_dbs, thread_db, write_transaction
+from app.core.dialects import Dialect, dialect_of
 
 DEFAULT_MAX_ATTEMPTS = 10
 # Dead letters are kept this many times longer than done jobs, for an operator to look at.
@@ -94,41 +97,79 @@ class QueueStats:
 
 
 _COLUMNS = "kind, dedupe_key, connection_id, payload, run_after, created_at, updated_at"
-_INSERT = f"INSERT INTO jobs ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (dedupe_key) DO NOTHING"
+_INSERT = (f"INSERT INTO jobs ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (dedupe_key) DO NOTHING"
+           " RETURNING id")
 _PAYLOAD_JSON = json.JSONEncoder(separators=(",", ":"), sort_keys=True).encode
 _INBOX_JSON = json.JSONEncoder(separators=(",", ":"), check_circular=False).encode
 # The inbox's items are ``[kind, dedupe_key, connection_id, payload]``, plus ``run_after`` when it
 # is not the time received. A job keeps the time its delivery was received as ``created_at``, so
 # queue lag (and the notification-to-linked time) counts the wait in the inbox.
-_INSERT_FROM_INBOX = (
-    f"INSERT INTO jobs ({_COLUMNS}) SELECT item.value ->> 0, item.value ->> 1, item.value ->> 2, item.value -> 3,"
-    " coalesce(item.value ->> 4, inbox.received_at), inbox.received_at, :now FROM inbox, json_each(inbox.jobs) AS item"
-    " WHERE inbox.id <= :last ORDER BY inbox.id, item.key ON CONFLICT (dedupe_key) DO NOTHING"
-)
 _LEASE = ("state = 'running', lease_owner = :worker, lease_expires_at = :now + :lease,"
           " attempts = attempts + 1, updated_at = :now")
 _READY = "state = 'queued' AND run_after <= :now"
 _UNLEASE = "lease_owner = NULL, lease_expires_at = NULL"
 
 
-class SqliteQueue:
+def _jobs_of(dialect: Dialect, deliveries: str) -> str:
+    """``SELECT`` of the jobs of the inbox rows ``deliveries``, as ``jobs`` columns, in arrival order."""
+    return (
+        f"SELECT item.value ->> 0, item.value ->> 1, {dialect.json_integer('item.value ->> 2')},"
+        f" CAST(item.value -> 3 AS TEXT), coalesce({dialect.json_number('item.value ->> 4')}, d.received_at),"
+        f" d.received_at, :now FROM {deliveries} AS d, {dialect.json_items('d.jobs')} ORDER BY d.id, item.key"
+    )
+
+
+@functools.cache
+def _claim_sql(dialect: Dialect, where: str, *, limit: bool) -> str:
+    """Lease the oldest ready jobs matching ``where``: one, or up to ``:limit``.
+
+    The picked ids are a materialized CTE: PostgreSQL may otherwise run an ``IN (… LIMIT n FOR
+    UPDATE SKIP LOCKED)`` subquery again for each row it updates, and lease more than ``n`` jobs.
+    """
+    return (f"WITH picked AS MATERIALIZED (SELECT id FROM jobs WHERE {_READY}{where} ORDER BY run_after, id"
+            f" LIMIT {':limit' if limit else '1'}{dialect.skip_locked})"
+            f" UPDATE jobs SET {_LEASE} WHERE {_READY} AND id IN (SELECT id FROM picked) RETURNING *")
+
+
+@functools.cache
+def _drain_sql(dialect: Dialect) -> str:
+    """Move up to ``:limit`` deliveries from the inbox into ``jobs``; the first row's value is how
+    many moved.
+
+    SQLite has one writer: the statement runs in a write transaction after the ids up to ``:last``
+    were read. PostgreSQL moves them in one statement (a ``DELETE … RETURNING`` feeding the
+    ``INSERT``, with ``SKIP LOCKED`` so concurrent drains on other hosts take other deliveries):
+    a delivery committed meanwhile is either in both or in neither.
+    """
+    insert = f"INSERT INTO jobs ({_COLUMNS}) "
+    if dialect.name == "sqlite":
+        return (insert + _jobs_of(dialect, "(SELECT * FROM inbox WHERE id <= :last)")
+                + " ON CONFLICT (dedupe_key) DO NOTHING")
+    return (
+        "WITH moved AS (DELETE FROM inbox WHERE id IN (SELECT id FROM inbox ORDER BY id LIMIT :limit"
+        " FOR UPDATE SKIP LOCKED) RETURNING *), added AS (" + insert + _jobs_of(dialect, "moved")
+        + " ON CONFLICT (dedupe_key) DO NOTHING) SELECT count(*) FROM moved"
+    )
+
+
+class JobQueue:
     """The queue over the ``jobs`` table.
 
-    :param database: a database file path (each calling thread then uses its own connection, from
-        :func:`app.core.db.thread_db`), a callable returning the calling thread's ``Database``, or a
-        ``Database`` (for single-threaded use, such as a script or a test).
+    :param database: a store's location, a SQLite file or a ``postgresql://`` URL (each calling thread
+        then uses its connection from :func:`app.core.db.thread_db`), a callable returning the calling
+        thread's ``Database``, or a ``Database`` (for single-threaded use, such as a script or a test).
     :param max_attempts: claims a job gets before :meth:`reap_expired` gives up on it, unless the
         caller (the worker, from its retry policy) says otherwise.
     """
 
     def __init__(self, database: str | Path | Database | Callable[[], Database], *,
                  max_attempts: int = DEFAULT_MAX_ATTEMPTS, clock: Callable[[], float] = time.time) -> None:
-        if isinstance(database, Database):
-            self._connect: Callable[[], Database] = lambda: database
+        if isinstance(database, (str, Path)):
+            self._connect: Callable[[], Database] = lambda: thread_db(database)
         elif callable(database):
             self._connect = database
         else:
-            self._connect = lambda: thread_db(database)
+            self._connect = lambda: database
         self._owns_connections = isinstance(database, (str, Path))
         self.max_attempts = max_attempts
         self.clock = clock
@@ -138,8 +179,8 @@ class SqliteQueue:
                 now: float | None = None) -> int | None:
         """Add a job; return its id, or None when a job with ``dedupe_key`` already exists."""
         job = NewJob(kind, payload, dedupe_key, connection_id, run_after)
-        cursor = self.db.execute(_INSERT, self._insert_params(job, self._now(now)))
-        return cursor.lastrowid if cursor.rowcount == 1 else None
+        row = self.db.execute(_INSERT, self._insert_params(job, self._now(now))).fetchone()
+        return None if row is None else row[0]
 
     def enqueue_unless_pending(self, kind: str, payload: dict[str, Any], *, connection_id: int,
                                now: float | None = None) -> int | None:
@@ -176,11 +217,15 @@ class SqliteQueue:
 
         One transaction: a crash moves all of them or none, so nothing acknowledged is lost.
         """
+        dialect = dialect_of(self.db)
+        if dialect.name != "sqlite":
+            return self.db.execute(_drain_sql(dialect), {"limit": limit, "now": self._now(now)}).fetchone()[0]
         with write_transaction(self.db) as db:
-            last = db.execute("SELECT max(id) FROM (SELECT id FROM inbox ORDER BY id LIMIT ?)", [limit]).fetchone()[0]
+            last = db.execute("SELECT max(id) FROM (SELECT id FROM inbox ORDER BY id LIMIT ?) AS first",
+                              [limit]).fetchone()[0]
             if last is None:
                 return 0
-            db.execute(_INSERT_FROM_INBOX, {"last": last, "now": self._now(now)})
+            db.execute(_drain_sql(dialect), {"last": last, "now": self._now(now)})
             return db.execute("DELETE FROM inbox WHERE id <= ?", [last]).rowcount
 
     def claim(self, worker_id: str, lease_seconds: float, now: float | None = None) -> Job | None:
@@ -189,11 +234,8 @@ class SqliteQueue:
         now = self._now(now)
         if self.db.execute("SELECT EXISTS (SELECT 1 FROM inbox)").fetchone()[0]:
             self.drain_inbox(now=now)
-        rows = self._query(
-            f"UPDATE jobs SET {_LEASE} WHERE {_READY} AND id = "
-            f"(SELECT id FROM jobs WHERE {_READY} ORDER BY run_after, id LIMIT 1) RETURNING *",
-            {"worker": worker_id, "lease": lease_seconds, "now": now},
-        )
+        rows = self._query(_claim_sql(dialect_of(self.db), "", limit=False),
+                           {"worker": worker_id, "lease": lease_seconds, "now": now})
         return Job.from_row(rows[0]) if rows else None
 
     def claim_batch(self, worker_id: str, lease_seconds: float, *, kind: str, connection_id: int | None,
@@ -201,10 +243,9 @@ class SqliteQueue:
         """Lease up to ``limit`` ready jobs of one kind for one connection, oldest first."""
         if limit < 1:
             return []
+        connection = "IS NULL" if connection_id is None else "= :connection"
         rows = self._query(
-            f"UPDATE jobs SET {_LEASE} WHERE {_READY} AND id IN "
-            f"(SELECT id FROM jobs WHERE {_READY} AND kind = :kind AND connection_id IS :connection"
-            " ORDER BY run_after, id LIMIT :limit) RETURNING *",
+            _claim_sql(dialect_of(self.db), f" AND kind = :kind AND connection_id {connection}", limit=True),
             {"worker": worker_id, "lease": lease_seconds, "now": self._now(now), "kind": kind,
              "connection": connection_id, "limit": limit},
         )
@@ -265,7 +306,8 @@ class SqliteQueue:
 
     def retry_dead(self, ids: Iterable[int] | None = None, now: float | None = None) -> int:
         """Queue dead jobs again with a fresh attempt count: those in ``ids``, or all of them."""
-        where = "state = 'dead'" + ("" if ids is None else " AND id IN (SELECT value FROM json_each(:ids))")
+        chosen = f" AND id IN (SELECT CAST(value AS INTEGER) FROM {dialect_of(self.db).json_values(':ids')})"
+        where = "state = 'dead'" + ("" if ids is None else chosen)
         cursor = self.db.execute(
             f"UPDATE jobs SET state = 'queued', attempts = 0, run_after = :now, finished_at = NULL,"
             f" updated_at = :now WHERE {where}",
@@ -297,7 +339,7 @@ class SqliteQueue:
         by_kind: dict[str, dict[str, int]] = {}
         rows = self.db.query(
             "SELECT kind, state, count(*) AS n FROM jobs GROUP BY kind, state"
-            " UNION ALL SELECT item.value ->> 0, 'queued', count(*) FROM inbox, json_each(inbox.jobs) AS item"
+            f" UNION ALL SELECT item.value ->> 0, 'queued', count(*) FROM inbox, {dialect_of(self.db).json_items('jobs')}"
             " GROUP BY 1")
         for row in rows:
             by_state[row["state"]] += row["n"]
@@ -309,7 +351,7 @@ class SqliteQueue:
         workers' lag."""
         now = self._now(now)
         rows = self._query(f"SELECT min(oldest) AS oldest FROM (SELECT min(run_after) AS oldest FROM jobs WHERE"
-                           f" {_READY} UNION ALL SELECT min(received_at) FROM inbox)", {"now": now})
+                           f" {_READY} UNION ALL SELECT min(received_at) FROM inbox) AS pending", {"now": now})
         oldest = rows[0]["oldest"]
         return 0.0 if oldest is None else now - oldest
 

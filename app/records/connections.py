@@ -13,7 +13,7 @@ from sqlite_utils import Database
 from app.core.crypto import Cipher
 from app.core.db import write_transaction
 from app.core.errors import Forbidden
-from app.core.queue import SqliteQueue
+from app.core.queue import JobQueue
 from app.core.timeutil import now_iso
 from app.microsoft.identity import Grant, SignIn
 from app.records import consent, organizations, outbox, subscription_rows
@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 DISCONNECTED_REASON = "disconnected by the user"
 
 
-def save_connection(db: Database, cipher: Cipher, sign_in: SignIn, record_id: int, queue: SqliteQueue) -> int:
+def save_connection(db: Database, cipher: Cipher, sign_in: SignIn, record_id: int, queue: JobQueue) -> int:
     """Store the connection (and its encrypted token cache) and queue its subscribe-and-backfill work,
     all in one transaction. Reconnecting reactivates the same connection.
 
@@ -53,7 +53,8 @@ def save_connection(db: Database, cipher: Cipher, sign_in: SignIn, record_id: in
              cipher.encrypt(sign_in.token_cache), sign_in.scopes, now, now],
         )
         connection_id = list(rows)[0]["id"]
-        db.execute("INSERT OR IGNORE INTO record_connections (record_id, connection_id, created_at) VALUES (?, ?, ?)",
+        db.execute("INSERT INTO record_connections (record_id, connection_id, created_at) VALUES (?, ?, ?)"
+                   " ON CONFLICT DO NOTHING",
                    [record_id, connection_id, now])
         queue.enqueue("connect", {"connection_id": connection_id, "record_id": record_id},
                       connection_id=connection_id)

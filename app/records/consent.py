@@ -113,7 +113,8 @@ def ensure_tenant(db: Database, tenant_id: str) -> None:
     if canonical_tenant_id(tenant_id) != tenant_id:
         raise ValueError(f"not a tenant id (a lower-case GUID): {tenant_id[:64]!r}")
     now = now_iso()
-    db.execute("INSERT OR IGNORE INTO tenants (id, created_at, updated_at) VALUES (?, ?, ?)", [tenant_id, now, now])
+    db.execute("INSERT INTO tenants (id, created_at, updated_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+               [tenant_id, now, now])
 
 
 def record_admin_consent(db: Database, tenant_id: str) -> None:

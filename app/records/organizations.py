@@ -13,6 +13,7 @@ from typing import Any
 
 from sqlite_utils import Database
 
+from app.core.dialects import dialect_of
 from app.core.errors import Conflict, Invalid, NotFound
 from app.core.timeutil import now_iso
 from app.records.consent import canonical_tenant_id
@@ -45,8 +46,8 @@ def create(db: Database, name: str, tenant_ids: list[str]) -> dict[str, Any]:
     tenants = _tenant_ids(tenant_ids)
     now = now_iso()
     with db.atomic():
-        organization_id = db.execute("INSERT INTO organizations (name, created_at, updated_at) VALUES (?, ?, ?)",
-                                     [name, now, now]).lastrowid
+        organization_id = db.execute("INSERT INTO organizations (name, created_at, updated_at) VALUES (?, ?, ?)"
+                                     " RETURNING id", [name, now, now]).fetchone()[0]
         _assign(db, organization_id, tenants)
     return get(db, organization_id)
 
@@ -72,14 +73,15 @@ def check_exists(db: Database, organization_id: int) -> None:
 
 
 def _assign(db: Database, organization_id: int, tenants: list[str]) -> None:
+    json_values = dialect_of(db).json_values("?")
     taken = [row["tenant_id"] for row in db.query(
-        "SELECT tenant_id FROM organization_tenants WHERE tenant_id IN (SELECT value FROM json_each(?))"
+        f"SELECT tenant_id FROM organization_tenants WHERE tenant_id IN (SELECT value FROM {json_values})"
         " AND organization_id != ?", [json.dumps(tenants), organization_id])]
     if taken:
         raise Conflict("tenant_taken", f"Tenant(s) {', '.join(taken)} already belong to another organization.",
                        field="tenant_ids")
     db.execute("INSERT INTO organization_tenants (tenant_id, organization_id)"
-               " SELECT value, ? FROM json_each(?)", [organization_id, json.dumps(tenants)])
+               f" SELECT value, ? FROM {json_values}", [organization_id, json.dumps(tenants)])
 
 
 def _tenant_ids(values: list[str]) -> list[str]:

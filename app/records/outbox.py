@@ -19,7 +19,7 @@ from typing import Any
 from sqlite_utils import Database
 
 from app.core.errors import Conflict, Forbidden, Invalid, NotFound
-from app.core.queue import SqliteQueue
+from app.core.queue import JobQueue
 from app.core.timeutil import now_iso
 from app.records import linking, organizations, threads
 
@@ -55,7 +55,7 @@ def _is_own_on_record(db: Database, connection_id: int, record_id: int, sender: 
         [connection_id, record_id, *sender])))
 
 
-def queue_send(db: Database, queue: SqliteQueue, record_id: int, send: dict[str, Any],
+def queue_send(db: Database, queue: JobQueue, record_id: int, send: dict[str, Any],
                idempotency_key: str, *, sender: tuple[str, str] | None = None) -> dict[str, Any]:
     """Queue ``send`` (a parsed request) for ``record_id``; return ``{"id", "status", "created"}``.
     ``sender`` names the person sending (the compose form); the platform's backend sends without one.

@@ -15,8 +15,9 @@ def create_record(db: Database, title: str, external_id: str | None = None, *,
                   organization_id: int = organizations.DEFAULT_ID) -> dict[str, Any]:
     """A new record of ``organization_id`` (the default organization unless named)."""
     organizations.check_exists(db, organization_id)
-    record_id = db.execute("INSERT INTO records (title, external_id, organization_id, created_at) VALUES (?, ?, ?, ?)",
-                           [title, external_id, organization_id, now_iso()]).lastrowid
+    record_id = db.execute("INSERT INTO records (title, external_id, organization_id, created_at)"
+                           " VALUES (?, ?, ?, ?) RETURNING id",
+                           [title, external_id, organization_id, now_iso()]).fetchone()[0]
     return get_record(db, record_id)
 
 

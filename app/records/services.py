@@ -18,8 +18,8 @@ from sqlite_utils import Database
 
 from app.core import metrics
 from app.core.crypto import Cipher
-from app.core.db import thread_db
-from app.core.queue import SqliteQueue
+from app.core.db import store_location, thread_db
+from app.core.queue import JobQueue
 from app.core.timeutil import utcnow
 from app.microsoft.graph import GraphClient
 from app.microsoft.http import Session
@@ -37,7 +37,7 @@ class Services:
     config: dict[str, Any]
     cipher: Cipher
     identity: Identity
-    queue: SqliteQueue
+    queue: JobQueue
     session: Session = field(default_factory=Session)
     clock: Callable[[], datetime] = utcnow  # tests move time forward by replacing it
     on_enqueue: Callable[[], None] = _nobody_listens
@@ -46,7 +46,7 @@ class Services:
 
     def db(self) -> Database:
         """This thread's database connection."""
-        return thread_db(self.config["DATABASE_PATH"])
+        return thread_db(store_location(self.config))
 
     def graph_for(self, connection_id: int) -> GraphClient:
         """A Graph client acting as the user of ``connection_id``."""

@@ -27,6 +27,7 @@ from typing import Any
 from sqlite_utils import Database
 
 from app.core.db import write_transaction
+from app.core.dialects import dialect_of
 from app.core.timeutil import iso, now_iso, parse_iso, utcnow
 from app.records.mail_html import sanitized_html
 from app.records.matching import CandidateMessage
@@ -54,7 +55,8 @@ class SqliteThreadKeys:
     def records_for_message_ids(self, ids: Iterable[str]) -> set[int]:
         rows = self.db.query(
             "SELECT DISTINCT k.record_id FROM thread_message_ids k JOIN records r ON r.id = k.record_id"
-            " WHERE k.message_id IN (SELECT value FROM json_each(?)) AND r.organization_id = ?",
+            f" WHERE k.message_id IN (SELECT value FROM {dialect_of(self.db).json_values('?')})"
+            " AND r.organization_id = ?",
             [json.dumps(list(ids)), self.organization_id],
         )
         return {row["record_id"] for row in rows}
@@ -114,8 +116,8 @@ def link_message(db: Database, record_id: int, connection_id: int, graph_message
         add_message_id(db, record_id, candidate.internet_message_id)
         if candidate.conversation_id:
             db.execute(
-                "INSERT OR IGNORE INTO thread_conversations (connection_id, conversation_id, record_id)"
-                " VALUES (?, ?, ?)",
+                "INSERT INTO thread_conversations (connection_id, conversation_id, record_id)"
+                " VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
                 [connection_id, candidate.conversation_id, record_id],
             )
     log.info("Linked message %s (connection %s) to record %s as entry %s: %s",
@@ -138,9 +140,10 @@ def mark_deleted(db: Database, connection_id: int, graph_id: str, *, now: dateti
         ).fetchall()
         db.execute(
             "UPDATE messages SET deleted_at = :now, updated_at = :now"
-            " WHERE id IN (SELECT value FROM json_each(:ids)) AND deleted_at IS NULL AND NOT EXISTS"
+            " WHERE id IN (SELECT message_id FROM message_copies WHERE connection_id = :connection_id"
+            " AND graph_id = :graph_id) AND deleted_at IS NULL AND NOT EXISTS"
             " (SELECT 1 FROM message_copies c WHERE c.message_id = messages.id AND c.deleted_at IS NULL)",
-            {"ids": json.dumps([row[0] for row in copies]), "now": stamp},
+            {"connection_id": connection_id, "graph_id": graph_id, "now": stamp},
         )
     return bool(copies)
 

@@ -18,7 +18,7 @@ import time
 from flask import Blueprint, abort, current_app, redirect, render_template, request, session, url_for
 
 from app.core import app_errors, login_sessions, ratelimit
-from app.core.queue import SqliteQueue
+from app.core.queue import JobQueue
 from app.records.organizations import DEFAULT_ID
 from app.web import operator
 from app.web.context import get_db
@@ -120,7 +120,7 @@ def status():
             "WHERE s.status IN ('active', 'replaced') ORDER BY s.expires_at")),
         checks=run_checks(db),
         queue=[{"kind": kind, "state": state, "n": n}  # the inbox's jobs count as queued
-               for kind, states in sorted(SqliteQueue(db).stats().by_kind.items()) for state, n in states.items() if n],
+               for kind, states in sorted(JobQueue(db).stats().by_kind.items()) for state, n in states.items() if n],
         dead=[{**row, "payload": json.loads(row["payload"])} for row in db.query(
             "SELECT id, kind, connection_id, last_error, attempts, updated_at, payload FROM jobs "
             "WHERE state = 'dead' ORDER BY updated_at DESC LIMIT 20")],

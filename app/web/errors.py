@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import logging
-import sqlite3
 
 from flask import Flask, Response, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import IntegerConverter
 from werkzeug.wrappers import Request
 
-from app.core.db import unavailable_retry_after
+from app.core.db import STORAGE_ERRORS, unavailable_retry_after
 from app.core.errors import Conflict, DomainError, Forbidden, Invalid, NotFound
 
 log = logging.getLogger(__name__)
@@ -86,13 +85,15 @@ PAGE_TITLES = {400: "That request could not be handled", 403: "Not yours to open
 
 
 def register_error_handlers(app: Flask) -> None:
-    @app.errorhandler(sqlite3.Error)
-    def handle_storage_error(e: sqlite3.Error):
+    def handle_storage_error(e: Exception):
         retry_after = unavailable_retry_after(e)
         if retry_after is None:  # a bug, not the store's state: Flask logs it and answers 500
             raise e
         log.warning("Storage unavailable on %s %s: %s", request.method, request.path, e)
         return storage_unavailable(retry_after)
+
+    for storage_error in STORAGE_ERRORS:
+        app.register_error_handler(storage_error, handle_storage_error)
 
     @app.errorhandler(APIError)
     @app.errorhandler(DomainError)

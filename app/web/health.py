@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, Response, current_app, jsonify
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from app.core.db import store_location
 from app.core.metrics import registry_for
 from app.web.context import get_db
 from app.web.readiness import run_checks
@@ -26,5 +27,5 @@ def readyz():
 
 @bp.get("/metrics")
 def metrics():
-    return Response(generate_latest(registry_for(current_app.config["DATABASE_PATH"])),
+    return Response(generate_latest(registry_for(store_location(current_app.config))),
                     mimetype=CONTENT_TYPE_LATEST)

@@ -9,7 +9,7 @@ from datetime import datetime, timedelta, timezone
 from sqlite_utils import Database
 
 from app.core import app_errors, heartbeats, leases
-from app.core.queue import SqliteQueue
+from app.core.queue import JobQueue
 from app.core.timeutil import iso
 from subscriptions.leader import LEASE_NAME
 
@@ -44,7 +44,7 @@ def scheduler_leader(db: Database, now: float) -> tuple[bool, str]:
 
 
 def queue_moving(db: Database, now: float) -> tuple[bool, str]:
-    stats = SqliteQueue(db).stats(now)
+    stats = JobQueue(db).stats(now)
     age, pending = stats.oldest_pending_age, stats.by_state["queued"]
     if age > QUEUE_LAG_LIMIT_SECONDS:
         return False, f"oldest pending job has waited {age:.0f} s ({pending} queued)"

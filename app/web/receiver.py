@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import logging
 import re
-import sqlite3
 import time
 from collections.abc import Callable, Iterable
 from typing import Any, NamedTuple
@@ -26,7 +25,7 @@ from urllib.parse import parse_qs
 from flask import Flask
 
 from app.core import metrics
-from app.core.db import unavailable_retry_after
+from app.core.db import STORAGE_ERRORS, store_location, unavailable_retry_after
 from app.core.logs import log_context
 from app.records.known_subscriptions import SubscriptionDirectory
 from app.records.notifications import InvalidNotification, accept
@@ -123,7 +122,7 @@ class NotificationReceiver:
             metrics.NOTIFICATIONS_REJECTED.labels(reason=e.reason).inc()
             log.warning("Receiver %s: rejected a delivery: %s", endpoint, e.reason)
             return _error("400 Bad Request", e.reason, "The body is not a Graph change-notification batch.")
-        except sqlite3.Error as e:  # Graph retries a 5xx: nothing is lost by refusing now
+        except STORAGE_ERRORS as e:  # Graph retries a 5xx: nothing is lost by refusing now
             log.exception("Receiver %s: could not check or persist a delivery; Graph will retry", endpoint)
             retry_after = unavailable_retry_after(e) or 30
             return _error("503 Service Unavailable", "storage_unavailable",
@@ -172,6 +171,6 @@ def _read_body(environ: dict[str, Any], length: int | None) -> bytes | None:
 def mount(app: Flask, services: Services, headers: Iterable[tuple[str, str]]) -> None:
     """Put the receiver in front of ``app``'s Flask pipeline (see the module docstring), and of the
     capacity limit that keeps request threads free for Graph, which the receiver's requests bypass."""
-    directory = SubscriptionDirectory(app.config["DATABASE_PATH"], services.cipher)
+    directory = SubscriptionDirectory(store_location(app.config), services.cipher)
     limited = CapacityLimit(app.wsgi_app, app.config["WEB_THREADS"], headers=headers)
     app.wsgi_app = NotificationReceiver(services, directory, limited, headers=headers)  # type: ignore[method-assign]

@@ -6,6 +6,7 @@ import subprocess
 
 import pytest
 
+from tests import debian
 from tests.browser import chromium
 
 
@@ -13,8 +14,8 @@ from tests.browser import chromium
 def missing(monkeypatch, tmp_path):
     path = tmp_path / "chromium"
     monkeypatch.setattr(chromium, "CHROMIUM", path)
-    monkeypatch.setattr(chromium.shutil, "which", lambda name: "/usr/bin/apt-get")
-    monkeypatch.setattr(chromium.os, "geteuid", lambda: 0)
+    monkeypatch.setattr(debian.shutil, "which", lambda name: "/usr/bin/apt-get")
+    monkeypatch.setattr(debian.os, "geteuid", lambda: 0)
     return path
 
 
@@ -22,7 +23,7 @@ def test_an_installed_chromium_is_used_as_it_is(monkeypatch, tmp_path):
     path = tmp_path / "chromium"
     path.touch()
     monkeypatch.setattr(chromium, "CHROMIUM", path)
-    monkeypatch.setattr(chromium.subprocess, "run", lambda *a, **k: pytest.fail("apt-get must not run"))
+    monkeypatch.setattr(debian.subprocess, "run", lambda *a, **k: pytest.fail("apt-get must not run"))
     assert chromium.ensure_chromium() == path
 
 
@@ -35,23 +36,23 @@ def test_a_missing_chromium_is_installed_with_apt_get(monkeypatch, missing):
             missing.touch()
         return subprocess.CompletedProcess(command, 0, "", "")
 
-    monkeypatch.setattr(chromium.subprocess, "run", apt_get)
+    monkeypatch.setattr(debian.subprocess, "run", apt_get)
     assert chromium.ensure_chromium() == missing
     assert [command[-1] for command in commands] == ["update", "chromium"]
     assert commands[1][0] == "apt-get" and commands[1][-3:] == ["install", "-y", "chromium"]
 
 
 def test_a_failed_install_says_why(monkeypatch, missing):
-    monkeypatch.setattr(chromium.subprocess, "run", lambda command, **kwargs: subprocess.CompletedProcess(
+    monkeypatch.setattr(debian.subprocess, "run", lambda command, **kwargs: subprocess.CompletedProcess(
         command, 100, "", "E: Unable to locate package chromium"))
     with pytest.raises(chromium.ChromiumUnavailable, match="Unable to locate package chromium"):
         chromium.ensure_chromium()
 
 
 def test_without_root_or_apt_get_it_fails_with_the_command_to_run(monkeypatch, missing):
-    monkeypatch.setattr(chromium.os, "geteuid", lambda: 1000)
+    monkeypatch.setattr(debian.os, "geteuid", lambda: 1000)
     with pytest.raises(chromium.ChromiumUnavailable, match="needs root.*apt-get install -y chromium"):
         chromium.ensure_chromium()
-    monkeypatch.setattr(chromium.shutil, "which", lambda name: None)
+    monkeypatch.setattr(debian.shutil, "which", lambda name: None)
     with pytest.raises(chromium.ChromiumUnavailable, match="no apt-get"):
         chromium.ensure_chromium()

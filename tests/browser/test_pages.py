@@ -13,7 +13,7 @@ from email.message import EmailMessage
 import pytest
 from playwright.sync_api import Page, expect
 
-from app.core.db import thread_db
+from app.core.db import store_location, thread_db
 from tests.browser.conftest import snapshot
 from tests.browser.walks import connect_in_browser, sign_in_in_browser
 from tests.conftest import API_TOKEN
@@ -32,7 +32,7 @@ def megan(service):
 
 @pytest.fixture
 def db(service):
-    return thread_db(service.app.config["DATABASE_PATH"])
+    return thread_db(store_location(service.app.config))
 
 
 @pytest.fixture

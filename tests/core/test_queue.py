@@ -6,21 +6,23 @@ import sqlite3
 import threading
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from app.core.db import close_thread_dbs, open_db
-from app.core.queue import JobState, NewJob, SqliteQueue
+from app.core.queue import JobQueue, JobState, NewJob
 
 T0 = 1_700_000_000.0
+pytestmark = pytest.mark.both_engines
 
 
 @pytest.fixture
-def queue(db_path: Path) -> SqliteQueue:
-    return SqliteQueue(db_path, max_attempts=3, clock=lambda: T0)
+def queue(db_path: Path) -> JobQueue:
+    return JobQueue(db_path, max_attempts=3, clock=lambda: T0)
 
 
-def row(queue: SqliteQueue, job_id: int) -> dict:
-    return queue.db["jobs"].get(job_id)
+def row(queue: JobQueue, job_id: int) -> dict:
+    return next(queue.db.query("SELECT * FROM jobs WHERE id = ?", [job_id]))
 
 
 def test_enqueue_then_claim_leases_the_job(queue):
@@ -44,7 +46,7 @@ def test_duplicate_is_ignored_even_after_the_first_is_done(queue):
     assert queue.enqueue("message", {}, dedupe_key="k") is None
 
 
-def jobs(queue: SqliteQueue, columns: str = "kind, dedupe_key, connection_id, payload, run_after") -> list[dict]:
+def jobs(queue: JobQueue, columns: str = "kind, dedupe_key, connection_id, payload, run_after") -> list[dict]:
     return list(queue.db.query(f"SELECT {columns} FROM jobs ORDER BY id"))
 
 
@@ -61,7 +63,7 @@ def test_enqueue_many_becomes_jobs_at_the_next_claim_skipping_duplicates(queue):
 
 def test_enqueue_many_from_many_threads_stores_every_job_and_fails_only_the_bad_call(db_path):
     """Concurrent receivers: every call is all or none, and one bad call costs no other its rows."""
-    queue = SqliteQueue(db_path)
+    queue = JobQueue(db_path)
     errors: list[Exception] = []
 
     def enqueue(n: int) -> None:
@@ -101,13 +103,16 @@ def test_the_inbox_drains_in_arrival_order_dropping_keys_already_taken(queue):
     assert queue.drain_inbox(now=T0 + 6) == 0
     rows = jobs(queue, "id, kind, dedupe_key, connection_id, payload, run_after, created_at, updated_at")
     assert rows[0]["id"] == done
+    # Ids follow arrival (PostgreSQL spends an id on each dropped duplicate: they need not be consecutive).
+    ids = [row.pop("id") for row in rows]
+    assert ids == sorted(ids)
     # A job keeps its delivery's time, so queue lag counts the wait in the inbox.
     assert rows[1:] == [
-        {"id": done + 1, "kind": "message", "dedupe_key": "x", "connection_id": 1, "payload": '{"n":1}',
+        {"kind": "message", "dedupe_key": "x", "connection_id": 1, "payload": '{"n":1}',
          "run_after": T0 + 1, "created_at": T0 + 1, "updated_at": T0 + 5},
-        {"id": done + 2, "kind": "lifecycle", "dedupe_key": None, "connection_id": 2, "payload": '{"n":2}',
+        {"kind": "lifecycle", "dedupe_key": None, "connection_id": 2, "payload": '{"n":2}',
          "run_after": T0 + 1, "created_at": T0 + 1, "updated_at": T0 + 5},
-        {"id": done + 3, "kind": "message", "dedupe_key": "y", "connection_id": None, "payload": '{"n":5}',
+        {"kind": "message", "dedupe_key": "y", "connection_id": None, "payload": '{"n":5}',
          "run_after": T0 + 60, "created_at": T0 + 2, "updated_at": T0 + 5}]
 
 
@@ -120,15 +125,26 @@ def test_draining_moves_at_most_the_limit_oldest_first(queue):
     assert len(jobs(queue)) == 5
 
 
-def test_a_drain_that_fails_moves_nothing_and_loses_nothing(queue):
+def fail_inserts_of(db, engine: str, dedupe_key: str) -> None:
+    """Make each insert of a job with ``dedupe_key`` fail, as a failing disk would fail a write."""
+    if engine == "sqlite":
+        db.execute(f"CREATE TRIGGER fail BEFORE INSERT ON jobs WHEN NEW.dedupe_key = '{dedupe_key}'"
+                   " BEGIN SELECT RAISE(ABORT, 'disk trouble'); END")
+        return
+    db.execute(f"CREATE FUNCTION fail() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN IF NEW.dedupe_key ="
+               f" '{dedupe_key}' THEN RAISE integrity_constraint_violation USING MESSAGE = 'disk trouble'; END IF;"
+               " RETURN NEW; END $$")
+    db.execute("CREATE TRIGGER fail BEFORE INSERT ON jobs FOR EACH ROW EXECUTE FUNCTION fail()")
+
+
+def test_a_drain_that_fails_moves_nothing_and_loses_nothing(queue, engine):
     queue.enqueue_many([NewJob("message", {"n": 1}, dedupe_key="fine")])
     queue.enqueue_many([NewJob("message", {"n": 2}, dedupe_key="boom")])
-    queue.db.execute("CREATE TEMP TRIGGER fail BEFORE INSERT ON jobs WHEN NEW.dedupe_key = 'boom'"
-                     " BEGIN SELECT RAISE(ABORT, 'disk trouble'); END")
-    with pytest.raises(sqlite3.IntegrityError):
+    fail_inserts_of(queue.db, engine, "boom")
+    with pytest.raises((sqlite3.IntegrityError, psycopg.IntegrityError)):
         queue.drain_inbox()
     assert jobs(queue) == [] and queue.db.execute("SELECT count(*) FROM inbox").fetchone()[0] == 2
-    queue.db.execute("DROP TRIGGER temp.fail")
+    queue.db.execute("DROP TRIGGER fail" + (" ON jobs" if engine == "postgresql" else ""))
     assert queue.drain_inbox() == 2
     assert {row["dedupe_key"] for row in jobs(queue)} == {"fine", "boom"}
 
@@ -253,7 +269,7 @@ def test_prune_deletes_old_done_rows_and_much_older_dead_ones(queue):
             queue.complete(job_id, "w", now=finished)
     queue.enqueue("message", {}, run_after=T0 - 5000)  # queued work is never pruned, however old
     assert queue.prune(done_older_than=50) == 2
-    remaining = {r["id"] for r in queue.db["jobs"].rows}
+    remaining = {r["id"] for r in queue.db.query("SELECT id FROM jobs")}
     assert done_new in remaining and dead_old in remaining
     assert done_old not in remaining and dead_older not in remaining
     with pytest.raises(ValueError, match="-1"):
@@ -276,12 +292,12 @@ def test_stats_and_oldest_pending_age(queue):
 def test_heartbeat_upserts_one_row_per_worker(queue):
     queue.heartbeat("host:1:0", now=T0)
     queue.heartbeat("host:1:0", now=T0 + 5)
-    assert list(queue.db["heartbeats"].rows) == [{"name": "host:1:0", "beat_at": T0 + 5}]
+    assert list(queue.db.query("SELECT * FROM heartbeats")) == [{"name": "host:1:0", "beat_at": T0 + 5}]
 
 
 def test_two_workers_never_claim_the_same_job(db_path):
     """Eight threads, each on its own connection, drain 400 jobs: each job is claimed exactly once."""
-    queue = SqliteQueue(db_path)
+    queue = JobQueue(db_path)
     queue.enqueue_many(NewJob("message", {"i": i}) for i in range(400))
     claimed: dict[str, list[int]] = {}
     errors: list[Exception] = []
@@ -313,8 +329,8 @@ def test_two_workers_never_claim_the_same_job(db_path):
 
 def test_database_object_and_factory_are_accepted(db_path):
     with open_db(db_path) as db:
-        SqliteQueue(db).enqueue("message", {})
-        assert SqliteQueue(lambda: db).claim("w", 30) is not None
+        JobQueue(db).enqueue("message", {})
+        assert JobQueue(lambda: db).claim("w", 30) is not None
 
 
 def test_enqueue_unless_pending_collapses_waiting_work_but_not_finished_work(queue):

@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 import requests
 
-from app.core.db import thread_db
+from app.core.db import store_location, thread_db
 from tests.conftest import API_TOKEN
 from tests.drills.harness import start_conversation
 from tests.e2e.harness import Browser, ServiceServer
@@ -51,7 +51,7 @@ def megan(service) -> str:
 
 @pytest.fixture
 def db(service):
-    return thread_db(service.app.config["DATABASE_PATH"])
+    return thread_db(store_location(service.app.config))
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ import requests
 from sqlite_utils import Database
 
 from app.core.crypto import Cipher
-from app.core.queue import SqliteQueue
+from app.core.queue import JobQueue
 from tests.drills.harness import ServiceProcess, deliver_reply, start_conversation
 from tests.e2e.harness import Browser
 from tests.e2e.mail import queue_idle
@@ -76,7 +76,7 @@ def test_acknowledgement_stays_within_3_s_while_the_workers_crawl(emulator, tmp_
             thread.join()
         assert emulator.subscriptions.delivery.wait_idle(15)
 
-        pending = SqliteQueue(db).stats().by_state  # the inbox's jobs count as queued
+        pending = JobQueue(db).stats().by_state  # the inbox's jobs count as queued
         backlog = pending["queued"] + pending["running"]
         assert backlog > 100, f"the workers kept up ({backlog} jobs pending); the drill proves nothing"
         assert set(statuses) == {202}, sorted(set(statuses))

@@ -20,7 +20,7 @@ import time
 import pytest
 from sqlite_utils import Database
 
-from app.core.queue import SqliteQueue
+from app.core.queue import JobQueue
 from app.records.notifications import message_dedupe_key
 from app.runtime import LEASE_SECONDS, REAP_INTERVAL_SECONDS
 from emulator import Emulator
@@ -114,7 +114,7 @@ def test_the_kill_landed_mid_burst_with_work_in_hand(crash):
 def test_every_acknowledged_notification_was_persisted_and_nothing_was_given_up(crash):
     emulator, db, connection = crash["emulator"], crash["db"], crash["connection"]
     assert emulator.subscriptions.delivery.abandoned == 0, "Graph gave up on deliveries: the restart came too late"
-    SqliteQueue(db).drain_inbox()  # acknowledged deliveries not yet claimed count as persisted
+    JobQueue(db).drain_inbox()  # acknowledged deliveries not yet claimed count as persisted
     keys = {row["dedupe_key"] for row in db.query("SELECT dedupe_key FROM jobs WHERE kind = 'message'")}
     acknowledged = acknowledged_items(emulator)
     data = [item["resourceData"] for item in acknowledged]
@@ -127,14 +127,14 @@ def test_work_not_in_the_dead_process_s_hand_is_processed_exactly_once_after_res
     in_hand = {row["id"] for row in crash["in_hand"]}
     # Replies whose every job died with the process wait for their lease; every other one must be linked.
     jobs_by_reply: dict[str, set[int]] = {}
-    SqliteQueue(db).drain_inbox()
+    JobQueue(db).drain_inbox()
     for row in db.query("SELECT id, json_extract(payload, '$.message_id') AS graph_id FROM jobs WHERE kind = 'message'"):
         if row["graph_id"] in crash["graph_ids"]:
             jobs_by_reply.setdefault(crash["graph_ids"][row["graph_id"]], set()).add(row["id"])
     expected = {reply for reply, jobs in jobs_by_reply.items() if not jobs <= in_hand}
     assert len(jobs_by_reply) == BURST, "some replies never produced a notification job"
     wait_for_replies(service, record["id"], expected, timeout=20)
-    wait_for(lambda: SqliteQueue(db).stats().by_state["queued"] == 0, timeout=20,
+    wait_for(lambda: JobQueue(db).stats().by_state["queued"] == 0, timeout=20,
              message="nothing left queued")
     assert_exactly_once(thread_ids(service, record["id"]), expected)
     # "Nothing queued" can be seen while the new process still holds its last claim; stuck means it stays held.

@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 import time
 
-from app.core.queue import SqliteQueue
+from app.core.queue import JobQueue
 from app.runtime import Runtime
 from tests.drills.harness import FIRST_ID, VENDOR, deliver_reply, thread_ids
 from tests.e2e.harness import Browser
@@ -99,7 +99,7 @@ def test_a_backlog_acknowledged_before_the_revocation_is_dead_lettered_visibly(s
     for n in range(BACKLOG):
         deliver_reply(emulator, megan, "backlog", n)
     assert emulator.subscriptions.delivery.wait_idle(10)
-    SqliteQueue(db).drain_inbox()  # the workers are stopped: move the acknowledged deliveries ourselves
+    JobQueue(db).drain_inbox()  # the workers are stopped: move the acknowledged deliveries ourselves
     queued = list(db.query("SELECT id FROM jobs WHERE kind = 'message' AND state = 'queued'"))
     assert len(queued) >= BACKLOG, "the notifications were not all acknowledged and queued"
     emulator.revoke_user(megan)

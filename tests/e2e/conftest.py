@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import requests
 
-from app.core.db import thread_db
+from app.core.db import store_location, thread_db
 from tests.conftest import API_TOKEN
 from tests.e2e.harness import Browser, ServiceServer
 from tests.e2e.mail import MEGAN, VENDOR, linked_copies, thread, upload
@@ -64,7 +64,7 @@ def connected(service, browser, api, megan):
                                            sender=VENDOR, to=[MEGAN], internet_message_id="<first.1@acme.example>")
     upload(api, record["id"])
     browser.connect(record["id"], "megan")
-    db = thread_db(service.app.config["DATABASE_PATH"])
+    db = thread_db(store_location(service.app.config))
     wait_for(lambda: list(db.query("SELECT 1 FROM subscriptions WHERE status = 'active'")), message="subscription")
     wait_for(lambda: thread(api, record["id"])[0]["source"] == "upload" and linked_copies(db), message="backfill")
     return {"record": record, "first": first, "db": db}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from email.message import EmailMessage
 
-from app.core.queue import SqliteQueue
+from app.core.queue import JobQueue
 from tests.e2e.waiting import wait_for
 
 VENDOR = {"name": "Dana Whitfield", "address": "dana@acme.example"}
@@ -42,10 +42,10 @@ def wait_for_thread(api, record_id, count, timeout=30.0):
 
 def pending_work(db) -> int:
     """Every job ever queued and not yet pruned, plus deliveries still in the receiver's inbox."""
-    return sum(SqliteQueue(db).stats().by_state.values())
+    return sum(JobQueue(db).stats().by_state.values())
 
 
 def queue_idle(db) -> bool:
     """No job queued or running, and no delivery left in the receiver's inbox."""
-    states = SqliteQueue(db).stats().by_state
+    states = JobQueue(db).stats().by_state
     return states["queued"] + states["running"] == 0

@@ -11,7 +11,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from app import build_services
-from app.core.db import thread_db
+from app.core.db import store_location, thread_db
 from app.microsoft.failures import IdentityConfigError, ReconnectRequired
 from subscriptions.renewal import renew_one
 from tests.e2e.harness import Browser, ServiceServer
@@ -20,7 +20,7 @@ from tests.forms import sign_in_operator
 
 
 def db_of(service):
-    return thread_db(service.app.config["DATABASE_PATH"])
+    return thread_db(store_location(service.app.config))
 
 
 def connections(service):

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import requests
 
-from app.core.queue import SqliteQueue
+from app.core.queue import JobQueue
 from app.runtime import Runtime
 from tests.e2e.mail import MEGAN, VENDOR, pending_work, queue_idle, thread, wait_for_thread
 from tests.e2e.waiting import wait_for
@@ -116,7 +116,7 @@ def test_work_acknowledged_while_the_worker_is_down_is_processed_once_after_rest
     service.emulator.deliver_email(megan, subject="RE: Onboarding documents", body="while you were out",
                                    sender=VENDOR, to=[MEGAN], in_reply_to="<first.1@acme.example>",
                                    internet_message_id="<down.7@acme.example>")
-    wait_for(lambda: SqliteQueue(db).stats().by_kind.get("message", {}).get("queued"),
+    wait_for(lambda: JobQueue(db).stats().by_kind.get("message", {}).get("queued"),
              message="notifications acknowledged and queued")
     assert len(thread(api, connected["record"]["id"])) == 1
     service.runtime = Runtime(service.app, workers=2, scheduler=False)

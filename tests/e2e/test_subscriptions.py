@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import pytest
 
-from app.core.db import thread_db
+from app.core.db import store_location, thread_db
 from app.runtime import Runtime
 from emulator import Emulator
 from subscriptions.leader import Leadership
@@ -27,7 +27,7 @@ def setup(service, browser, api):
                                    to=[MEGAN], internet_message_id="<first.1@acme.example>")
     upload(api, record["id"])
     browser.connect(record["id"], "megan")
-    db = thread_db(service.app.config["DATABASE_PATH"])
+    db = thread_db(store_location(service.app.config))
     wait_for(lambda: active(db) and queue_idle(db) and db["delta_state"].count == 2, message="connected and synced")
     return {"record": record, "megan": megan, "db": db, "service": service, "api": api}
 
@@ -154,7 +154,7 @@ def test_the_longest_lifetime_falls_back_to_the_older_limit(app_config):
             record = service.app.test_client().post("/api/records", json={"title": "x"},
                                                     headers={"Authorization": "Bearer test-api-token"}).get_json()
             Browser(service).connect(record["id"], "megan")
-            db = thread_db(service.app.config["DATABASE_PATH"])
+            db = thread_db(store_location(service.app.config))
             [subscription] = wait_for(lambda: active(db), message="a subscription")
             posts = graph_calls(emulator, "POST")
             assert [p["status"] for p in posts if p["path"] == "/v1.0/subscriptions"] == [400, 201]

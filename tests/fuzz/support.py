@@ -9,7 +9,7 @@ from cryptography.fernet import Fernet
 from flask import Flask
 
 from app import create_app
-from app.core.db import thread_db
+from app.core.db import store_location, thread_db
 
 
 def fuzz_app(path: Path, api_token: str) -> Flask:
@@ -24,6 +24,6 @@ def fuzz_app(path: Path, api_token: str) -> Flask:
 
 def row_counts(app: Flask, tables: tuple[str, ...]) -> dict[str, int]:
     """How many rows each table holds: input that is rejected must leave these unchanged."""
-    db = thread_db(app.config["DATABASE_PATH"])
+    db = thread_db(store_location(app.config))
     return {table: db[table].count for table in tables}
 

@@ -16,7 +16,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from app.core.db import thread_db
+from app.core.db import store_location, thread_db
 from app.core.timeutil import iso
 from tests.forms import sign_in_person
 from tests.fuzz.support import fuzz_app, row_counts
@@ -44,7 +44,7 @@ FUZZ = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCh
 @pytest.fixture(scope="module")
 def app(tmp_path_factory):
     application = fuzz_app(tmp_path_factory.mktemp("fuzz-api"), TOKEN)
-    db = thread_db(application.config["DATABASE_PATH"])
+    db = thread_db(store_location(application.config))
     now = iso(datetime.now(timezone.utc))
     db["records"].insert({"id": RECORD, "title": "Acme vendor file", "created_at": now})
     db["tenants"].insert({"id": TENANT, "created_at": now, "updated_at": now})

@@ -16,7 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from app.core.db import thread_db
+from app.core.db import store_location, thread_db
 from app.core.timeutil import iso
 from tests.fuzz.support import fuzz_app, row_counts
 
@@ -31,7 +31,7 @@ FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCh
 @pytest.fixture(scope="module")
 def app(tmp_path_factory):
     application = fuzz_app(tmp_path_factory.mktemp("fuzz-uploads"), TOKEN)
-    thread_db(application.config["DATABASE_PATH"])["records"].insert(
+    thread_db(store_location(application.config))["records"].insert(
         {"id": RECORD, "title": "Acme vendor file", "created_at": iso(datetime.now(timezone.utc))})
     return application
 

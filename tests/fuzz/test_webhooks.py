@@ -16,8 +16,8 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from app.core.db import thread_db
-from app.core.queue import SqliteQueue
+from app.core.db import store_location, thread_db
+from app.core.queue import JobQueue
 from app.core.timeutil import iso
 from app.records.notifications import replay_window
 from app.web.context import services_of
@@ -40,7 +40,7 @@ FUZZ = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCh
 @pytest.fixture(scope="module")
 def app(tmp_path_factory):
     application = fuzz_app(tmp_path_factory.mktemp("fuzz-webhooks"), "fuzz")
-    db = thread_db(application.config["DATABASE_PATH"])
+    db = thread_db(store_location(application.config))
     now = datetime.now(timezone.utc)
     db["tenants"].insert({"id": TENANT, "created_at": iso(now), "updated_at": iso(now)})
     db["connections"].insert({"id": CONNECTION, "tenant_id": TENANT, "user_id": "user-1", "created_at": iso(now),
@@ -168,7 +168,7 @@ def test_arbitrary_bodies_get_a_4xx_or_202_and_queue_nothing(app, client, body, 
 @given(batch=st.lists(st.tuples(st.booleans(), genuine_changes() | genuine_lifecycles(), forged()), max_size=12),
        path=st.sampled_from(PATHS), replays=st.integers(min_value=1, max_value=2))
 def test_only_genuine_items_become_jobs_once_per_version(app, client, batch, path, replays):
-    db = thread_db(app.config["DATABASE_PATH"])
+    db = thread_db(store_location(app.config))
     db.execute("DELETE FROM jobs")  # each example starts from an empty queue
     items = [good if keep else bad for keep, good, bad in batch]
     genuine = [good for keep, good, _ in batch if keep]
@@ -179,7 +179,7 @@ def test_only_genuine_items_become_jobs_once_per_version(app, client, batch, pat
         assert rv.status_code == 202, rv.get_data()[:200]
     assume(replay_window(time.time()) == window)  # across a window's end, etag-less replays count twice
     expected = expected_new_jobs(genuine)
-    SqliteQueue(db).drain_inbox()  # as the workers' next claim does
+    JobQueue(db).drain_inbox()  # as the workers' next claim does
     after = counts(app)
     assert after["jobs"] - before["jobs"] == expected
     assert {k: v for k, v in after.items() if k != "jobs"} == {k: v for k, v in before.items() if k != "jobs"}

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from app.core.queue import Job, SqliteQueue
+from app.core.queue import Job, JobQueue
 from app.web.context import services_of
 from handlers.errors import Deferred, PermanentError, RetryLater
 from handlers.retry import Retry
@@ -20,8 +20,8 @@ NO_JITTER = Retry(max_attempts=3, base_delay=10, cap=100, jitter=0)
 
 
 @pytest.fixture
-def queue(db_path: Path) -> SqliteQueue:
-    return SqliteQueue(db_path, max_attempts=3)
+def queue(db_path: Path) -> JobQueue:
+    return JobQueue(db_path, max_attempts=3)
 
 
 def make_worker(queue, handlers, **options) -> Worker:
@@ -155,7 +155,7 @@ def test_jobs_claimed_after_a_stop_request_are_released(db_path, queue):
     job_id = queue.enqueue("message", {}, run_after=T0)
     stop = threading.Event()
 
-    class StopsWhileClaiming(SqliteQueue):
+    class StopsWhileClaiming(JobQueue):
         def claim(self, *args, **kwargs):
             stop.set()
             return super().claim(*args, **kwargs)
@@ -205,7 +205,7 @@ def test_reaping_gives_up_after_the_retry_policys_attempts(queue):
 
 def test_pool_wakes_on_notify_heartbeats_and_stops(db_path, queue):
     done = threading.Event()
-    pool = WorkerPool(2, SqliteQueue(db_path), {"message": lambda job: done.set()}, name="test",
+    pool = WorkerPool(2, JobQueue(db_path), {"message": lambda job: done.set()}, name="test",
                       lease_seconds=30, poll_interval=10)
     pool.start()
     try:
@@ -228,7 +228,7 @@ def test_a_long_job_keeps_its_lease_and_a_stop_lets_it_finish(db_path, queue):
         release.wait(2)
 
     first = queue.enqueue("message", {})
-    pool = WorkerPool(1, SqliteQueue(db_path), {"message": long_job}, lease_seconds=0.3, poll_interval=0.05)
+    pool = WorkerPool(1, JobQueue(db_path), {"message": long_job}, lease_seconds=0.3, poll_interval=0.05)
     pool.start()
     try:
         assert started.wait(1)

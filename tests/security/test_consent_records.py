@@ -7,7 +7,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
 
-from app.core.db import thread_db
+from app.core.db import store_location, thread_db
 from tests.e2e.conftest import api, browser, service  # noqa: F401  (the service and the emulator on loopback)
 from tests.e2e.harness import Browser
 from tests.forms import sign_in_operator
@@ -17,7 +17,7 @@ APPROVAL_REQUIRED = {"error": "access_denied",
 
 
 def rows(service, table):
-    return list(thread_db(service.app.config["DATABASE_PATH"]).query(f"SELECT * FROM {table}"))
+    return list(thread_db(store_location(service.app.config)).query(f"SELECT * FROM {table}"))
 
 
 def state_of(url: str) -> str:

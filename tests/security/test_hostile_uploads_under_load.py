@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
-from app.core.db import thread_db
+from app.core.db import store_location, thread_db
 from tests.conftest import API_TOKEN
 from tests.e2e.harness import ServiceServer
 from tests.security.mail_support import email
@@ -77,5 +77,5 @@ def test_a_700k_references_upload_is_refused_fast_while_concurrent_writes_succee
     assert (status, body["error"]["code"]) == (422, "invalid_email") and "References header" in body["error"]["message"]
     assert took < 2.0
     assert statuses and set(statuses) == {201}
-    db = thread_db(service.app.config["DATABASE_PATH"])
+    db = thread_db(store_location(service.app.config))
     assert db["thread_message_ids"].count == 0

@@ -2,7 +2,7 @@
 
 import pytest
 
-from app.core.queue import SqliteQueue
+from app.core.queue import JobQueue
 from app.records.notifications import REPLAY_WINDOW_SECONDS, KnownSubscription, replay_window, verify_item
 from tests.notifications import SECRET, TENANT, notification, store_subscription
 
@@ -13,7 +13,7 @@ def subscription(app, db) -> str:
 
 
 def job_count(db) -> int:
-    SqliteQueue(db).drain_inbox()
+    JobQueue(db).drain_inbox()
     return db.execute("SELECT count(*) FROM jobs WHERE kind = 'message'").fetchone()[0]
 
 

@@ -8,14 +8,14 @@ import time
 
 from cryptography.fernet import Fernet
 
-from app.core.db import thread_db
+from app.core.db import store_location, thread_db
 from tests.e2e.conftest import api, browser, service  # noqa: F401  (the service and the emulator on loopback)
 from tests.forms import sign_in_operator
 
 
 def database_pages(service) -> int:
     """The database's size in pages as its connections see it (the write-ahead log included)."""
-    return thread_db(service.app.config["DATABASE_PATH"]).execute("PRAGMA page_count").fetchone()[0]
+    return thread_db(store_location(service.app.config)).execute("PRAGMA page_count").fetchone()[0]
 
 
 def session_of(service, browser) -> dict:

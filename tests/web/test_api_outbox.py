@@ -5,7 +5,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from app.core.db import thread_db
+from app.core.db import store_location, thread_db
 from app.core.timeutil import now_iso
 
 
@@ -67,7 +67,7 @@ def test_concurrent_requests_with_one_key_create_one_send(app, record, connectio
         responses = list(pool.map(post, range(20)))
     assert {rv.status_code for rv in responses} == {202}
     assert len({rv.get_json()["id"] for rv in responses}) == 1
-    db = thread_db(app.config["DATABASE_PATH"])
+    db = thread_db(store_location(app.config))
     assert db["outbox"].count == 1 and db["jobs"].count == 1
 
 

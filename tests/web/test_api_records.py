@@ -42,9 +42,9 @@ def test_bad_input_gets_a_json_4xx_and_stores_nothing(api, app, kwargs, status, 
     assert rv.status_code == status
     assert rv.get_json()["error"]["code"] == code
     assert rv.get_json()["error"]["message"]
-    from app.core.db import thread_db
+    from app.core.db import store_location, thread_db
 
-    assert thread_db(app.config["DATABASE_PATH"])["records"].count == 0
+    assert thread_db(store_location(app.config))["records"].count == 0
 
 
 def test_unknown_record_is_404(api):

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from werkzeug.test import EnvironBuilder
 
-from app.core.queue import SqliteQueue
+from app.core.queue import JobQueue
 from app.core.timeutil import iso
 from app.records.known_subscriptions import UNKNOWN_CACHE_SECONDS, SubscriptionDirectory
 from app.web.context import services_of
@@ -27,7 +27,7 @@ def post(client, *items, path="/webhooks/graph", headers=None):
 
 def jobs(db):
     """The jobs the workers will see: the receiver's inbox moved into the queue first, as a claim does."""
-    SqliteQueue(db).drain_inbox()
+    JobQueue(db).drain_inbox()
     return list(db.query("SELECT kind, dedupe_key, connection_id, payload FROM jobs ORDER BY id"))
 
 

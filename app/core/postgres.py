@@ -1,0 +1,161 @@
+"""The PostgreSQL store: the calls the service makes of a SQLite ``Database`` (``execute``, ``query``,
+``atomic``), over a psycopg 3 connection pool.
+
+Statements are written once, with SQLite's ``?`` and ``:name`` placeholders (:mod:`app.core.dialects`
+says why); :func:`translate` turns them into psycopg's ``%s`` and ``%(name)s``. Outside a transaction a
+statement borrows a pooled connection (in autocommit) only while it runs, so any number of threads
+share a few connections; inside :meth:`PostgresDatabase.atomic` the thread keeps one until the end.
+
+A connection the server dropped (a restart, a failover) is found by the pool's check before it is
+handed out; an error during a statement surfaces as ``psycopg.OperationalError``, which the web
+layer answers with 503 and the worker retries (:func:`unavailable_retry_after`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import re
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+import psycopg
+import psycopg_pool
+from psycopg.rows import dict_row
+
+from app.core.dialects import POSTGRES, Dialect
+
+POOL_TIMEOUT_SECONDS = 10.0  # a thread waits this long for a free connection, then the store is "busy"
+# SQLSTATE codes and classes that mean "not now" rather than "wrong", with the Retry-After to give:
+# serialization failure, deadlock, lock not available; insufficient resources (a full disk);
+# operator intervention (shutdown, restart, recovery); connection exceptions.
+_RETRY_AFTER_BY_SQLSTATE = {"40001": 2, "40P01": 2, "55P03": 2, "53": 30, "57P": 5, "08": 5}
+
+_TOKEN = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|--[^\n]*|::|\?|:[A-Za-z_]\w*|%")
+
+
+@functools.lru_cache(maxsize=1024)
+def translate(sql: str) -> str:
+    """``sql`` with SQLite placeholders as psycopg's; quoted text, comments and casts untouched."""
+
+    def token(match: re.Match[str]) -> str:
+        text = match.group(0)
+        if text == "?":
+            return "%s"
+        if text == "%":
+            return "%%"
+        if text.startswith(":") and text != "::":
+            return f"%({text[1:]})s"
+        return text
+
+    return _TOKEN.sub(token, sql)
+
+
+class Result:
+    """What ``execute`` returns: the rows already read (the connection went back to the pool)."""
+
+    def __init__(self, rowcount: int, rows: list[tuple[Any, ...]]) -> None:
+        self.rowcount = rowcount
+        self._rows = rows
+
+    def fetchone(self) -> tuple[Any, ...] | None:
+        return self._rows.pop(0) if self._rows else None
+
+    def fetchall(self) -> list[tuple[Any, ...]]:
+        rows, self._rows = self._rows, []
+        return rows
+
+
+class PostgresDatabase:
+    """A process's PostgreSQL store, shared by all its threads."""
+
+    dialect: Dialect = POSTGRES
+
+    def __init__(self, url: str, *, max_size: int = 20) -> None:
+        self.url = url
+        self.pool = psycopg_pool.ConnectionPool(
+            url, min_size=1, max_size=max_size, timeout=POOL_TIMEOUT_SECONDS, open=True,
+            kwargs={"autocommit": True, "prepare_threshold": None},
+            check=psycopg_pool.ConnectionPool.check_connection, name="outlook-integration")
+        self._local = threading.local()
+
+    @property
+    def in_transaction(self) -> bool:
+        return getattr(self._local, "conn", None) is not None
+
+    def execute(self, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()) -> Result:
+        with self._connection() as conn:
+            cursor = conn.execute(translate(sql), _params(params))
+            rows = cursor.fetchall() if cursor.description else []
+            return Result(cursor.rowcount, rows)
+
+    def query(self, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()) -> Iterator[dict[str, Any]]:
+        """Rows as dicts; unlike SQLite's, the statement runs at once, not when first iterated."""
+        with self._connection() as conn, conn.cursor(row_factory=dict_row) as cursor:
+            cursor.execute(translate(sql), _params(params))
+            return iter(cursor.fetchall() if cursor.description else [])
+
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any] | Mapping[str, Any]]) -> None:
+        with self._connection() as conn, conn.cursor() as cursor:
+            cursor.executemany(translate(sql), [_params(row) for row in rows])
+
+    @contextlib.contextmanager
+    def atomic(self) -> Iterator[PostgresDatabase]:
+        """A transaction (a savepoint when one is open already); commits unless the block raises."""
+        held = getattr(self._local, "conn", None)
+        if held is not None:
+            with held.transaction():
+                yield self
+            return
+        with self.pool.connection() as conn:
+            self._local.conn = conn
+            try:
+                with conn.transaction():
+                    yield self
+            finally:
+                self._local.conn = None
+
+    def close(self) -> None:
+        self.pool.close()
+
+    def __enter__(self) -> PostgresDatabase:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextlib.contextmanager
+    def _connection(self) -> Iterator[psycopg.Connection]:
+        held = getattr(self._local, "conn", None)
+        if held is not None:
+            yield held
+        else:
+            with self.pool.connection() as conn:
+                yield conn
+
+
+def _params(params: Sequence[Any] | Mapping[str, Any]) -> Sequence[Any] | Mapping[str, Any]:
+    """SQLite takes booleans as 0 and 1 (the schema's flags are integers); so do we."""
+    if isinstance(params, Mapping):
+        return {key: int(value) if isinstance(value, bool) else value for key, value in params.items()}
+    return [int(value) if isinstance(value, bool) else value for value in params]
+
+
+def is_integrity_error(error: BaseException) -> bool:
+    return isinstance(error, psycopg.IntegrityError)
+
+
+def unavailable_retry_after(error: BaseException) -> int | None:
+    """Seconds to ask a client to wait when ``error`` means PostgreSQL cannot take the request now
+    (no free connection, the server down or restarting, a full disk, a lock or serialization
+    conflict), else None."""
+    if isinstance(error, psycopg_pool.PoolTimeout):
+        return 2
+    if not isinstance(error, psycopg.Error):
+        return None
+    sqlstate = error.sqlstate or ""
+    if not sqlstate:
+        return 5 if isinstance(error, psycopg.OperationalError) else None
+    return next((seconds for prefix, seconds in _RETRY_AFTER_BY_SQLSTATE.items() if sqlstate.startswith(prefix)),
+                None)
