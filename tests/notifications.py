@@ -4,6 +4,7 @@ from datetime import datetime, timedelta, timezone
 
 from app.core.timeutil import iso
 from app.web.context import services_of
+from tests.tables import table
 
 TENANT = "8f4c6b0e-0000-4000-8000-000000000001"
 SECRET = "a-client-state-of-at-least-32-characters!"
@@ -11,10 +12,10 @@ SECRET = "a-client-state-of-at-least-32-characters!"
 
 def store_subscription(app, db) -> str:
     now = datetime.now(timezone.utc)
-    db["tenants"].insert({"id": TENANT, "created_at": iso(now), "updated_at": iso(now)})
-    db["connections"].insert({"id": 7, "tenant_id": TENANT, "user_id": "user-1", "created_at": iso(now),
+    table(db, "tenants").insert({"id": TENANT, "created_at": iso(now), "updated_at": iso(now)})
+    table(db, "connections").insert({"id": 7, "tenant_id": TENANT, "user_id": "user-1", "created_at": iso(now),
                               "updated_at": iso(now)})
-    db["subscriptions"].insert({
+    table(db, "subscriptions").insert({
         "id": "sub-1", "connection_id": 7, "resource": "/users/user-1/messages", "change_type": "created,updated,deleted",
         "client_state": services_of(app).cipher.encrypt(SECRET), "expires_at": iso(now + timedelta(days=3)),
         "routable_until": iso(now + timedelta(days=3)), "created_at": iso(now), "updated_at": iso(now)})

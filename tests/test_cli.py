@@ -10,6 +10,7 @@ from app import create_app
 from app.core.crypto import Cipher
 from app.core.db import store_location, thread_db
 from app.web.context import services_of
+from tests.tables import table
 
 
 def test_db_upgrade_reports_an_up_to_date_schema(runner):
@@ -20,8 +21,8 @@ def test_db_upgrade_reports_an_up_to_date_schema(runner):
 
 def _store_connection(db, cipher) -> None:
     now = "2026-01-01T00:00:00+00:00"
-    db["tenants"].insert({"id": "t1", "created_at": now, "updated_at": now})
-    db["connections"].insert({"id": 1, "tenant_id": "t1", "user_id": "u1", "token_cache": cipher.encrypt("cache"),
+    table(db, "tenants").insert({"id": "t1", "created_at": now, "updated_at": now})
+    table(db, "connections").insert({"id": 1, "tenant_id": "t1", "user_id": "u1", "token_cache": cipher.encrypt("cache"),
                               "created_at": now, "updated_at": now})
 
 
@@ -35,7 +36,7 @@ def test_keys_rotate_reencrypts_with_the_newest_key(app_config):
     result = rotated.test_cli_runner().invoke(args=["keys", "rotate"])
     assert result.exit_code == 0, result.output
     assert "re-encrypted 1 stored secret(s)" in result.output
-    stored = db["connections"].get(1)["token_cache"]
+    stored = table(db, "connections").get(1)["token_cache"]
     assert Cipher([new]).decrypt_text(stored) == "cache"
 
 
@@ -44,23 +45,23 @@ def test_keys_rotate_with_a_wrong_key_changes_nothing(app_config):
     app = create_app({**app_config, "TOKEN_ENCRYPTION_KEYS": old})
     db = thread_db(store_location(app.config))
     _store_connection(db, Cipher([old]))
-    before = db["connections"].get(1)["token_cache"]
+    before = table(db, "connections").get(1)["token_cache"]
 
     wrong = create_app({**app_config, "TOKEN_ENCRYPTION_KEYS": Fernet.generate_key().decode()})
     result = wrong.test_cli_runner().invoke(args=["keys", "rotate"])
     assert result.exit_code != 0
     assert "cannot be decrypted" in result.output
-    assert db["connections"].get(1)["token_cache"] == before
+    assert table(db, "connections").get(1)["token_cache"] == before
 
 
 def _seed(app) -> None:
     db = thread_db(store_location(app.config))
     now = "2026-01-01T00:00:00+00:00"
-    db["tenants"].insert({"id": "t1", "created_at": now, "updated_at": now})
-    db["connections"].insert({"id": 1, "tenant_id": "t1", "user_id": "u1", "email": "megan@contoso.example",
+    table(db, "tenants").insert({"id": "t1", "created_at": now, "updated_at": now})
+    table(db, "connections").insert({"id": 1, "tenant_id": "t1", "user_id": "u1", "email": "megan@contoso.example",
                               "status": "reconnect_required", "status_reason": "invalid_grant (AADSTS50173)",
                               "created_at": now, "updated_at": now})
-    db["subscriptions"].insert({"id": "sub-1", "connection_id": 1, "resource": "/users/u1/messages",
+    table(db, "subscriptions").insert({"id": "sub-1", "connection_id": 1, "resource": "/users/u1/messages",
                                 "change_type": "created", "client_state": b"x", "expires_at": "2030-01-01",
                                 "routable_until": "2030-01-01", "created_at": now, "updated_at": now})
 

@@ -60,7 +60,7 @@ def hit(db: Database, limit: Limit, key: str, now: float) -> int | None:
         db.execute("DELETE FROM rate_limits WHERE window_ends_at <= ?", [now])
         db.execute(
             "INSERT INTO rate_limits (name, key, hits, window_ends_at) VALUES (?, ?, 1, ?) "
-            "ON CONFLICT (name, key) DO UPDATE SET hits = hits + 1",
+            "ON CONFLICT (name, key) DO UPDATE SET hits = rate_limits.hits + 1",
             [limit.name, key, now + limit.window_seconds])
     return blocked_for(db, limit, key, now)
 

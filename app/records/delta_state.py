@@ -21,5 +21,6 @@ def save(db: Database, connection_id: int, folder: str, delta_link: str | None, 
         INSERT INTO delta_state (connection_id, folder, delta_link, last_received_at, synced_at)
         VALUES (?, ?, ?, ?, ?)
         ON CONFLICT (connection_id, folder) DO UPDATE SET delta_link = excluded.delta_link,
-            last_received_at = COALESCE(excluded.last_received_at, last_received_at), synced_at = excluded.synced_at
+            last_received_at = COALESCE(excluded.last_received_at, delta_state.last_received_at),
+            synced_at = excluded.synced_at
         """, [connection_id, folder, delta_link, last_received_at, now_iso()])

@@ -28,7 +28,7 @@ def link_graph_message(db: Database, connection: dict[str, Any], message: dict[s
     Only records of the mailbox's organization count (isolation rule 2): a reply citing a Message-ID
     another customer's record knows is not linked there.
     """
-    keys = threads.SqliteThreadKeys(db, organizations.of_tenant(db, connection["tenant_id"]))
+    keys = threads.StoredThreadKeys(db, organizations.of_tenant(db, connection["tenant_id"]))
     match = match_record(keys, CandidateMessage.from_graph(message, connection["id"]))
     if match is None:
         return []

@@ -5,7 +5,7 @@ A linked message is one ``messages`` row per record (``UNIQUE (record_id, intern
 entry, so an email on two records has two copy rows and a deletion marks both entries), and thread
 keys: its Message-ID in ``thread_message_ids`` and, per mailbox, its ``conversationId`` in
 ``thread_conversations``. Uploads (:func:`store_upload`), Graph messages (:func:`link_message`) and
-sends (``generated`` ids, :func:`mark_automated`) all come through here; :class:`SqliteThreadKeys`
+sends (``generated`` ids, :func:`mark_automated`) all come through here; :class:`StoredThreadKeys`
 serves the keys :mod:`app.records.matching` reads.
 
 HTML bodies are sanitized on output (:func:`entry`), not when stored. The stored body stays the
@@ -36,7 +36,7 @@ from app.records.rfc822 import Address, ParsedEmail, bounded_body, parse_email
 log = logging.getLogger(__name__)
 
 
-class SqliteThreadKeys:
+class StoredThreadKeys:
     """:class:`app.records.matching.ThreadKeys` over ``thread_message_ids`` and ``thread_conversations``,
     seeing only the records of one organization (isolation rule 2)."""
 
@@ -77,7 +77,8 @@ def add_message_id(db: Database, record_id: int, message_id: str, *, generated: 
     """
     db.execute(
         "INSERT INTO thread_message_ids (message_id, record_id, generated) VALUES (?, ?, ?)"
-        " ON CONFLICT (message_id, record_id) DO UPDATE SET generated = max(generated, excluded.generated)",
+        " ON CONFLICT (message_id, record_id) DO UPDATE"
+        " SET generated = CASE WHEN excluded.generated = 1 THEN 1 ELSE thread_message_ids.generated END",
         [message_id, record_id, int(generated)],
     )
 

@@ -19,6 +19,7 @@ from tests.browser.walks import connect_in_browser, sign_in_in_browser
 from tests.conftest import API_TOKEN
 from tests.e2e.harness import Browser as HttpBrowser
 from tests.e2e.waiting import wait_for
+from tests.tables import table
 
 VENDOR = {"name": "Dana Whitfield", "address": "dana@acme.example"}
 MEGAN = "megan@contoso.example"
@@ -55,7 +56,7 @@ def record(service, api, megan):
 
 def wait_until_subscribed(db) -> dict:
     """The connection's subscription is live, so mailbox changes now reach the service."""
-    return wait_for(lambda: next(db["subscriptions"].rows_where("status = 'active'"), None), message="a subscription")
+    return wait_for(lambda: next(table(db, "subscriptions").rows_where("status = 'active'"), None), message="a subscription")
 
 
 def reload_until(page: Page, locator, timeout: float = 15.0) -> None:

@@ -17,6 +17,7 @@ from tests.drills.harness import FIRST_ID, VENDOR, deliver_reply, thread_ids
 from tests.e2e.harness import Browser
 from tests.e2e.mail import queue_idle
 from tests.e2e.waiting import wait_for
+from tests.tables import table
 
 BURST = 30
 BACKLOG = 50  # more than two workers claim at once (2 x 20 per $batch), so a third batch comes later
@@ -80,7 +81,7 @@ def test_revocation_mid_burst_means_reconnect_required_without_a_crash_loop(serv
     assert not skipped, f"{len(skipped)} message job(s) completed without linking their message"
     assert not list(db.query("SELECT 1 FROM jobs WHERE state = 'dead' AND connection_id IS NOT ?",
                              [connection["id"]]))
-    assert db["connections"].get(connection["id"])["status_reason"].startswith("invalid_grant")
+    assert table(db, "connections").get(connection["id"])["status_reason"].startswith("invalid_grant")
     ids = thread_ids(api, record["id"])
     assert len(ids) == len(set(ids))
 

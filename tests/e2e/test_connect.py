@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 from datetime import datetime, timezone
-from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -17,6 +16,9 @@ from subscriptions.renewal import renew_one
 from tests.e2e.harness import Browser, ServiceServer
 from tests.e2e.waiting import wait_for
 from tests.forms import sign_in_operator
+from tests.tables import everything_stored
+
+pytestmark = pytest.mark.both_engines
 
 
 def db_of(service):
@@ -62,7 +64,7 @@ def test_tokens_never_sit_in_the_database_or_logs_in_clear(service, browser, api
     token = service.services.identity.access_token(connection["id"], force_refresh=True)
     cache = service.services.cipher.decrypt_text(connection["token_cache"])
     refresh_token = next(iter(json.loads(cache)["RefreshToken"].values()))["secret"]
-    raw = b"".join(Path(p).read_bytes() for p in Path(service.app.config["DATABASE_PATH"]).parent.glob("service.db*"))
+    raw = everything_stored(db_of(service), service.app.config)
     for secret in (token, refresh_token, service.demo["client_secret"]):
         assert secret.encode() not in raw
         assert secret not in caplog.text

@@ -14,6 +14,8 @@ from tests.e2e.mail import MEGAN, VENDOR, thread, upload, wait_for_thread
 from tests.e2e.waiting import wait_for
 from tests.forms import hidden
 
+pytestmark = pytest.mark.both_engines
+
 
 @pytest.fixture
 def contoso(service, api) -> dict:

@@ -8,6 +8,8 @@ import requests
 from tests.e2e.harness import Browser
 from tests.forms import hidden
 
+pytestmark = pytest.mark.both_engines
+
 
 def test_signing_in_returns_to_the_page_asked_for_and_names_the_person(service, browser, api):
     record = api.create_record()

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
+import pytest
 import requests
 
 from app.core.queue import JobQueue
 from app.runtime import Runtime
 from tests.e2e.mail import MEGAN, VENDOR, pending_work, queue_idle, thread, wait_for_thread
 from tests.e2e.waiting import wait_for
+from tests.tables import everything_stored, table
+
+pytestmark = pytest.mark.both_engines
 
 
 def test_an_inbound_reply_is_on_the_record_within_seconds(service, api, megan, connected):
@@ -46,14 +49,12 @@ def test_a_same_conversation_message_without_headers_is_linked(service, api, meg
 def test_an_unrelated_message_leaves_nothing_behind(service, api, megan, connected):
     db = connected["db"]
     subject, body = "Quarterly lunch menu zq81x", "The secret soup is tomato-basil-w7q"
-    before = db["jobs"].count
+    before = table(db, "jobs").count
     service.emulator.deliver_email(megan, subject=subject, body=body, sender={"address": "chef@canteen.example"},
                                    to=[MEGAN], new_conversation=True)
-    wait_for(lambda: db["jobs"].count > before and queue_idle(db), message="the notification processed")
+    wait_for(lambda: table(db, "jobs").count > before and queue_idle(db), message="the notification processed")
     assert len(thread(api, connected["record"]["id"])) == 1
-    db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    files = Path(service.app.config["DATABASE_PATH"]).parent.glob("service.db*")
-    raw = b"".join(path.read_bytes() for path in files)
+    raw = everything_stored(db, service.app.config)
     for secret in (subject, body, "chef@canteen.example"):
         assert secret.encode() not in raw
 
@@ -80,7 +81,7 @@ def test_updated_arriving_before_created_works(service, api, megan, connected):
 
 
 def test_a_forged_client_state_causes_no_graph_call_and_no_change(service, api, megan, connected):
-    subscription = next(connected["db"]["subscriptions"].rows_where("status = 'active'"))
+    subscription = next(table(connected["db"], "subscriptions").rows_where("status = 'active'"))
     wait_for(lambda: queue_idle(connected["db"]), message="connect, backfill and reconcile done")
     service.emulator.clear_requests()
     forged = {"value": [{

@@ -12,6 +12,9 @@ from app.records import linking
 from tests.conftest import API_TOKEN
 from tests.e2e.mail import queue_idle, thread
 from tests.e2e.waiting import wait_for
+from tests.tables import table
+
+pytestmark = pytest.mark.both_engines
 
 
 def post_send(service, record_id, body, key):
@@ -35,7 +38,7 @@ def sent_copies(service, user):
 
 
 def connection_id(connected):
-    return next(connected["db"]["connections"].rows)["id"]
+    return next(table(connected["db"], "connections").rows)["id"]
 
 
 def headers_of(message):

@@ -15,6 +15,9 @@ from subscriptions.renewal import renew_due
 from tests.e2e.harness import Browser, ServiceServer
 from tests.e2e.mail import MEGAN, VENDOR, queue_idle, thread, upload, wait_for_thread
 from tests.e2e.waiting import wait_for
+from tests.tables import table
+
+pytestmark = pytest.mark.both_engines
 
 
 @pytest.fixture
@@ -28,7 +31,7 @@ def setup(service, browser, api):
     upload(api, record["id"])
     browser.connect(record["id"], "megan")
     db = thread_db(store_location(service.app.config))
-    wait_for(lambda: active(db) and queue_idle(db) and db["delta_state"].count == 2, message="connected and synced")
+    wait_for(lambda: active(db) and queue_idle(db) and table(db, "delta_state").count == 2, message="connected and synced")
     return {"record": record, "megan": megan, "db": db, "service": service, "api": api}
 
 
@@ -128,7 +131,7 @@ def test_expired_delta_token_restarts_from_a_time_window(setup):
     reply(setup, 4)
     service.emulator.mail.invalidate_sync_state(setup["megan"])
     service.emulator.clear_requests()
-    connection_id = db["connections"].rows.__next__()["id"]
+    connection_id = table(db, "connections").rows.__next__()["id"]
     assert reconcile(service.services, connection_id) >= 1
     delta_calls = [r for r in service.emulator.requests(method="GET") if "/delta" in r["path"]]
     assert any(r["status"] == 410 for r in delta_calls)
@@ -165,9 +168,10 @@ def test_the_longest_lifetime_falls_back_to_the_older_limit(app_config):
 
 
 def test_only_one_of_two_schedulers_leads(app):
+    from app.core.db import store_location
     from app.core.db import thread_db as open_thread_db
 
-    database = app.config["DATABASE_PATH"]
+    database = store_location(app.config)
     first = Leadership(lambda: open_thread_db(database))
     second = Leadership(lambda: open_thread_db(database))
     assert first.is_leader() is True

@@ -20,6 +20,7 @@ from app.core.db import store_location, thread_db
 from app.core.timeutil import iso
 from tests.forms import sign_in_person
 from tests.fuzz.support import fuzz_app, row_counts
+from tests.tables import table
 
 TOKEN = "fuzz-api-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -46,10 +47,10 @@ def app(tmp_path_factory):
     application = fuzz_app(tmp_path_factory.mktemp("fuzz-api"), TOKEN)
     db = thread_db(store_location(application.config))
     now = iso(datetime.now(timezone.utc))
-    db["records"].insert({"id": RECORD, "title": "Acme vendor file", "created_at": now})
-    db["tenants"].insert({"id": TENANT, "created_at": now, "updated_at": now})
+    table(db, "records").insert({"id": RECORD, "title": "Acme vendor file", "created_at": now})
+    table(db, "tenants").insert({"id": TENANT, "created_at": now, "updated_at": now})
     for connection_id, status, user in ((ACTIVE, "active", "user-1"), (INACTIVE, "reconnect_required", "user-2")):
-        db["connections"].insert({"id": connection_id, "tenant_id": TENANT, "user_id": user, "status": status,
+        table(db, "connections").insert({"id": connection_id, "tenant_id": TENANT, "user_id": user, "status": status,
                                   "email": f"{user}@contoso.example", "created_at": now, "updated_at": now})
     return application
 

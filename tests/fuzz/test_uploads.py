@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from app.core.db import store_location, thread_db
 from app.core.timeutil import iso
 from tests.fuzz.support import fuzz_app, row_counts
+from tests.tables import table
 
 TOKEN = "fuzz-upload-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "message/rfc822"}
@@ -31,7 +32,7 @@ FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCh
 @pytest.fixture(scope="module")
 def app(tmp_path_factory):
     application = fuzz_app(tmp_path_factory.mktemp("fuzz-uploads"), TOKEN)
-    thread_db(store_location(application.config))["records"].insert(
+    table(thread_db(store_location(application.config)), "records").insert(
         {"id": RECORD, "title": "Acme vendor file", "created_at": iso(datetime.now(timezone.utc))})
     return application
 

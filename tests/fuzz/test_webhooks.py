@@ -23,6 +23,7 @@ from app.records.notifications import replay_window
 from app.web.context import services_of
 from app.web.receiver import VALIDATION_TOKEN
 from tests.fuzz.support import fuzz_app, row_counts
+from tests.tables import table
 
 TENANT = "8f4c6b0e-0000-4000-8000-000000000001"
 SECRET = "a-client-state-of-at-least-32-characters!"
@@ -42,11 +43,11 @@ def app(tmp_path_factory):
     application = fuzz_app(tmp_path_factory.mktemp("fuzz-webhooks"), "fuzz")
     db = thread_db(store_location(application.config))
     now = datetime.now(timezone.utc)
-    db["tenants"].insert({"id": TENANT, "created_at": iso(now), "updated_at": iso(now)})
-    db["connections"].insert({"id": CONNECTION, "tenant_id": TENANT, "user_id": "user-1", "created_at": iso(now),
+    table(db, "tenants").insert({"id": TENANT, "created_at": iso(now), "updated_at": iso(now)})
+    table(db, "connections").insert({"id": CONNECTION, "tenant_id": TENANT, "user_id": "user-1", "created_at": iso(now),
                               "updated_at": iso(now)})
     for subscription_id, until in ((SUBSCRIPTION, now + timedelta(days=3)), (RETIRED_SUBSCRIPTION, now)):
-        db["subscriptions"].insert({
+        table(db, "subscriptions").insert({
             "id": subscription_id, "connection_id": CONNECTION, "resource": "/users/user-1/messages",
             "change_type": "created,updated,deleted", "client_state": services_of(application).cipher.encrypt(SECRET),
             "expires_at": iso(until), "routable_until": iso(until), "created_at": iso(now), "updated_at": iso(now)})

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
+
 from app.microsoft.graph import MESSAGE_SELECT
 from app.records import threads
 from app.records.connections import mark_disconnected, mark_reconnect_required
@@ -11,6 +13,9 @@ from app.records.linking import link_graph_message, load_connection
 from handlers.errors import Deferred, PermanentError
 from handlers.message import handle_messages
 from tests.fake_graph import FIRST_ID, NOW, connection, graph, graph_message, job, record, services  # noqa: F401  (fixtures)
+from tests.tables import table
+
+pytestmark = pytest.mark.both_engines
 
 
 def reply(graph_id: str, number: int = 1) -> dict:
@@ -50,7 +55,7 @@ def test_an_unrelated_message_leaves_nothing_behind(services, graph, connection)
     assert handle_messages(services, changes(connection, "AAMk-lunch")) == {1: None}
     db = services.db()
     assert [row["internet_message_id"] for row in db.query("SELECT internet_message_id FROM messages")] == [FIRST_ID]
-    assert db["message_copies"].count == 0
+    assert table(db, "message_copies").count == 0
 
 
 def test_a_message_gone_before_it_was_fetched_completes_its_job(services, graph, connection):

@@ -14,6 +14,8 @@ from handlers.errors import Deferred, PermanentError, RetryLater
 from handlers.send import handle_send
 from tests.fake_graph import FIRST_ID, NOW, VENDOR, connection, graph, graph_message, job, record, services  # noqa: F401  (fixtures)
 
+pytestmark = pytest.mark.both_engines
+
 
 def request_send(services, record, connection, *, reply=False, to=("ap@acme.example",), key="key-1") -> int:
     request = {"connection_id": connection, "to": list(to), "cc": [], "subject": None if reply else "Banking details",

@@ -14,6 +14,9 @@ from app.web.context import services_of
 from handlers.errors import Deferred, PermanentError, RetryLater
 from handlers.retry import Retry
 from handlers.worker import BatchHandler, Worker, WorkerPool
+from tests.tables import table
+
+pytestmark = pytest.mark.both_engines
 
 T0 = 1_700_000_000.0
 NO_JITTER = Retry(max_attempts=3, base_delay=10, cap=100, jitter=0)
@@ -30,7 +33,7 @@ def make_worker(queue, handlers, **options) -> Worker:
 
 
 def job_row(queue, job_id) -> dict:
-    return queue.db["jobs"].get(job_id)
+    return table(queue.db, "jobs").get(job_id)
 
 
 def wait_for(condition, timeout: float = 2.0) -> None:
@@ -209,7 +212,7 @@ def test_pool_wakes_on_notify_heartbeats_and_stops(db_path, queue):
                       lease_seconds=30, poll_interval=10)
     pool.start()
     try:
-        wait_for(lambda: len(list(queue.db["heartbeats"].rows)) == 2)
+        wait_for(lambda: len(list(table(queue.db, "heartbeats").rows)) == 2)
         time.sleep(0.05)  # both workers are now idle, waiting up to 10 s
         job_id = queue.enqueue("message", {})
         pool.notify()
@@ -217,7 +220,7 @@ def test_pool_wakes_on_notify_heartbeats_and_stops(db_path, queue):
         wait_for(lambda: job_row(queue, job_id)["state"] == "done")
     finally:
         assert pool.stop(timeout=2)
-    assert {row["name"] for row in queue.db["heartbeats"].rows} == {"test:0", "test:1"}
+    assert {row["name"] for row in table(queue.db, "heartbeats").rows} == {"test:0", "test:1"}
 
 
 def test_a_long_job_keeps_its_lease_and_a_stop_lets_it_finish(db_path, queue):

@@ -4,21 +4,22 @@ from __future__ import annotations
 
 import json
 from datetime import datetime, timezone
-from pathlib import Path
 
 import pytest
 
 from app.core.db import open_db
-from app.core.migrations import migrate
 from app.records.matching import CandidateMessage, Match, match_record
 from app.records.organizations import DEFAULT_ID
 from app.records.threads import (
-    SqliteThreadKeys,
+    StoredThreadKeys,
     add_message_id,
     link_message,
     mark_deleted,
     message_direction,
 )
+from tests.tables import table, table_names
+
+pytestmark = pytest.mark.both_engines
 
 MAILBOX = "Dana.Buyer@contoso.example"
 NOW = datetime(2024, 5, 1, 12, 0, tzinfo=timezone.utc)
@@ -26,15 +27,14 @@ STAMP = "2024-05-01T12:00:00.000000+00:00"
 
 
 @pytest.fixture
-def db(tmp_path: Path):
-    db = open_db(tmp_path / "threads.db")
-    migrate(db)
-    db["tenants"].insert({"id": "t1", "created_at": STAMP, "updated_at": STAMP})
+def db(db_path):
+    db = open_db(db_path)
+    table(db, "tenants").insert({"id": "t1", "created_at": STAMP, "updated_at": STAMP})
     for connection_id in (1, 2):
-        db["connections"].insert({"id": connection_id, "tenant_id": "t1", "user_id": f"u{connection_id}",
-                                  "created_at": STAMP, "updated_at": STAMP})
+        table(db, "connections").insert({"id": connection_id, "tenant_id": "t1", "user_id": f"u{connection_id}",
+                                         "created_at": STAMP, "updated_at": STAMP})
     for record_id in (10, 20):
-        db["records"].insert({"id": record_id, "title": f"Record {record_id}", "created_at": STAMP})
+        table(db, "records").insert({"id": record_id, "title": f"Record {record_id}", "created_at": STAMP})
     yield db
     db.close()
 
@@ -63,7 +63,7 @@ def graph_message(graph_id="AAMk-1", message_id="<reply-1@vendor.example>", **ov
 
 
 def copy_of(db, connection_id=1, graph_id="AAMk-1") -> dict:
-    [row] = db["message_copies"].rows_where("connection_id = ? AND graph_id = ?", [connection_id, graph_id])
+    [row] = table(db, "message_copies").rows_where("connection_id = ? AND graph_id = ?", [connection_id, graph_id])
     return row
 
 
@@ -74,7 +74,7 @@ def link(db, message=None, record_id=10, connection_id=1, **options) -> int:
 
 def test_link_stores_the_message_its_copy_and_thread_keys(db):
     entry = link(db)
-    row = db["messages"].get(entry)
+    row = table(db, "messages").get(entry)
     assert {k: row[k] for k in ("record_id", "internet_message_id", "subject", "from_address", "from_name",
                                 "sent_at", "direction", "source", "in_reply_to", "body_type", "body",
                                 "body_preview", "deleted_at", "created_at")} == {
@@ -90,7 +90,7 @@ def test_link_stores_the_message_its_copy_and_thread_keys(db):
     copy = copy_of(db)
     assert (copy["message_id"], copy["conversation_id"], copy["change_key"]) == (entry, "CONV-1", "CQAAABYAAAD1")
     assert copy["received_at"] == "2024-04-30T09:15:02.000000+00:00"
-    keys = SqliteThreadKeys(db, DEFAULT_ID)
+    keys = StoredThreadKeys(db, DEFAULT_ID)
     assert keys.records_for_message_ids(["<reply-1@vendor.example>"]) == {10}
     assert keys.records_for_conversation(1, "CONV-1") == {10}
     assert keys.records_for_conversation(2, "CONV-1") == set()
@@ -102,9 +102,9 @@ def test_linking_twice_keeps_one_row_and_refreshes_it(db):
     edited = graph_message(subject="RE: Purchase order 4711 (updated)", changeKey="CQAAABYAAAD2",
                            body={"contentType": "text", "content": "Ships Monday."}, bodyPreview="Ships Monday.")
     assert link(db, edited, now=later) == first
-    assert db["messages"].count == db["message_copies"].count == 1
-    assert db["thread_message_ids"].count == db["thread_conversations"].count == 1
-    row = db["messages"].get(first)
+    assert table(db, "messages").count == table(db, "message_copies").count == 1
+    assert table(db, "thread_message_ids").count == table(db, "thread_conversations").count == 1
+    row = table(db, "messages").get(first)
     assert (row["subject"], row["body"], row["body_type"]) == ("RE: Purchase order 4711 (updated)",
                                                               "Ships Monday.", "text")
     assert (row["created_at"], row["updated_at"]) == (STAMP, "2024-05-02T00:00:00.000000+00:00")
@@ -114,7 +114,7 @@ def test_linking_twice_keeps_one_row_and_refreshes_it(db):
 def test_a_refresh_keeps_how_the_message_joined(db):
     first = link(db, source="upload")
     assert link(db, source="graph", mailbox_address="someone@else.example") == first
-    assert (db["messages"].get(first)["source"], db["messages"].get(first)["direction"]) == ("upload", "inbound")
+    assert (table(db, "messages").get(first)["source"], table(db, "messages").get(first)["direction"]) == ("upload", "inbound")
 
 
 def test_direction_follows_the_sender(db):
@@ -122,13 +122,13 @@ def test_direction_follows_the_sender(db):
     assert message_direction(outgoing, MAILBOX) == "outbound"
     assert message_direction(graph_message(), MAILBOX) == "inbound"
     assert message_direction({"from": None}, MAILBOX) == "inbound"
-    assert db["messages"].get(link(db, outgoing))["direction"] == "outbound"
+    assert table(db, "messages").get(link(db, outgoing))["direction"] == "outbound"
 
 
 def test_generated_ids_are_recorded_and_never_downgraded(db):
     add_message_id(db, 20, "<minted@svc>", generated=True)
     add_message_id(db, 20, "<minted@svc>")
-    keys = SqliteThreadKeys(db, DEFAULT_ID)
+    keys = StoredThreadKeys(db, DEFAULT_ID)
     assert keys.record_for_generated_id("<minted@svc>") == 20
     assert keys.record_for_generated_id("<reply-1@vendor.example>") is None
     link(db, graph_message(message_id="<minted@svc>"), record_id=20)
@@ -136,7 +136,7 @@ def test_generated_ids_are_recorded_and_never_downgraded(db):
 
 
 def test_matching_over_sqlite_follows_the_rules(db):
-    keys = SqliteThreadKeys(db, DEFAULT_ID)
+    keys = StoredThreadKeys(db, DEFAULT_ID)
     add_message_id(db, 10, "<po-4711@contoso.example>")
     reply = CandidateMessage.from_graph(graph_message(), 1)
     assert match_record(keys, reply) == Match((10,), "references")
@@ -151,63 +151,63 @@ def test_matching_over_sqlite_follows_the_rules(db):
 
 def test_an_unrelated_message_stores_nothing(db):
     add_message_id(db, 10, "<po-4711@contoso.example>")
-    before = {table: db[table].count for table in db.table_names()}
+    before = {name: table(db, name).count for name in table_names(db)}
     unrelated = graph_message("AAMk-9", "<newsletter@spam.example>", conversationId="CONV-9",
                               internetMessageHeaders=[{"name": "References", "value": "<other@spam.example>"}])
-    assert match_record(SqliteThreadKeys(db, DEFAULT_ID), CandidateMessage.from_graph(unrelated, 1)) is None
-    assert {table: db[table].count for table in db.table_names()} == before
+    assert match_record(StoredThreadKeys(db, DEFAULT_ID), CandidateMessage.from_graph(unrelated, 1)) is None
+    assert {name: table(db, name).count for name in table_names(db)} == before
 
 
 def test_deletion_marks_but_keeps_history(db):
     entry = link(db)
     assert mark_deleted(db, 1, "AAMk-1", now=NOW)
-    row = db["messages"].get(entry)
+    row = table(db, "messages").get(entry)
     assert (row["deleted_at"], row["subject"], row["body"]) == (STAMP, "RE: Purchase order 4711",
                                                                "<p>Confirmed, ships Friday.</p>")
     assert copy_of(db)["deleted_at"] == STAMP
-    assert SqliteThreadKeys(db, DEFAULT_ID).records_for_message_ids(["<reply-1@vendor.example>"]) == {10}
+    assert StoredThreadKeys(db, DEFAULT_ID).records_for_message_ids(["<reply-1@vendor.example>"]) == {10}
     assert mark_deleted(db, 1, "AAMk-1")  # a repeated notification changes nothing
-    assert db["messages"].get(entry)["deleted_at"] == STAMP
+    assert table(db, "messages").get(entry)["deleted_at"] == STAMP
 
 
 def test_the_entry_is_deleted_only_when_no_live_copy_remains(db):
     entry = link(db, connection_id=1)
     assert link(db, graph_message("AAMk-other-mailbox"), connection_id=2) == entry
     mark_deleted(db, 1, "AAMk-1", now=NOW)
-    assert db["messages"].get(entry)["deleted_at"] is None
+    assert table(db, "messages").get(entry)["deleted_at"] is None
     mark_deleted(db, 2, "AAMk-other-mailbox", now=NOW)
-    assert db["messages"].get(entry)["deleted_at"] == STAMP
+    assert table(db, "messages").get(entry)["deleted_at"] == STAMP
 
 
 def test_relinking_a_deleted_message_revives_it(db):
     entry = link(db)
     mark_deleted(db, 1, "AAMk-1", now=NOW)
     link(db)
-    assert db["messages"].get(entry)["deleted_at"] is None
+    assert table(db, "messages").get(entry)["deleted_at"] is None
     assert copy_of(db)["deleted_at"] is None
 
 
 def test_deleting_an_unknown_message_does_nothing(db):
     assert not mark_deleted(db, 1, "AAMk-never-linked")
-    assert db["messages"].count == 0
+    assert table(db, "messages").count == 0
 
 
 def test_one_message_in_two_records(db):
     ten, twenty = link(db, record_id=10), link(db, record_id=20)
     assert ten != twenty
-    keys = SqliteThreadKeys(db, DEFAULT_ID)
+    keys = StoredThreadKeys(db, DEFAULT_ID)
     assert keys.records_for_message_ids(["<reply-1@vendor.example>"]) == {10, 20}
     assert keys.records_for_conversation(1, "CONV-1") == {10, 20}
     assert mark_deleted(db, 1, "AAMk-1", now=NOW)
-    assert [db["messages"].get(entry)["deleted_at"] for entry in (ten, twenty)] == [STAMP, STAMP]
+    assert [table(db, "messages").get(entry)["deleted_at"] for entry in (ten, twenty)] == [STAMP, STAMP]
 
 
 def test_a_message_without_ids_cannot_be_linked(db):
     with pytest.raises(ValueError, match="internetMessageId"):
         link(db, graph_message(message_id=None))
-    assert db["messages"].count == 0
+    assert table(db, "messages").count == 0
 
 
 def test_bad_or_missing_dates_are_stored_as_null(db):
     entry = link(db, graph_message(sentDateTime="yesterday", receivedDateTime=None))
-    assert db["messages"].get(entry)["sent_at"] is None
+    assert table(db, "messages").get(entry)["sent_at"] is None

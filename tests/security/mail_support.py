@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from app.records.threads import link_message
+from tests.tables import table
 
 
 def email(*headers: bytes, body: bytes = b"\r\nhello\r\n") -> bytes:
@@ -25,13 +26,13 @@ def graph_message(**overrides) -> dict:
 @pytest.fixture
 def linked(api, db):
     """Link a Graph message to a fresh record (as the workers do) and return its stored row."""
-    db["tenants"].insert({"id": "t1", "created_at": "2024-01-01", "updated_at": "2024-01-01"}, ignore=True)
-    db["connections"].insert({"id": 1, "tenant_id": "t1", "user_id": "u1", "email": "dana@contoso.example",
+    table(db, "tenants").insert({"id": "t1", "created_at": "2024-01-01", "updated_at": "2024-01-01"}, ignore=True)
+    table(db, "connections").insert({"id": 1, "tenant_id": "t1", "user_id": "u1", "email": "dana@contoso.example",
                               "created_at": "2024-01-01", "updated_at": "2024-01-01"}, ignore=True)
 
     def link(message: dict) -> tuple[dict, dict]:
         record = api.create_record()
         row_id = link_message(db, record["id"], 1, message, mailbox_address="dana@contoso.example",
                               reason="references")
-        return record, db["messages"].get(row_id)
+        return record, table(db, "messages").get(row_id)
     return link

@@ -18,6 +18,7 @@ from app.core.db import store_location, thread_db
 from tests.conftest import API_TOKEN
 from tests.e2e.harness import ServiceServer
 from tests.security.mail_support import email
+from tests.tables import table
 
 AUTH = {"Authorization": f"Bearer {API_TOKEN}"}
 UNTERMINATED_TAGS = email(b"Content-Type: text/html", body=b"\r\n" + b"<a " * 50_000)  # 150 KB
@@ -78,4 +79,4 @@ def test_a_700k_references_upload_is_refused_fast_while_concurrent_writes_succee
     assert took < 2.0
     assert statuses and set(statuses) == {201}
     db = thread_db(store_location(service.app.config))
-    assert db["thread_message_ids"].count == 0
+    assert table(db, "thread_message_ids").count == 0

@@ -14,6 +14,7 @@ import pytest
 from app.records.matching import CandidateMessage
 from app.records.rfc822 import parse_email
 from tests.security.mail_support import email, graph_message, linked, upload  # noqa: F401 (linked: a fixture)
+from tests.tables import table
 
 HTML = b"Content-Type: text/html"
 
@@ -44,7 +45,7 @@ def test_oversized_headers_are_refused_fast_with_the_reason(api, db, raw, named)
     assert rv.get_json()["error"]["code"] == "invalid_email"
     assert named in rv.get_json()["error"]["message"]
     assert took < 1.0
-    assert db["messages"].count == 0
+    assert table(db, "messages").count == 0
 
 
 # Inputs within the caps on which the standard library's parsers are super-linear (seconds to

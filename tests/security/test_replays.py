@@ -5,6 +5,7 @@ import pytest
 from app.core.queue import JobQueue
 from app.records.notifications import REPLAY_WINDOW_SECONDS, KnownSubscription, replay_window, verify_item
 from tests.notifications import SECRET, TENANT, notification, store_subscription
+from tests.tables import table
 
 
 @pytest.fixture
@@ -49,4 +50,4 @@ def test_a_subject_with_a_line_break_is_refused(api, db, subject):
         "connection_id": 1, "to": ["ap@acme.example"], "subject": subject, "body": "Hi", "reply": False})
     assert rv.status_code == 422
     assert rv.get_json()["error"]["code"] == "invalid_field" and "subject" in rv.get_json()["error"]["message"]
-    assert db["outbox"].count == 0
+    assert table(db, "outbox").count == 0

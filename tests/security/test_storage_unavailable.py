@@ -8,6 +8,7 @@ from app.core.db import open_db
 from app.core.timeutil import now_iso
 from tests.forms import sign_in_person
 from tests.notifications import notification, store_subscription
+from tests.tables import table
 
 
 def upload(message_id: str, body_size: int = 10) -> bytes:
@@ -21,10 +22,10 @@ def record(api, db, client) -> dict:
     sign_in_person(client)
     record = api.create_record("Acme vendor file")
     now = now_iso()
-    db["tenants"].insert({"id": "t1", "created_at": now, "updated_at": now})
-    db["connections"].insert({"id": 3, "tenant_id": "t1", "user_id": "u3", "email": "megan@contoso.example",
+    table(db, "tenants").insert({"id": "t1", "created_at": now, "updated_at": now})
+    table(db, "connections").insert({"id": 3, "tenant_id": "t1", "user_id": "u3", "email": "megan@contoso.example",
                               "status": "active", "created_at": now, "updated_at": now})
-    db["record_connections"].insert({"record_id": record["id"], "connection_id": 3, "created_at": now})
+    table(db, "record_connections").insert({"record_id": record["id"], "connection_id": 3, "created_at": now})
     return record
 
 

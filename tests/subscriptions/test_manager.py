@@ -11,6 +11,8 @@ from app.microsoft.failures import NotFound, ReconnectRequired
 from subscriptions.manager import create_subscription, disconnect, remove_subscriptions, renew_subscription
 from tests.fake_graph import NOW, connection, graph, record, services  # noqa: F401  (the fixtures)
 
+pytestmark = pytest.mark.both_engines
+
 
 def rows(services) -> dict[str, dict]:
     return {row["id"]: row for row in services.db().query("SELECT * FROM subscriptions")}

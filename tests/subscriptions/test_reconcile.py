@@ -13,6 +13,9 @@ from handlers.errors import Deferred
 from handlers.reconcile import handle_reconcile
 from subscriptions.reconcile import FOLDERS, reconcile
 from tests.fake_graph import FIRST_ID, MAILBOX, NOW, connection, graph, graph_message, job, record, services  # noqa: F401  (fixtures)
+from tests.tables import table
+
+pytestmark = pytest.mark.both_engines
 
 THIRTY_DAYS_AGO = "2026-10-11T12:00:00Z"  # NOW less 30 days, as an OData literal
 
@@ -79,7 +82,7 @@ def test_an_unrelated_message_stores_nothing(services, graph, record, connection
                                 to=MAILBOX, subject="Lunch on Friday?", conversation_id="conv-lunch"))
     assert reconcile(services, connection) == 0
     assert entries(services, record) == [FIRST_ID]
-    assert services.db()["message_copies"].count == 0
+    assert table(services.db(), "message_copies").count == 0
 
 
 def test_a_mailbox_needing_reconnect_is_not_touched(services, graph, connection):

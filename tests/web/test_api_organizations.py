@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
+
+pytestmark = pytest.mark.both_engines
+
 CONTOSO = "7d6f3c1e-0b8a-4f43-9a57-1d2c3b4a5e6f"
 FABRIKAM = "2e9b1d7a-5c3f-4e8d-b6a1-0f9e8d7c6b5a"
 

@@ -7,6 +7,9 @@ import pytest
 
 from app.core.db import store_location, thread_db
 from app.core.timeutil import now_iso
+from tests.tables import table
+
+pytestmark = pytest.mark.both_engines
 
 
 @pytest.fixture
@@ -23,8 +26,8 @@ def record(api):
 @pytest.fixture
 def connection(db) -> int:
     now = now_iso()
-    db["tenants"].insert({"id": "t1", "created_at": now, "updated_at": now})
-    db["connections"].insert({"id": 3, "tenant_id": "t1", "user_id": "u1", "email": "megan@contoso.example",
+    table(db, "tenants").insert({"id": "t1", "created_at": now, "updated_at": now})
+    table(db, "connections").insert({"id": 3, "tenant_id": "t1", "user_id": "u1", "email": "megan@contoso.example",
                               "status": "active", "created_at": now, "updated_at": now})
     return 3
 
@@ -54,7 +57,7 @@ def test_a_repeated_key_returns_the_original_request(api, db, record, connection
     first = send(api, record["id"], body()).get_json()
     again = send(api, record["id"], body())
     assert again.status_code == 202 and again.get_json()["id"] == first["id"]
-    assert db["outbox"].count == 1 and db["jobs"].count == 1
+    assert table(db, "outbox").count == 1 and table(db, "jobs").count == 1
 
 
 def test_concurrent_requests_with_one_key_create_one_send(app, record, connection):
@@ -68,7 +71,7 @@ def test_concurrent_requests_with_one_key_create_one_send(app, record, connectio
     assert {rv.status_code for rv in responses} == {202}
     assert len({rv.get_json()["id"] for rv in responses}) == 1
     db = thread_db(store_location(app.config))
-    assert db["outbox"].count == 1 and db["jobs"].count == 1
+    assert table(db, "outbox").count == 1 and table(db, "jobs").count == 1
 
 
 def test_a_reused_key_with_another_body_is_a_conflict(api, record, connection):
@@ -96,7 +99,7 @@ def test_invalid_requests_are_refused_and_nothing_is_queued(api, db, record, con
     rv = send(api, record["id"], payload, key=key)
     assert rv.status_code == status
     assert rv.get_json()["error"]["code"] == code
-    assert db["outbox"].count == 0 and db["jobs"].count == 0
+    assert table(db, "outbox").count == 0 and table(db, "jobs").count == 0
 
 
 def test_a_reply_may_leave_recipients_to_the_conversation(api, record, connection):
@@ -119,8 +122,8 @@ def test_a_send_uses_only_a_connection_of_the_record_s_organization(api, db, rec
     """Isolation rule 3: the platform's backend cannot send a record's mail from another customer's mailbox."""
     fabrikam = "2e9b1d7a-5c3f-4e8d-b6a1-0f9e8d7c6b5a"
     now = now_iso()
-    db["tenants"].insert({"id": fabrikam, "created_at": now, "updated_at": now})
-    db["connections"].insert({"id": 4, "tenant_id": fabrikam, "user_id": "u2", "email": "alex@fabrikam.example",
+    table(db, "tenants").insert({"id": fabrikam, "created_at": now, "updated_at": now})
+    table(db, "connections").insert({"id": 4, "tenant_id": fabrikam, "user_id": "u2", "email": "alex@fabrikam.example",
                               "status": "active", "created_at": now, "updated_at": now})
     other = api.post("/api/organizations", json={"name": "Fabrikam", "tenant_ids": [fabrikam]}).get_json()
     rv = send(api, record["id"], body(connection_id=4), key="cross-1")

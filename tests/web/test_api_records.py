@@ -1,5 +1,9 @@
 import pytest
 
+from tests.tables import table
+
+pytestmark = pytest.mark.both_engines
+
 
 def test_create_and_show_a_record(api):
     created = api.create_record("Acme Corp vendor file", external_id="VEND-42")
@@ -44,7 +48,7 @@ def test_bad_input_gets_a_json_4xx_and_stores_nothing(api, app, kwargs, status, 
     assert rv.get_json()["error"]["message"]
     from app.core.db import store_location, thread_db
 
-    assert thread_db(store_location(app.config))["records"].count == 0
+    assert table(thread_db(store_location(app.config)), "records").count == 0
 
 
 def test_unknown_record_is_404(api):

@@ -12,6 +12,9 @@ import pytest
 
 from app.core.timeutil import now_iso
 from tests.forms import sign_in_person
+from tests.tables import table
+
+pytestmark = pytest.mark.both_engines
 
 
 @pytest.fixture
@@ -51,14 +54,14 @@ def test_without_an_existing_record_a_browser_gets_a_page(client, record, query,
 
 def test_the_record_page_names_every_mailbox_and_each_one_needing_reconnect_in_plain_words(client, db, record):
     now = now_iso()
-    db["tenants"].insert({"id": "t1", "created_at": now, "updated_at": now})
+    table(db, "tenants").insert({"id": "t1", "created_at": now, "updated_at": now})
     for connection_id, email, status, reason in [(3, "megan@contoso.example", "active", None),
                                                  (4, "lee@contoso.example", "reconnect_required",
                                                   "invalid_grant (AADSTS50173)")]:
-        db["connections"].insert({"id": connection_id, "tenant_id": "t1", "user_id": f"u{connection_id}",
+        table(db, "connections").insert({"id": connection_id, "tenant_id": "t1", "user_id": f"u{connection_id}",
                                   "email": email, "display_name": email.split("@")[0].title(), "status": status,
                                   "status_reason": reason, "created_at": now, "updated_at": now})
-        db["record_connections"].insert({"record_id": record["id"], "connection_id": connection_id, "created_at": now})
+        table(db, "record_connections").insert({"record_id": record["id"], "connection_id": connection_id, "created_at": now})
     html = client.get(f"/records/{record['id']}").get_data(as_text=True)
     assert "Connected</span> as Megan &lt;megan@contoso.example&gt;" in html
     assert "Reconnect required</span> Lee &lt;lee@contoso.example&gt;: Microsoft no longer accepts its sign-in" in html

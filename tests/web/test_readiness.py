@@ -8,6 +8,9 @@ import pytest
 from app.core.timeutil import iso
 from app.web.context import services_of
 from subscriptions.leader import LEASE_NAME, acquire_lease
+from tests.tables import table
+
+pytestmark = pytest.mark.both_engines
 
 
 @pytest.fixture
@@ -16,10 +19,10 @@ def healthy(db):
     now = datetime.now(timezone.utc)
     db.execute("INSERT INTO heartbeats (name, beat_at) VALUES ('host:1:0', ?)", [time.time()])
     acquire_lease(db, LEASE_NAME, "host:1", 60, time.time())
-    db["tenants"].insert({"id": "t1", "created_at": iso(now), "updated_at": iso(now)})
-    db["connections"].insert({"id": 1, "tenant_id": "t1", "user_id": "u1", "status": "active",
+    table(db, "tenants").insert({"id": "t1", "created_at": iso(now), "updated_at": iso(now)})
+    table(db, "connections").insert({"id": 1, "tenant_id": "t1", "user_id": "u1", "status": "active",
                               "created_at": iso(now - timedelta(hours=1)), "updated_at": iso(now)})
-    db["subscriptions"].insert({"id": "s1", "connection_id": 1, "resource": "/users/u1/messages",
+    table(db, "subscriptions").insert({"id": "s1", "connection_id": 1, "resource": "/users/u1/messages",
                                 "change_type": "created", "client_state": b"x", "status": "active",
                                 "expires_at": iso(now + timedelta(days=3)), "routable_until": iso(now + timedelta(days=3)),
                                 "created_at": iso(now), "updated_at": iso(now)})
@@ -69,7 +72,7 @@ def test_a_stuck_queue_makes_it_unready(app, client, healthy):
 
 
 def test_an_app_registration_error_makes_it_unready(client, db, healthy):
-    db["app_errors"].insert({"code": "invalid_client (AADSTS7000222)", "message": "client secret expired",
+    table(db, "app_errors").insert({"code": "invalid_client (AADSTS7000222)", "message": "client secret expired",
                              "first_seen_at": iso(datetime.now(timezone.utc)), "last_seen_at": iso(datetime.now(timezone.utc))})
     status, checks = readiness(client)
     assert status == 503 and "AADSTS7000222" in checks["configuration"]["reason"]

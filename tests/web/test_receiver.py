@@ -8,12 +8,15 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from werkzeug.test import EnvironBuilder
 
+from app.core.db import store_location
 from app.core.queue import JobQueue
 from app.core.timeutil import iso
 from app.records.known_subscriptions import UNKNOWN_CACHE_SECONDS, SubscriptionDirectory
 from app.web.context import services_of
 from app.web.request_ids import REQUEST_ID
 from tests.notifications import SECRET, notification, store_subscription
+
+pytestmark = pytest.mark.both_engines
 
 
 @pytest.fixture
@@ -179,7 +182,7 @@ def test_a_bug_answers_a_logged_json_500_never_a_crash(app, client, db, subscrip
 def test_a_subscription_stored_just_after_its_first_delivery_is_trusted_a_moment_later(app, db):
     """Graph may deliver while the create call that made the subscription is still returning."""
     clock = [1000.0]
-    directory = SubscriptionDirectory(app.config["DATABASE_PATH"], services_of(app).cipher, clock=lambda: clock[0])
+    directory = SubscriptionDirectory(store_location(app.config), services_of(app).cipher, clock=lambda: clock[0])
     assert directory.lookup("sub-1") is None
     store_subscription(app, db)
     assert directory.lookup("sub-1") is None  # a flood of unknown ids costs one query a second each
