@@ -91,7 +91,3 @@ def dialect_of(db: Any) -> Dialect:
     """The dialect of a connection: a PostgreSQL store says so, anything else is SQLite."""
     return getattr(db, "dialect", SQLITE)
 
-
-def placeholders(values: list[Any] | tuple[Any, ...]) -> str:
-    """``(?, ?, …)`` for an ``IN`` over ``values`` (both engines; never empty: ``(NULL)``)."""
-    return "(" + ", ".join("?" * len(values)) + ")" if values else "(NULL)"

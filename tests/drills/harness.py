@@ -58,20 +58,21 @@ class ServiceProcess:
     needs it (``url``, ``emulator``, ``demo``).
     """
 
-    def __init__(self, emulator: Emulator, workdir: Path, **settings: Any) -> None:
+    def __init__(self, emulator: Emulator, workdir: Path, *, database_url: str | None = None, **settings: Any) -> None:
         self.emulator = emulator
         self.workdir = workdir
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.demo = emulator.seed_demo([f"{self.base_url}/auth/callback", f"{self.base_url}/admin/consent/callback"])
-        self.database = str(workdir / "service.db")
+        self.database = database_url or str(workdir / "service.db")  # where the store is, on either engine
         self.env = {
             **{k: v for k, v in os.environ.items() if not k.startswith(("AZURE_", "GRAPH_"))},
             "PYTHONPATH": str(REPO),
             "PYTHONUNBUFFERED": "1",
             "PORT": str(self.port),
             "PUBLIC_BASE_URL": self.base_url,
-            "DATABASE_PATH": self.database,
+            "DATABASE_PATH": str(workdir / "service.db"),
+            **({"DATABASE_URL": database_url} if database_url else {}),
             "TOKEN_ENCRYPTION_KEYS": Fernet.generate_key().decode(),
             "SECRET_KEY": "drill-secret-key",
             "API_TOKEN": API_TOKEN,

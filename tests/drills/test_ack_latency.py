@@ -13,10 +13,11 @@ import threading
 import time
 import uuid
 
+import pytest
 import requests
-from sqlite_utils import Database
 
 from app.core.crypto import Cipher
+from app.core.db import open_db
 from app.core.queue import JobQueue
 from tests.drills.harness import ServiceProcess, deliver_reply, start_conversation
 from tests.e2e.harness import Browser
@@ -35,9 +36,10 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
-def test_acknowledgement_stays_within_3_s_while_the_workers_crawl(emulator, tmp_path):
-    service = ServiceProcess(emulator, tmp_path).start()
-    db = Database(service.database)
+@pytest.mark.both_engines
+def test_acknowledgement_stays_within_3_s_while_the_workers_crawl(emulator, tmp_path, postgres_url):
+    service = ServiceProcess(emulator, tmp_path, database_url=postgres_url).start()
+    db = open_db(service.database)
     try:
         megan = service.demo["users"]["megan"]
         record = start_conversation(service, emulator, megan)

@@ -14,16 +14,18 @@ One scenario (module fixture) serves all the tests, so the kill and restart happ
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 
 import pytest
-from sqlite_utils import Database
 
+from app.core.db import open_db
 from app.core.queue import JobQueue
 from app.records.notifications import message_dedupe_key
 from app.runtime import LEASE_SECONDS, REAP_INTERVAL_SECONDS
 from emulator import Emulator
+from tests.conftest import ENGINES
 from tests.drills.harness import (
     ServiceProcess,
     assert_exactly_once,
@@ -45,14 +47,16 @@ GRAPH_LATENCY_MS = 500  # each $batch takes at least this long, so the kill reli
 RECOVERY_SECONDS = LEASE_SECONDS + REAP_INTERVAL_SECONDS + 8.0
 
 
-@pytest.fixture(scope="module")
-def crash(tmp_path_factory):
-    """Connect, start a burst, SIGKILL the service while it holds jobs, restart it, let the burst finish."""
+@pytest.fixture(scope="module", params=ENGINES)
+def crash(request, tmp_path_factory):
+    """Connect, start a burst, SIGKILL the service while it holds jobs, restart it, let the burst finish
+    (once on SQLite, once on PostgreSQL)."""
     emulator = Emulator().start()
+    url = request.getfixturevalue("postgres_server").fresh_database() if request.param == "postgresql" else None
     # One worker: its $batch stays within the mailbox's 4 concurrent requests, so it is never throttled
     # back to the queue and is reliably caught holding its jobs.
-    service = ServiceProcess(emulator, tmp_path_factory.mktemp("crash"), WORKER_THREADS=1).start()
-    db = Database(service.database)
+    service = ServiceProcess(emulator, tmp_path_factory.mktemp("crash"), database_url=url, WORKER_THREADS=1).start()
+    db = open_db(service.database)
     try:
         megan = service.demo["users"]["megan"]
         record = start_conversation(service, emulator, megan)
@@ -128,9 +132,10 @@ def test_work_not_in_the_dead_process_s_hand_is_processed_exactly_once_after_res
     # Replies whose every job died with the process wait for their lease; every other one must be linked.
     jobs_by_reply: dict[str, set[int]] = {}
     JobQueue(db).drain_inbox()
-    for row in db.query("SELECT id, json_extract(payload, '$.message_id') AS graph_id FROM jobs WHERE kind = 'message'"):
-        if row["graph_id"] in crash["graph_ids"]:
-            jobs_by_reply.setdefault(crash["graph_ids"][row["graph_id"]], set()).add(row["id"])
+    for row in db.query("SELECT id, payload FROM jobs WHERE kind = 'message'"):
+        graph_id = json.loads(row["payload"]).get("message_id")
+        if graph_id in crash["graph_ids"]:
+            jobs_by_reply.setdefault(crash["graph_ids"][graph_id], set()).add(row["id"])
     expected = {reply for reply, jobs in jobs_by_reply.items() if not jobs <= in_hand}
     assert len(jobs_by_reply) == BURST, "some replies never produced a notification job"
     wait_for_replies(service, record["id"], expected, timeout=20)
@@ -153,8 +158,7 @@ def test_jobs_the_killed_process_held_are_rerun_promptly_after_restart(crash):
              message="the dead process's jobs re-run")
     assert_exactly_once(thread_ids(service, record["id"]), expected)
     assert len(thread_ids(service, record["id"])) == BURST + 1
-    in_hand = [row["id"] for row in crash["in_hand"]]
-    rerun = list(db.query("SELECT id, state, attempts FROM jobs WHERE id IN (SELECT value FROM json_each(?))",
-                          [str(in_hand)]))
+    in_hand = {row["id"] for row in crash["in_hand"]}
+    rerun = [row for row in db.query("SELECT id, state, attempts FROM jobs") if row["id"] in in_hand]
     assert rerun and all(row["state"] == "done" and row["attempts"] >= 2 for row in rerun), rerun
     assert job_states(db).get("dead", 0) == 0

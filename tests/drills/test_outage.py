@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
 from tests.drills.harness import (
     assert_exactly_once,
     deliver_reply,
@@ -19,6 +21,8 @@ from tests.drills.harness import (
 )
 from tests.e2e.mail import queue_idle
 from tests.e2e.waiting import wait_for
+
+pytestmark = pytest.mark.both_engines
 
 BURST = 30
 FAILED_ATTEMPTS = 2  # the outage lasts until every message job has failed this often
