@@ -19,8 +19,10 @@ from app.core.config import SETTINGS_BY_NAME, load_settings, read_dotenv
 from app.core.crypto import Cipher
 from app.core.db import store_location, thread_db
 from app.core.login_sessions import SESSION_LIFETIME
+from app.core.mailbox_slots import MailboxSlots
 from app.core.migrations import migrate
 from app.core.queue import JobQueue
+from app.microsoft.graph import MAILBOX_CONCURRENCY
 from app.microsoft.http import Session
 from app.microsoft.identity import Identity
 from app.records.connections import TokenCacheStore
@@ -57,7 +59,8 @@ def build_services(config: Mapping[str, Any]) -> Services:
         token_caches=TokenCacheStore(lambda: thread_db(database), cipher), db_factory=lambda: thread_db(database),
     )
     queue = JobQueue(database, max_attempts=config["JOB_MAX_ATTEMPTS"])
-    return Services(dict(config), cipher, identity, queue, Session(verify))
+    return Services(dict(config), cipher, identity, queue, Session(verify),
+                    mailbox_slots=MailboxSlots(lambda: thread_db(database), slots=MAILBOX_CONCURRENCY))
 
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:

@@ -7,6 +7,9 @@ from functools import partial
 
 from flask import Flask
 
+from app.core.db import is_postgres, store_location
+from app.core.dialects import JOBS_CHANNEL
+from app.core.postgres import Listener
 from app.web.context import services_of
 from handlers.outcomes import record_outcome
 from handlers.registry import build_handlers
@@ -34,10 +37,16 @@ class Runtime:
                                on_outcome=partial(record_outcome, services),
                                lease_seconds=LEASE_SECONDS, reap_interval=REAP_INTERVAL_SECONDS)
         services.on_enqueue = self.pool.wakeup.notify  # the one place it is set: this process now has workers to wake
+        # On PostgreSQL, work may be queued by another process (a gunicorn web process, another host):
+        # its commit's notification wakes this process's workers too.
+        location = store_location(config)
+        self.listener = Listener(location, JOBS_CHANNEL, self.pool.wakeup.notify) if is_postgres(location) else None
         self.leadership = Leadership(services.db)
         self.scheduler = build_scheduler(self.leadership, periodic_jobs(services)) if scheduler else None
 
     def start(self) -> None:
+        if self.listener is not None:
+            self.listener.start()
         self.pool.start()
         if self.scheduler is not None:
             self.scheduler.start()
@@ -51,4 +60,6 @@ class Runtime:
             self.leadership.resign()
         if not self.pool.stop(timeout):
             log.warning("Runtime: some workers were still busy after %.0f s; their leases will expire", timeout)
+        if self.listener is not None:
+            self.listener.stop()
         log.info("Runtime: stopped")

@@ -12,9 +12,13 @@ import contextlib
 import logging
 import re
 import secrets
+import time
+from collections.abc import Callable
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
+from app.core import ratelimit
 from app.core.timeutil import iso, parse_iso
 from app.microsoft.failures import FAILURES, GraphError, Kind, NotFound, classify
 from app.microsoft.graph import GraphClient
@@ -30,6 +34,10 @@ OLDER_MAX_LIFETIME = timedelta(minutes=4_230)  # older docs; some tenants still 
 LIFETIME_MARGIN = timedelta(minutes=15)
 EXPIRY_REJECTED = re.compile(r"expiration", re.IGNORECASE)
 DUPLICATE_ID = re.compile(r"Subscription Id <?([0-9a-fA-F-]{36})>? already exists")
+# Graph allows 500 subscription writes (create, renew, delete) per tenant in 20 s
+# (https://learn.microsoft.com/graph/throttling-limits#subscription-service-limits). The count is in
+# fixed windows of 20 s, so any 20 s spans at most two of them: 225 a window keeps within 450.
+SUBSCRIPTION_WRITES = ratelimit.Limit("subscription_writes", 225, 20.0)
 
 
 def lifetimes(preferred: timedelta = MAX_LIFETIME) -> list[timedelta]:
@@ -39,10 +47,23 @@ def lifetimes(preferred: timedelta = MAX_LIFETIME) -> list[timedelta]:
 
 
 def _connection(services: Services, connection_id: int) -> dict[str, Any]:
-    rows = list(services.db().query("SELECT id, user_id, status FROM connections WHERE id = ?", [connection_id]))
+    rows = list(services.db().query("SELECT id, user_id, tenant_id, status FROM connections WHERE id = ?",
+                                    [connection_id]))
     if not rows:
         raise LookupError(f"connection {connection_id} does not exist")
     return rows[0]
+
+
+def _spend_write(services: Services, connection_id: int) -> None:
+    """Wait for a subscription write of the connection's tenant within :data:`SUBSCRIPTION_WRITES`.
+
+    Counted in the store, so the workers and the renewal leader of every process share one count.
+    """
+    tenant_id = _connection(services, connection_id)["tenant_id"]
+    while (pause := ratelimit.hit(services.db(), SUBSCRIPTION_WRITES, tenant_id, time.time())) is not None:
+        log.info("Subscriptions: tenant's write budget spent, waiting %d s", pause,
+                 extra={"connection_id": connection_id})
+        time.sleep(pause)
 
 
 def _request_body(services: Services, user_id: str, client_state: str, expires: datetime) -> dict[str, Any]:
@@ -57,12 +78,13 @@ def _request_body(services: Services, user_id: str, client_state: str, expires: 
     }
 
 
-def _post_subscription(graph: GraphClient, body_for: Any, now: datetime) -> dict[str, Any]:
+def _post_subscription(graph: GraphClient, body_for: Any, now: datetime, spend: Callable[[], None]) -> dict[str, Any]:
     """POST with the longest lifetime Graph accepts; clear a leftover duplicate (409) once."""
     cleared_duplicate = False
     options = lifetimes()
     while True:
         try:
+            spend()
             return graph.create_subscription(body_for(now + options[0]))
         except GraphError as e:
             duplicate = DUPLICATE_ID.search(e.message)
@@ -70,6 +92,7 @@ def _post_subscription(graph: GraphClient, body_for: Any, now: datetime) -> dict
                 # A subscription from an earlier attempt whose clientState we never stored. It may
                 # expire between the 409 and the delete: gone either way.
                 with contextlib.suppress(NotFound):
+                    spend()
                     graph.delete_subscription(duplicate.group(1))
                 cleared_duplicate = True
             elif e.status == 400 and EXPIRY_REJECTED.search(e.message) and len(options) > 1:
@@ -88,7 +111,8 @@ def create_subscription(services: Services, connection_id: int, now: datetime) -
     client_state = secrets.token_urlsafe(48)
     graph = services.graph_for(connection_id)
     created = _post_subscription(
-        graph, lambda expires: _request_body(services, connection["user_id"], client_state, expires), now)
+        graph, lambda expires: _request_body(services, connection["user_id"], client_state, expires), now,
+        partial(_spend_write, services, connection_id))
     granted = iso(parse_iso(created["expirationDateTime"]))
     subscription_rows.store_created(
         services.db(), connection_id, created, change_type=CHANGE_TYPES,
@@ -105,6 +129,7 @@ def renew_subscription(services: Services, subscription: dict[str, Any], now: da
     renewed = None
     for lifetime in lifetimes():
         try:
+            _spend_write(services, subscription["connection_id"])
             renewed = graph.renew_subscription(subscription["id"], iso(now + lifetime))
             break
         except GraphError as e:
@@ -124,6 +149,7 @@ def remove_subscriptions(services: Services, connection_id: int) -> int:
     graph = services.graph_for(connection_id)
     for subscription_id in active:
         try:
+            _spend_write(services, connection_id)
             graph.delete_subscription(subscription_id)
         except FAILURES as e:
             if classify(e).kind is not Kind.GONE:  # the local removal below still stops processing

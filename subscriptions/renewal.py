@@ -1,12 +1,11 @@
-"""Renewing subscriptions before they expire: due ones, bounded concurrency, per-tenant write limits."""
+"""Renewing subscriptions before they expire: due ones, bounded concurrency, jitter (each renewal waits
+for its tenant's share of Graph's subscription write limit: :func:`subscriptions.manager.renew_subscription`)."""
 
 from __future__ import annotations
 
 import logging
 import random
-import threading
-import time
-from collections import defaultdict, deque
+from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from typing import Any
@@ -23,30 +22,6 @@ log = logging.getLogger(__name__)
 
 RENEW_WITHIN = timedelta(hours=24)
 RENEWAL_CONCURRENCY = 8
-TENANT_WRITES_PER_WINDOW = 450  # Graph allows 500 subscription writes per 20 s per tenant; keep a margin
-TENANT_WINDOW_SECONDS = 20.0
-
-
-class TenantRateLimit:
-    """At most ``limit`` calls per ``window`` seconds per tenant (a sliding log), shared by threads."""
-
-    def __init__(self, limit: int = TENANT_WRITES_PER_WINDOW, window: float = TENANT_WINDOW_SECONDS) -> None:
-        self.limit, self.window = limit, window
-        self._calls: dict[str, deque[float]] = defaultdict(deque)
-        self._lock = threading.Lock()
-
-    def wait(self, tenant_id: str) -> None:
-        while True:
-            with self._lock:
-                calls, now = self._calls[tenant_id], time.monotonic()
-                while calls and calls[0] <= now - self.window:
-                    calls.popleft()
-                if len(calls) < self.limit:
-                    calls.append(now)
-                    return
-                pause = calls[0] + self.window - now
-            time.sleep(pause)
-
 
 def due_subscriptions(services: Services, now: datetime) -> list[dict[str, Any]]:
     """Active subscriptions past half their lifetime or within 24 hours of expiry."""
@@ -102,21 +77,14 @@ def _recreate(services: Services, connection_id: int, why: str) -> str:
     return "recreated"
 
 
-def renew_due(services: Services, now: datetime | None = None, *,
-              limiter: TenantRateLimit | None = None) -> dict[str, int]:
-    """Renew every due subscription with bounded concurrency, jitter, and per-tenant rate limits."""
+def renew_due(services: Services, now: datetime | None = None) -> dict[str, int]:
+    """Renew every due subscription with bounded concurrency and jitter."""
     now = now or services.clock()
-    limiter = limiter or TenantRateLimit()
     due = due_subscriptions(services, now)
     random.shuffle(due)  # jitter: no tenant is always first, retries spread out
-
-    def renew(subscription: dict[str, Any]) -> str:
-        limiter.wait(subscription["tenant_id"])
-        return renew_one(services, subscription, now)
-
     outcomes: dict[str, int] = defaultdict(int)
     with ThreadPoolExecutor(RENEWAL_CONCURRENCY, thread_name_prefix="renewal") as pool:
-        for outcome in pool.map(renew, due):
+        for outcome in pool.map(lambda subscription: renew_one(services, subscription, now), due):
             outcomes[outcome] += 1
             metrics.RENEWALS.labels(outcome).inc()
     if due:

@@ -363,6 +363,26 @@ def m007_organizations(db: Database) -> None:
     db.execute("INSERT INTO organizations (id, name, created_at, updated_at) VALUES (1, 'Default organization', ?, ?)",
                [now, now])
 
+@migrations(name="m008_mailbox_slots")
+def m008_mailbox_slots(db: Database) -> None:
+    _run(
+        db,
+        """
+        -- Graph requests in flight per mailbox over every process sharing the store (app.core.mailbox_slots):
+        -- a row per slot held, by one request (hold) of one process, until expires_at (epoch seconds),
+        -- which the process pushes back while it lives.
+        CREATE TABLE mailbox_slots (
+            mailbox TEXT NOT NULL,
+            slot INTEGER NOT NULL,
+            process TEXT NOT NULL,
+            hold INTEGER NOT NULL,
+            expires_at REAL NOT NULL,
+            PRIMARY KEY (mailbox, slot)
+        );
+        CREATE INDEX mailbox_slots_process ON mailbox_slots(process)
+        """
+    )
+
 
 def migrate(db: Database) -> list[str]:
     """Apply pending migrations; return the names applied."""

@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import logging
 import re
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import psycopg
@@ -25,6 +26,8 @@ import psycopg_pool
 from psycopg.rows import dict_row
 
 from app.core.dialects import POSTGRES, Dialect
+
+log = logging.getLogger(__name__)
 
 POOL_TIMEOUT_SECONDS = 10.0  # a thread waits this long for a free connection, then the store is "busy"
 # SQLSTATE codes and classes that mean "not now" rather than "wrong", with the Retry-After to give:
@@ -159,3 +162,41 @@ def unavailable_retry_after(error: BaseException) -> int | None:
         return 5 if isinstance(error, psycopg.OperationalError) else None
     return next((seconds for prefix, seconds in _RETRY_AFTER_BY_SQLSTATE.items() if sqlstate.startswith(prefix)),
                 None)
+
+
+class Listener:
+    """Calls ``on_notify`` for each notification on ``channel``, from a thread of its own with a
+    connection of its own (a pooled one would be handed to others between statements).
+
+    A lost connection (a restart, a failover) is opened again after a pause; notifications sent
+    meanwhile are lost, which costs nothing here: the workers also look for work every second.
+    """
+
+    def __init__(self, url: str, channel: str, on_notify: Callable[[], None], *, reconnect_seconds: float = 1.0) -> None:
+        self.url, self.channel, self.on_notify = url, channel, on_notify
+        self._reconnect_seconds = reconnect_seconds
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"listen-{channel}", daemon=True)
+        self.listening = threading.Event()
+
+    def start(self) -> Listener:
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        self._thread.join(timeout)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                with psycopg.connect(self.url, autocommit=True) as conn:
+                    conn.execute(f"LISTEN {self.channel}")
+                    self.listening.set()
+                    while not self._stop.is_set():
+                        for _ in conn.notifies(timeout=0.5, stop_after=1):
+                            self.on_notify()
+            except psycopg.Error as e:
+                self.listening.clear()
+                log.warning("Listener %s: %s; listening again in %.0f s", self.channel, e, self._reconnect_seconds)
+                self._stop.wait(self._reconnect_seconds)

@@ -179,7 +179,8 @@ class JobQueue:
                 now: float | None = None) -> int | None:
         """Add a job; return its id, or None when a job with ``dedupe_key`` already exists."""
         job = NewJob(kind, payload, dedupe_key, connection_id, run_after)
-        row = self.db.execute(_INSERT, self._insert_params(job, self._now(now))).fetchone()
+        db = self.db
+        row = db.execute(dialect_of(db).announced(_INSERT), self._insert_params(job, self._now(now))).fetchone()
         return None if row is None else row[0]
 
     def enqueue_unless_pending(self, kind: str, payload: dict[str, Any], *, connection_id: int,
@@ -209,7 +210,9 @@ class JobQueue:
         now = self._now(now)
         rows = [_inbox_item(job) for job in items]
         if rows:
-            self.db.execute("INSERT INTO inbox (received_at, jobs) VALUES (?, ?)", [now, _INBOX_JSON(rows)])
+            db = self.db
+            insert = dialect_of(db).announced("INSERT INTO inbox (received_at, jobs) VALUES (?, ?) RETURNING id")
+            db.execute(insert, [now, _INBOX_JSON(rows)]).fetchall()  # read to the end: the statement completes
 
     def drain_inbox(self, *, limit: int = DRAIN_DELIVERIES, now: float | None = None) -> int:
         """Move up to ``limit`` deliveries from the inbox into ``jobs``, oldest first, dropping jobs

@@ -1,9 +1,10 @@
-"""Rate limits counted in the database, so every web process sharing it enforces the same count.
+"""Rate limits counted in the database, so every process sharing it enforces the same count.
 
 A :class:`Limit` allows ``hits`` events per key in a window that starts at the key's first event
 and lasts ``window_seconds``; once a key reaches ``hits`` it stays blocked until its window ends
 (a lockout, not a sliding trickle). The operator sign-in counts failed guesses per client address
-and over all clients; Connect Outlook counts sign-in starts per client address.
+and over all clients; Connect Outlook counts sign-in starts per client address; Graph subscription
+writes count per tenant (:data:`subscriptions.manager.SUBSCRIPTION_WRITES`).
 
 Keys are client addresses as the WSGI server saw them (an IPv6 client by its /64 network, which one
 subscriber usually holds whole). Rows of ended windows are deleted as new events arrive, so the

@@ -2,7 +2,8 @@
 
 Every request carries ``Prefer: IdType="ImmutableId"`` (Graph applies it per request only), at
 most :data:`MAILBOX_CONCURRENCY` requests of one mailbox are in flight at a time (Outlook's
-per-app-and-mailbox limit), and a 401 is answered by one forced token refresh and one retry.
+per-app-and-mailbox limit: in this process by :class:`MailboxLimiter`, over all processes sharing the
+store by :class:`app.core.mailbox_slots.MailboxSlots`), and a 401 is answered by one forced token refresh and one retry.
 Failures become :class:`GraphError` subclasses the worker knows how to treat.
 """
 
@@ -16,6 +17,7 @@ from typing import Any
 
 import requests
 
+from app.core.mailbox_slots import MailboxSlots, SlotsBusy
 from app.microsoft.failures import Throttled, error_from, retry_after_seconds
 
 MAILBOX_CONCURRENCY = 4
@@ -76,11 +78,13 @@ class GraphClient:
     :param token_provider: returns an access token; called with ``force_refresh=True`` after a 401
     :param mailbox: key for the concurrency limiter (the connection id)
     :param observe: optional ``(operation, status)`` callback for metrics
+    :param shared_slots: the store's slots, when other processes call Graph for the same mailboxes
     """
 
     def __init__(self, base_url: str, token_provider: Callable[..., str], session: requests.Session, *,
                  mailbox: str, timeout: float = DEFAULT_TIMEOUT,
-                 observe: Callable[[str, int], None] | None = None) -> None:
+                 observe: Callable[[str, int], None] | None = None,
+                 shared_slots: MailboxSlots | None = None) -> None:
         self.base_url = base_url.rstrip("/")
         self._token_provider = token_provider
         self._session = session
@@ -88,6 +92,7 @@ class GraphClient:
         self._limiter = mailbox_limiter(mailbox)
         self._timeout = timeout
         self._observe = observe or (lambda operation, status: None)
+        self._shared_slots = shared_slots
 
     # -- transport -------------------------------------------------------------------------
 
@@ -106,16 +111,24 @@ class GraphClient:
     def _send(self, operation: str, method: str, url: str, token: str, **kwargs: Any) -> requests.Response:
         self._check_not_blocked(operation)
         headers = {"Authorization": f"Bearer {token}", "Prefer": IMMUTABLE_IDS, **kwargs.pop("headers", {})}
-        with self._limiter.hold(kwargs.pop("slots", 1)):
-            try:
+        slots = kwargs.pop("slots", 1)
+        try:
+            with self._limiter.hold(slots), self._hold_shared(slots):
                 rv = self._session.request(method, url, headers=headers, timeout=self._timeout, **kwargs)
-            except requests.RequestException as e:
-                self._observe(operation, 0)
-                raise Throttled(0, "network_error", type(e).__name__, None) from None
+        except requests.RequestException as e:
+            self._observe(operation, 0)
+            raise Throttled(0, "network_error", type(e).__name__, None) from None
+        except SlotsBusy as e:  # other processes kept the mailbox's slots: a transient failure, retried
+            raise Throttled(0, "mailbox_busy", f"{operation}: {e}", None) from None
         self._observe(operation, rv.status_code)
         if rv.status_code in (429, 503):
             self._hold_off(retry_after_seconds(rv.headers))
         return rv
+
+    def _hold_shared(self, slots: int) -> contextlib.AbstractContextManager[None]:
+        if self._shared_slots is None:
+            return contextlib.nullcontext()
+        return self._shared_slots.hold(self._mailbox, slots, timeout=self._timeout)
 
     def request(self, operation: str, method: str, path: str, **kwargs: Any) -> Any:
         """Call Graph and return the decoded JSON body (None when empty); raise on error."""

@@ -19,6 +19,7 @@ from sqlite_utils import Database
 from app.core import metrics
 from app.core.crypto import Cipher
 from app.core.db import store_location, thread_db
+from app.core.mailbox_slots import MailboxSlots
 from app.core.queue import JobQueue
 from app.core.timeutil import utcnow
 from app.microsoft.graph import GraphClient
@@ -40,6 +41,8 @@ class Services:
     queue: JobQueue
     session: Session = field(default_factory=Session)
     clock: Callable[[], datetime] = utcnow  # tests move time forward by replacing it
+    mailbox_slots: MailboxSlots | None = None
+    """The store's count of Graph requests in flight per mailbox, over every process sharing it."""
     on_enqueue: Callable[[], None] = _nobody_listens
     """Called after a commit that queued work, to wake this process's idle workers at once (else they
     look every second). :class:`app.runtime.Runtime` sets it when it starts workers; nothing else does."""
@@ -51,4 +54,5 @@ class Services:
     def graph_for(self, connection_id: int) -> GraphClient:
         """A Graph client acting as the user of ``connection_id``."""
         return GraphClient(f"{self.config['GRAPH_ENDPOINT']}/v1.0", partial(self.identity.access_token, connection_id),
-                           self.session, mailbox=str(connection_id), observe=metrics.observe_graph)
+                           self.session, mailbox=str(connection_id), observe=metrics.observe_graph,
+                           shared_slots=self.mailbox_slots)

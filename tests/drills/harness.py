@@ -51,19 +51,32 @@ def soft_open_file_limit(soft: int | None) -> Iterator[None]:
         resource.setrlimit(resource.RLIMIT_NOFILE, saved)
 
 
+# The processes of a deployment: everything in one (the default), or web and workers apart.
+ALL_IN_ONE = ("-m", "app")
+WEB = ("-m", "gunicorn", "wsgi:app", "--config", str(REPO / "gunicorn.conf.py"))
+WORKER = ("-m", "flask", "--app", "wsgi", "worker")
+
+
 class ServiceProcess:
-    """``python -m app`` against ``emulator``, on a fixed port and database so it can be restarted.
+    """``python -m app`` (or ``command``: :data:`WEB`, :data:`WORKER`) against ``emulator``, on a fixed
+    port and database so it can be restarted. A worker process serves no HTTP: it has started once it
+    says so in its log.
 
     Quacks like :class:`tests.e2e.harness.ServiceServer` where :class:`tests.e2e.harness.Browser`
     needs it (``url``, ``emulator``, ``demo``).
     """
 
-    def __init__(self, emulator: Emulator, workdir: Path, *, database_url: str | None = None, **settings: Any) -> None:
+    def __init__(self, emulator: Emulator, workdir: Path, *, database_url: str | None = None,
+                 command: tuple[str, ...] = ALL_IN_ONE, like: ServiceProcess | None = None, **settings: Any) -> None:
+        """``like``: another process of the same deployment, whose port, keys and app registration
+        this one shares (a second web process behind the same address is a second gunicorn)."""
         self.emulator = emulator
         self.workdir = workdir
-        self.port = free_port()
+        self.command = command
+        self.port = like.port if like else free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
-        self.demo = emulator.seed_demo([f"{self.base_url}/auth/callback", f"{self.base_url}/admin/consent/callback"])
+        self.demo = like.demo if like else emulator.seed_demo(
+            [f"{self.base_url}/auth/callback", f"{self.base_url}/admin/consent/callback"])
         self.database = database_url or str(workdir / "service.db")  # where the store is, on either engine
         self.env = {
             **{k: v for k, v in os.environ.items() if not k.startswith(("AZURE_", "GRAPH_"))},
@@ -73,7 +86,7 @@ class ServiceProcess:
             "PUBLIC_BASE_URL": self.base_url,
             "DATABASE_PATH": str(workdir / "service.db"),
             **({"DATABASE_URL": database_url} if database_url else {}),
-            "TOKEN_ENCRYPTION_KEYS": Fernet.generate_key().decode(),
+            "TOKEN_ENCRYPTION_KEYS": like.env["TOKEN_ENCRYPTION_KEYS"] if like else Fernet.generate_key().decode(),
             "SECRET_KEY": "drill-secret-key",
             "API_TOKEN": API_TOKEN,
             "AZURE_CLIENT_ID": self.demo["client_id"],
@@ -91,13 +104,13 @@ class ServiceProcess:
 
     @property
     def log_path(self) -> Path:
-        return self.workdir / f"service-{self.runs}.log"
+        return self.workdir / f"{self.command[1]}-{id(self)}-{self.runs}.log"
 
     def start(self, timeout: float = 20.0, *, open_files: int | None = None) -> "ServiceProcess":
         """Start the process; ``open_files`` is the soft open-file limit it starts with (as a shell's 1024)."""
         self.runs += 1
         with open(self.log_path, "wb") as log, soft_open_file_limit(open_files):
-            self.process = subprocess.Popen([sys.executable, "-m", "app"], cwd=self.workdir, env=self.env,
+            self.process = subprocess.Popen([sys.executable, *self.command], cwd=self.workdir, env=self.env,
                                             stdout=log, stderr=subprocess.STDOUT)
         wait_for(self._healthy, timeout=timeout, interval=0.05, message=f"the service to start ({self.log_tail()})")
         return self
@@ -105,6 +118,8 @@ class ServiceProcess:
     def _healthy(self) -> bool:
         if self.process.poll() is not None:
             raise AssertionError(f"the service exited with {self.process.returncode}: {self.log_tail()}")
+        if self.command == WORKER:
+            return "worker running" in self.log_path.read_text(errors="replace")
         try:
             return requests.get(self.url("/healthz"), timeout=1).status_code == 200
         except requests.ConnectionError:

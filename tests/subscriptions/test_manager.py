@@ -6,8 +6,10 @@ from datetime import timedelta
 
 import pytest
 
+from app.core import ratelimit
 from app.core.timeutil import iso, parse_iso
 from app.microsoft.failures import NotFound, ReconnectRequired
+from subscriptions import manager
 from subscriptions.manager import create_subscription, disconnect, remove_subscriptions, renew_subscription
 from tests.fake_graph import NOW, connection, graph, record, services  # noqa: F401  (the fixtures)
 
@@ -106,3 +108,18 @@ def test_disconnect_wipes_the_tokens_and_marks_the_connection_disconnected(servi
     [row] = services.db().query("SELECT status, token_cache FROM connections WHERE id = ?", [connection])
     assert row == {"status": "disconnected", "token_cache": None}
     assert graph.subscriptions == {}
+
+
+def test_subscription_writes_of_one_tenant_share_one_budget_in_the_store(services, graph, connection, monkeypatch):
+    """Every write (create, renew, delete) spends the tenant's budget; once spent, the next write waits
+    for the window to end. The count is in the store, so every process sharing it spends the same one."""
+    monkeypatch.setattr(manager, "SUBSCRIPTION_WRITES", ratelimit.Limit("subscription_writes", 3, 20.0))
+    waits: list[float] = []
+    monkeypatch.setattr(manager.time, "sleep", lambda seconds: (waits.append(seconds),
+                                                                services.db().execute("DELETE FROM rate_limits")))
+    first = create_subscription(services, connection, NOW)
+    renew_subscription(services, rows(services)[first], NOW)
+    assert waits == []
+    remove_subscriptions(services, connection)  # the third write in the window: it waits for the next one
+    assert waits and 0 < waits[0] <= 20
+    assert graph.calls_of("delete_subscription") == [(first,)]
