@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import re
+
 import click
 from flask import Flask, current_app
 from flask.cli import AppGroup
 
 from app import cli_ops
+from app.core.copy import CopyRefused, copy_store
 from app.core.crypto import DecryptionError
-from app.core.db import write_transaction
+from app.core.db import is_postgres, open_db, write_transaction
 from app.core.migrations import migrate
 from app.records.connections import reencrypt_tokens
 from app.records.subscription_rows import reencrypt_client_states
@@ -23,6 +26,26 @@ def db_upgrade_command() -> None:
     """Apply pending schema migrations."""
     applied = migrate(get_db())
     click.echo(f"applied: {', '.join(applied)}" if applied else "schema is up to date")
+
+
+@db_group.command("copy")
+@click.option("--to", "url", required=True, help="The PostgreSQL database to fill: postgresql://user:pass@host/db")
+def db_copy_command(url: str) -> None:
+    """Copy this SQLite deployment's data into an empty PostgreSQL database (then set DATABASE_URL to it)."""
+    if not is_postgres(url):
+        raise click.BadParameter("must be a postgresql:// URL", param_hint="--to")
+    if current_app.config.get("DATABASE_URL"):
+        raise click.ClickException("the service already uses PostgreSQL (DATABASE_URL is set): nothing to copy")
+    shown = re.sub(r"://([^:/@]+):[^@]*@", r"://\1:***@", url)
+    try:
+        with open_db(url) as target:
+            copied = copy_store(get_db(), target)
+    except CopyRefused as e:
+        raise click.ClickException(f"{e}; nothing was changed") from None
+    for table, rows in copied.items():
+        click.echo(f"{table}: {rows}")
+    click.echo(f"copied {sum(copied.values())} rows to {shown}; set DATABASE_URL to it and restart the service"
+               " (tokens and subscriptions moved encrypted as they were: keep TOKEN_ENCRYPTION_KEYS)")
 
 
 @keys_group.command("rotate")

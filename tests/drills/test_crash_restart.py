@@ -25,7 +25,6 @@ from app.core.queue import JobQueue
 from app.records.notifications import message_dedupe_key
 from app.runtime import LEASE_SECONDS, REAP_INTERVAL_SECONDS
 from emulator import Emulator
-from tests.conftest import ENGINES
 from tests.drills.harness import (
     ServiceProcess,
     assert_exactly_once,
@@ -47,15 +46,13 @@ GRAPH_LATENCY_MS = 500  # each $batch takes at least this long, so the kill reli
 RECOVERY_SECONDS = LEASE_SECONDS + REAP_INTERVAL_SECONDS + 8.0
 
 
-@pytest.fixture(scope="module", params=ENGINES)
-def crash(request, tmp_path_factory):
-    """Connect, start a burst, SIGKILL the service while it holds jobs, restart it, let the burst finish
-    (once on SQLite, once on PostgreSQL)."""
+@pytest.fixture(scope="module")
+def crash(tmp_path_factory):
+    """Connect, start a burst, SIGKILL the service while it holds jobs, restart it, let the burst finish."""
     emulator = Emulator().start()
-    url = request.getfixturevalue("postgres_server").fresh_database() if request.param == "postgresql" else None
     # One worker: its $batch stays within the mailbox's 4 concurrent requests, so it is never throttled
     # back to the queue and is reliably caught holding its jobs.
-    service = ServiceProcess(emulator, tmp_path_factory.mktemp("crash"), database_url=url, WORKER_THREADS=1).start()
+    service = ServiceProcess(emulator, tmp_path_factory.mktemp("crash"), WORKER_THREADS=1).start()
     db = open_db(service.database)
     try:
         megan = service.demo["users"]["megan"]
