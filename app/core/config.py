@@ -17,6 +17,8 @@ from typing import Any, NamedTuple
 
 from cryptography.fernet import Fernet
 
+from app.core.db import is_postgres
+
 
 class ConfigError(Exception):
     """A setting is missing or malformed; the message names the variable."""
@@ -45,7 +47,7 @@ def _postgres_url(name: str, raw: Any) -> str | None:
     value = str(raw).strip()
     if not value:
         return None
-    if not value.startswith(("postgresql://", "postgres://")):
+    if not is_postgres(value):
         raise ConfigError(f"{name} must be a postgresql:// URL, got a value starting {value[:12]!r}")
     return value
 

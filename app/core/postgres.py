@@ -83,10 +83,6 @@ class PostgresDatabase:
             check=psycopg_pool.ConnectionPool.check_connection, name="outlook-integration")
         self._local = threading.local()
 
-    @property
-    def in_transaction(self) -> bool:
-        return getattr(self._local, "conn", None) is not None
-
     def execute(self, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()) -> Result:
         with self._connection() as conn:
             cursor = conn.execute(translate(sql), _params(params))
@@ -145,10 +141,6 @@ def _params(params: Sequence[Any] | Mapping[str, Any]) -> Sequence[Any] | Mappin
     return [int(value) if isinstance(value, bool) else value for value in params]
 
 
-def is_integrity_error(error: BaseException) -> bool:
-    return isinstance(error, psycopg.IntegrityError)
-
-
 def unavailable_retry_after(error: BaseException) -> int | None:
     """Seconds to ask a client to wait when ``error`` means PostgreSQL cannot take the request now
     (no free connection, the server down or restarting, a full disk, a lock or serialization
@@ -172,7 +164,8 @@ class Listener:
     meanwhile are lost, which costs nothing here: the workers also look for work every second.
     """
 
-    def __init__(self, url: str, channel: str, on_notify: Callable[[], None], *, reconnect_seconds: float = 1.0) -> None:
+    def __init__(self, url: str, channel: str, on_notify: Callable[[], None], *,
+                 reconnect_seconds: float = 1.0) -> None:
         self.url, self.channel, self.on_notify = url, channel, on_notify
         self._reconnect_seconds = reconnect_seconds
         self._stop = threading.Event()

@@ -138,8 +138,9 @@ def _drain_sql(dialect: Dialect) -> str:
 
     SQLite has one writer: the statement runs in a write transaction after the ids up to ``:last``
     were read. PostgreSQL moves them in one statement (a ``DELETE … RETURNING`` feeding the
-    ``INSERT``, with ``SKIP LOCKED`` so concurrent drains on other hosts take other deliveries):
-    a delivery committed meanwhile is either in both or in neither.
+    ``INSERT``): a delivery committed meanwhile is either in both or in neither. A second drain waits
+    for the rows the first one locked (no ``SKIP LOCKED`` here), as on SQLite, so the claim that
+    follows it sees the jobs the first one moved instead of finding nothing and going idle.
     """
     insert = f"INSERT INTO jobs ({_COLUMNS}) "
     if dialect.name == "sqlite":
@@ -147,7 +148,7 @@ def _drain_sql(dialect: Dialect) -> str:
                 + " ON CONFLICT (dedupe_key) DO NOTHING")
     return (
         "WITH moved AS (DELETE FROM inbox WHERE id IN (SELECT id FROM inbox ORDER BY id LIMIT :limit"
-        " FOR UPDATE SKIP LOCKED) RETURNING *), added AS (" + insert + _jobs_of(dialect, "moved")
+        " FOR UPDATE) RETURNING *), added AS (" + insert + _jobs_of(dialect, "moved")
         + " ON CONFLICT (dedupe_key) DO NOTHING) SELECT count(*) FROM moved"
     )
 
@@ -342,7 +343,8 @@ class JobQueue:
         by_kind: dict[str, dict[str, int]] = {}
         rows = self.db.query(
             "SELECT kind, state, count(*) AS n FROM jobs GROUP BY kind, state"
-            f" UNION ALL SELECT item.value ->> 0, 'queued', count(*) FROM inbox, {dialect_of(self.db).json_items('jobs')}"
+            " UNION ALL SELECT item.value ->> 0, 'queued', count(*)"
+            f" FROM inbox, {dialect_of(self.db).json_items('jobs')}"
             " GROUP BY 1")
         for row in rows:
             by_state[row["state"]] += row["n"]

@@ -3,7 +3,8 @@
 Every request carries ``Prefer: IdType="ImmutableId"`` (Graph applies it per request only), at
 most :data:`MAILBOX_CONCURRENCY` requests of one mailbox are in flight at a time (Outlook's
 per-app-and-mailbox limit: in this process by :class:`MailboxLimiter`, over all processes sharing the
-store by :class:`app.core.mailbox_slots.MailboxSlots`), and a 401 is answered by one forced token refresh and one retry.
+store by :class:`app.core.mailbox_slots.MailboxSlots`), and a 401 is answered by one forced token
+refresh and one retry.
 Failures become :class:`GraphError` subclasses the worker knows how to treat.
 """
 

@@ -36,8 +36,8 @@ def test_a_sqlite_deployment_moves_with_its_mail_tokens_and_subscriptions(app, a
     upload(api, record["id"])
     cipher = services_of(app).cipher
     table(db, "tenants").insert({"id": "t1", "created_at": NOW, "updated_at": NOW})
-    table(db, "connections").insert({"id": 5, "tenant_id": "t1", "user_id": "u1", "token_cache": cipher.encrypt("cache"),
-                                     "created_at": NOW, "updated_at": NOW})
+    table(db, "connections").insert({"id": 5, "tenant_id": "t1", "user_id": "u1",
+                                     "token_cache": cipher.encrypt("cache"), "created_at": NOW, "updated_at": NOW})
     table(db, "subscriptions").insert({"id": "sub-1", "connection_id": 5, "resource": "/users/u1/messages",
                                        "change_type": "created", "client_state": cipher.encrypt("secret-state"),
                                        "expires_at": "2099-01-01", "routable_until": "2099-01-01",
