@@ -20,7 +20,7 @@ from app.core.crypto import Cipher
 from app.core.db import store_location, thread_db
 from app.core.login_sessions import SESSION_LIFETIME
 from app.core.mailbox_slots import MailboxSlots
-from app.core.migrations import migrate
+from app.core.migrations import migrate_at_start
 from app.core.queue import JobQueue
 from app.microsoft.graph import MAILBOX_CONCURRENCY
 from app.microsoft.http import Session
@@ -83,7 +83,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
     services = build_services(app.config)
     context.install(app, services)
-    migrate(services.db())  # the schema is current before the first request
+    migrate_at_start(services.db())  # the schema is current before the first request
     register_error_handlers(app)
     headers = security_headers.init_app(app)
     init_request_ids(app)

@@ -79,7 +79,8 @@ def service_config(database: str, key: str, threads: int) -> dict[str, Any]:
 
 
 def seed_subscriptions(app) -> None:
-    """A tenant, one connection per subscription, and the subscriptions with encrypted clientStates."""
+    """A tenant, one connection per subscription, and the subscriptions with encrypted clientStates (in SQL
+    both engines take)."""
     from app.core.db import store_location, thread_db
     from app.core.timeutil import iso
 
@@ -87,14 +88,15 @@ def seed_subscriptions(app) -> None:
     cipher = services_of(app).cipher
     now = datetime.now(timezone.utc)
     later = iso(now + timedelta(days=3))
-    db["tenants"].insert({"id": TENANT, "created_at": iso(now), "updated_at": iso(now)})
+    db.execute("INSERT INTO tenants (id, created_at, updated_at) VALUES (?, ?, ?)", [TENANT, iso(now), iso(now)])
     for number, (subscription_id, client_state) in enumerate(subscriptions(), start=1):
-        db["connections"].insert({"id": number, "tenant_id": TENANT, "user_id": f"user-{number}",
-                                  "created_at": iso(now), "updated_at": iso(now)})
-        db["subscriptions"].insert({
-            "id": subscription_id, "connection_id": number, "resource": f"/users/user-{number}/messages",
-            "change_type": "created,updated,deleted", "client_state": cipher.encrypt(client_state),
-            "expires_at": later, "routable_until": later, "created_at": iso(now), "updated_at": iso(now)})
+        db.execute("INSERT INTO connections (id, tenant_id, user_id, created_at, updated_at) VALUES (?, ?, ?, ?, ?)",
+                   [number, TENANT, f"user-{number}", iso(now), iso(now)])
+        db.execute(
+            "INSERT INTO subscriptions (id, connection_id, resource, change_type, client_state, expires_at,"
+            " routable_until, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [subscription_id, number, f"/users/user-{number}/messages", "created,updated,deleted",
+             cipher.encrypt(client_state), later, later, iso(now), iso(now)])
 
 
 def bare_app():

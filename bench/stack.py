@@ -7,23 +7,27 @@ Connect Outlook flow: the service's redirect, the emulator's authorize decision,
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
-import sqlite3
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
 import requests
+import requests.adapters
 from cryptography.fernet import Fernet
+from sqlite_utils import Database
 
-from bench.measure import peak_rss_mb, rss_mb
+from app.core.db import open_db, store_location
+from bench.measure import cpu_seconds, peak_rss_mb, rss_mb
 from emulator import Emulator
 
 API_TOKEN = "bench-api-token"
@@ -48,38 +52,65 @@ def service_config(emulator: Emulator, workdir: Path, client_id: str, client_sec
     }
 
 
-class ServiceProcess:
-    """``python -m app`` (web server, workers and scheduler) with ``config`` as its environment."""
+REPO = Path(__file__).resolve().parents[1]
+ALL_IN_ONE = ("-m", "app")
+WEB = ("-m", "gunicorn", "wsgi:app", "--config", str(REPO / "gunicorn.conf.py"))
+WORKER = ("-m", "flask", "--app", "wsgi", "worker")
 
-    def __init__(self, config: dict[str, Any], workdir: Path, log_path: Path) -> None:
+
+class ServiceProcess:
+    """``python -m app`` (web server, workers and scheduler), or ``command`` (:data:`WEB` for gunicorn's
+    web processes, :data:`WORKER` for a worker process), with ``config`` as its environment."""
+
+    def __init__(self, config: dict[str, Any], workdir: Path, log_path: Path, *,
+                 command: tuple[str, ...] = ALL_IN_ONE) -> None:
         self.config = config
+        self.command = command
         self.base_url = config["PUBLIC_BASE_URL"]
         self.workdir, self.log_path = workdir, log_path
         self.process: subprocess.Popen | None = None
         self.api = requests.Session()
         self.api.headers["Authorization"] = f"Bearer {API_TOKEN}"
         self._peak_sampled = 0.0
+        self._db: Database | None = None
         self._sampling = threading.Event()
 
     def start(self, timeout: float = 60.0) -> ServiceProcess:
-        env = {**os.environ, **self.config}
+        env = {**os.environ, **self.config, "PYTHONPATH": str(REPO)}
         env.pop("WERKZEUG_RUN_MAIN", None)
         with open(self.log_path, "ab") as log:
+            started_at = log.tell()
             # cwd is a scratch directory so no developer .env file leaks into the run.
-            self.process = subprocess.Popen([sys.executable, "-m", "app"], cwd=self.workdir, env=env,
+            self.process = subprocess.Popen([sys.executable, *self.command], cwd=self.workdir, env=env,
                                             stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"the service exited with {self.process.returncode}; see {self.log_path}")
-            try:
-                if requests.get(f"{self.base_url}/healthz", timeout=2).status_code == 200:
-                    threading.Thread(target=self._sample_rss, daemon=True).start()
-                    return self
-            except requests.ConnectionError:
-                pass
+            if self._started(started_at):
+                threading.Thread(target=self._sample_rss, daemon=True).start()
+                return self
             time.sleep(0.1)
-        raise RuntimeError(f"the service did not answer /healthz within {timeout} s; see {self.log_path}")
+        raise RuntimeError(f"the service did not start within {timeout} s; see {self.log_path}")
+
+    def _started(self, log_offset: int) -> bool:
+        """A worker process serves no HTTP: it has started once its log says so; others answer /healthz."""
+        if self.command == WORKER:
+            with open(self.log_path, "rb") as log:
+                log.seek(log_offset)
+                return b"worker running" in log.read()
+        try:
+            return requests.get(f"{self.base_url}/healthz", timeout=2).status_code == 200
+        except (requests.ConnectionError, requests.Timeout):
+            return False
+
+    def cpu_seconds(self) -> float:
+        """CPU time of the process and, for gunicorn, of its web processes (live ones only)."""
+        pids = [self.process.pid]
+        with contextlib.suppress(OSError):
+            pids += [int(p) for p in Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children").read_text()
+                     .split()]
+        return sum(cpu_seconds(pid) for pid in pids)
 
     def _sample_rss(self) -> None:
         """A second opinion on the peak, in case ``VmHWM`` is unavailable."""
@@ -98,6 +129,9 @@ class ServiceProcess:
     def stop(self, timeout: float = 30.0) -> None:
         """SIGTERM (the service finishes jobs in hand), then SIGKILL if it takes too long."""
         self._sampling.set()
+        if self._db is not None:
+            self._db.close()
+            self._db = None
         if self.process is None or self.process.poll() is not None:
             return
         self.process.send_signal(signal.SIGTERM)
@@ -110,11 +144,12 @@ class ServiceProcess:
     def call(self, method: str, path: str, **kwargs: Any) -> requests.Response:
         return self.api.request(method, f"{self.base_url}{path}", timeout=30, **kwargs)
 
-    def db(self) -> sqlite3.Connection:
-        """A connection to the service's database for reading results (WAL lets us read alongside it)."""
-        conn = sqlite3.connect(self.config["DATABASE_PATH"], timeout=10)
-        conn.row_factory = sqlite3.Row
-        return conn
+    @contextlib.contextmanager
+    def db(self) -> Iterator[Database]:
+        """The service's store, on either engine, for reading results (WAL lets us read alongside it)."""
+        if self._db is None:
+            self._db = open_db(store_location(self.config))
+        yield self._db
 
 
 @dataclass
@@ -165,18 +200,51 @@ def connect_form(html: str) -> dict[str, str]:
     return dict(re.findall(r'name="(csrf_token|record_id)" value="([^"]*)"', html))
 
 
-def connect(service: ServiceProcess, emulator: Emulator, mailbox: Mailbox) -> None:
-    """Connect Outlook as the mailbox's user: the page's button, consent at the emulator, callback."""
+def sign_in(browser: requests.Session, service: ServiceProcess, emulator: Emulator, user_id: str,
+            next_path: str) -> None:
+    """Sign in to the service as ``user_id``: ``/login``, the emulator's decision, the callback."""
+    rv = browser.get(f"{service.base_url}/login", params={"next": next_path}, allow_redirects=False, timeout=30)
+    follow_authorize(browser, emulator, rv, user_id, "sign-in")
+
+
+def follow_authorize(browser: requests.Session, emulator: Emulator, rv: requests.Response, user_id: str,
+                     step: str) -> None:
+    """From the service's redirect to the authorize endpoint, through the emulator, to the service's callback."""
+    if rv.status_code != 302:
+        raise RuntimeError(f"{step} answered {rv.status_code}: {rv.text[:200]}")
+    rv = browser.get(emulator.authorize(rv.headers["Location"], user_id), allow_redirects=False, timeout=30)
+    if rv.status_code != 302:
+        raise RuntimeError(f"the {step} callback answered {rv.status_code}: {rv.text[:200]}")
+
+
+class SourceAddressAdapter(requests.adapters.HTTPAdapter):
+    """Connections from one loopback address, so each benchmark user is its own client to the service's
+    per-address limit on sign-in starts, as people at their own desks are."""
+
+    def __init__(self, address: str) -> None:
+        self.address = address
+        super().__init__()
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, source_address=(self.address, 0), **kwargs)
+
+
+def browser_of(mailbox: Mailbox) -> requests.Session:
+    """A browser session for the mailbox's user, from a loopback address of its own (127.0.1.x)."""
     browser = requests.Session()
-    page = browser.get(f"{service.base_url}/connect/outlook?record_id={mailbox.record_id}", timeout=30)
+    browser.mount("http://", SourceAddressAdapter(f"127.0.{1 + mailbox.index // 250}.{1 + mailbox.index % 250}"))
+    return browser
+
+
+def connect(service: ServiceProcess, emulator: Emulator, mailbox: Mailbox) -> None:
+    """Connect Outlook as the mailbox's user: sign in, the page's button, consent at the emulator, callback."""
+    browser = browser_of(mailbox)
+    page_path = f"/connect/outlook?record_id={mailbox.record_id}"
+    sign_in(browser, service, emulator, mailbox.user_id, page_path)
+    page = browser.get(f"{service.base_url}{page_path}", timeout=30)
     rv = browser.post(f"{service.base_url}/connect/outlook", data=connect_form(page.text), allow_redirects=False,
                       timeout=30)
-    if rv.status_code != 302:
-        raise RuntimeError(f"Connect Outlook answered {rv.status_code}: {rv.text[:200]}")
-    callback = emulator.authorize(rv.headers["Location"], mailbox.user_id)
-    rv = browser.get(callback, allow_redirects=False, timeout=30)
-    if rv.status_code != 302:
-        raise RuntimeError(f"the sign-in callback answered {rv.status_code}: {rv.text[:200]}")
+    follow_authorize(browser, emulator, rv, mailbox.user_id, "Connect Outlook")
 
 
 def wait_until_settled(service: ServiceProcess, subscriptions: int, timeout: float = 120.0) -> None:
@@ -194,4 +262,4 @@ def wait_until_settled(service: ServiceProcess, subscriptions: int, timeout: flo
 
 def connection_ids(service: ServiceProcess) -> dict[str, int]:
     with service.db() as db:
-        return {row["user_id"]: row["id"] for row in db.execute("SELECT id, user_id FROM connections")}
+        return {row["user_id"]: row["id"] for row in db.query("SELECT id, user_id FROM connections")}

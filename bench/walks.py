@@ -287,7 +287,7 @@ def send_reply(stack: Stack) -> Callable[[], bool]:
 
     def sent() -> bool:
         with stack.client.db() as db:
-            row = db.execute("SELECT status, internet_message_id FROM outbox WHERE id = ?", [outbox_id]).fetchone()
+            row = next(db.query("SELECT status, internet_message_id FROM outbox WHERE id = ?", [outbox_id]))
         return row["status"] == "sent" and on_record(stack, row["internet_message_id"])
 
     return sent

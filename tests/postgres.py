@@ -16,6 +16,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -55,6 +56,7 @@ class PostgresServer:
         self.directory, self.bin_dir = directory, bin_dir
         self._names = itertools.count(1)
         self._template_ready = False
+        self.options = ""  # what ``postgres`` is started with (pg_ctl -o), for a start after a stop
 
     @classmethod
     def start(cls) -> PostgresServer:
@@ -69,7 +71,8 @@ class PostgresServer:
             os.chown(directory, account.pw_uid, account.pw_gid)
         server._run("initdb", "-D", str(directory / "data"), "-U", "postgres", "--auth=trust", "-E", "UTF8",
                     "--no-sync", "--no-instructions")
-        server._pg_ctl("start", "-o", f"-p {port} -k {directory} -c listen_addresses=127.0.0.1 {SETTINGS}")
+        server.options = f"-p {port} -k {directory} -c listen_addresses=127.0.0.1 {SETTINGS}"
+        server._pg_ctl("start", "-o", server.options)
         return server
 
     def url(self, name: str) -> str:
@@ -92,9 +95,15 @@ class PostgresServer:
         with psycopg.connect(self.base_url, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{urlsplit(url).path.lstrip("/")}" WITH (FORCE)')
 
-    def restart(self) -> None:
-        """``pg_ctl restart -m fast``: every connection is cut, the server is back a moment later."""
-        self._pg_ctl("restart", "-m", "fast")
+    def restart(self, *, down_for: float = 0.0) -> None:
+        """``pg_ctl restart -m fast``: every connection is cut, the server is back a moment later; or
+        ``down_for`` seconds later, as a server with much to recover would be."""
+        if not down_for:
+            self._pg_ctl("restart", "-m", "fast")
+            return
+        self._pg_ctl("stop", "-m", "fast")
+        time.sleep(down_for)
+        self._pg_ctl("start", "-o", self.options)
 
     def stop(self) -> None:
         if self.directory is None:

@@ -14,16 +14,24 @@ write transaction, so one applies it and the others then find nothing pending.
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Callable
 from datetime import datetime, timezone
 
 from sqlite_utils import Database
 
-from app.core.db import write_transaction
+from app.core.db import STORAGE_ERRORS, unavailable_retry_after, write_transaction
 from app.core.dialects import dialect_of
 from app.core.timeutil import now_iso
 
+log = logging.getLogger(__name__)
+
 MIGRATION_SET = "outlook_integration"
+# A process started while its database is away (a restart, a failover; gunicorn replacing a web
+# process meanwhile) waits this long for it rather than failing its start: gunicorn takes a web process
+# that fails to boot as a reason to stop them all.
+STARTUP_WAIT_SECONDS = 60.0
 _steps: list[tuple[str, Callable[[Database], None]]] = []
 
 
@@ -402,3 +410,19 @@ def migrate(db: Database) -> list[str]:
         if pending:
             dialect.after_bulk_insert(db)
     return [name for name, _ in pending]
+
+
+def migrate_at_start(db: Database, *, wait_seconds: float = STARTUP_WAIT_SECONDS,
+                     sleep: Callable[[float], None] = time.sleep) -> list[str]:
+    """:func:`migrate`, waiting up to ``wait_seconds`` for a store that cannot take it yet (one that
+    is down, restarting or busy); any other error, or one that outlasts the wait, is raised."""
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        try:
+            return migrate(db)
+        except STORAGE_ERRORS as e:
+            pause = unavailable_retry_after(e)
+            if pause is None or time.monotonic() + pause > deadline:
+                raise
+            log.warning("The store cannot take the schema check yet (%s); trying again in %d s", e, pause)
+            sleep(pause)

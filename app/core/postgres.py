@@ -29,7 +29,10 @@ from app.core.dialects import POSTGRES, Dialect
 
 log = logging.getLogger(__name__)
 
-POOL_TIMEOUT_SECONDS = 10.0  # a thread waits this long for a free connection, then the store is "busy"
+# A thread waits this long for a connection, then the store is "busy" (503). It stays under Graph's
+# 3-s acknowledgement deadline: while the server is away, a delivery answered 503 is retried by Graph
+# on its schedule, where one left waiting longer would fail anyway and hold a request thread.
+POOL_TIMEOUT_SECONDS = 2.0
 # SQLSTATE codes and classes that mean "not now" rather than "wrong", with the Retry-After to give:
 # serialization failure, deadlock, lock not available; insufficient resources (a full disk);
 # operator intervention (shutdown, restart, recovery); connection exceptions.
@@ -40,17 +43,16 @@ _TOKEN = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|--[^\n]*|::|\?|:[A-Za-z
 
 @functools.lru_cache(maxsize=1024)
 def translate(sql: str) -> str:
-    """``sql`` with SQLite placeholders as psycopg's; quoted text, comments and casts untouched."""
+    """``sql`` with SQLite placeholders as psycopg's; quoted text, comments and casts untouched but for
+    ``%``, which psycopg reads as a placeholder wherever it stands, so it is doubled everywhere."""
 
     def token(match: re.Match[str]) -> str:
         text = match.group(0)
         if text == "?":
             return "%s"
-        if text == "%":
-            return "%%"
         if text.startswith(":") and text != "::":
             return f"%({text[1:]})s"
-        return text
+        return text.replace("%", "%%")
 
     return _TOKEN.sub(token, sql)
 

@@ -123,8 +123,12 @@ class NotificationReceiver:
             log.warning("Receiver %s: rejected a delivery: %s", endpoint, e.reason)
             return _error("400 Bad Request", e.reason, "The body is not a Graph change-notification batch.")
         except STORAGE_ERRORS as e:  # Graph retries a 5xx: nothing is lost by refusing now
-            log.exception("Receiver %s: could not check or persist a delivery; Graph will retry", endpoint)
-            retry_after = unavailable_retry_after(e) or 30
+            retry_after = unavailable_retry_after(e)
+            if retry_after is None:
+                log.exception("Receiver %s: could not check or persist a delivery; Graph will retry", endpoint)
+            else:  # busy, full or away: expected, and one line each, not a traceback per delivery
+                log.warning("Receiver %s: the store cannot take a delivery now (%s); Graph will retry", endpoint, e)
+            retry_after = retry_after or 30
             return _error("503 Service Unavailable", "storage_unavailable",
                           "Could not persist the notifications; retry.", [("Retry-After", str(retry_after))])
         metrics.NOTIFICATIONS_RECEIVED.inc(delivery.items)

@@ -1,10 +1,12 @@
-"""The SQLite store's connections: opening one never undermines the others."""
+"""The store's connections: opening one never undermines the others; statements mean the same on either engine."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 from app.core.db import open_db
 
@@ -23,3 +25,16 @@ def test_a_new_connection_keeps_the_live_ones_locks_so_another_process_leaves_th
     # connection and checkpointed and deleted the WAL under the live one.
     assert path.with_name("service.db-wal").exists()
     assert live.execute("SELECT count(*) FROM t").fetchone()[0] == 1
+
+
+@pytest.mark.both_engines
+def test_a_percent_sign_in_the_sql_is_text_on_either_engine(db_path):
+    """``LIKE`` patterns written into a statement mean the same on PostgreSQL as on SQLite, with
+    parameters beside them or without."""
+    with open_db(db_path) as db:
+        db.execute("INSERT INTO records (title, created_at) VALUES (?, ?), (?, ?)",
+                   ["50% done", "2026-12-03T00:00:00Z", "plain", "2026-12-03T00:00:00Z"])
+        assert [r["title"] for r in db.query("SELECT title FROM records WHERE title LIKE '%\\%%' ESCAPE '\\'")] \
+            == ["50% done"]
+        assert [r["title"] for r in db.query("SELECT title FROM records WHERE title LIKE '%' || ? AND title <> ?",
+                                             ["done", "x"])] == ["50% done"]

@@ -122,7 +122,7 @@ class ServiceProcess:
             return "worker running" in self.log_path.read_text(errors="replace")
         try:
             return requests.get(self.url("/healthz"), timeout=1).status_code == 200
-        except requests.ConnectionError:
+        except (requests.ConnectionError, requests.Timeout):  # not listening, or not answering yet
             return False
 
     def kill(self) -> None:

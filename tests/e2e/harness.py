@@ -7,6 +7,7 @@ from typing import Any
 from urllib.parse import quote, urljoin
 
 import requests
+import requests.adapters
 from flask import Flask
 from waitress import create_server, wasyncore
 
@@ -75,12 +76,29 @@ class ServiceServer:
         return urljoin(self.base_url, path)
 
 
-class Browser:
-    """A user's browser: keeps the service's cookies and lets the emulator play the Microsoft pages."""
+class _FromAddress(requests.adapters.HTTPAdapter):
+    """Connections made from one loopback address (127.0.0.0/8 is all this host's)."""
 
-    def __init__(self, service: ServiceServer) -> None:
+    def __init__(self, address: str) -> None:
+        self.address = address
+        super().__init__()
+
+    def init_poolmanager(self, *args, **kwargs) -> None:
+        super().init_poolmanager(*args, source_address=(self.address, 0), **kwargs)
+
+
+class Browser:
+    """A user's browser: keeps the service's cookies and lets the emulator play the Microsoft pages.
+
+    ``address``: the loopback address it connects from, so many people are many clients to the
+    service's per-address limits (sign-in starts), as people at their own desks are.
+    """
+
+    def __init__(self, service: ServiceServer, *, address: str | None = None) -> None:
         self.service = service
         self.http = requests.Session()
+        if address is not None:
+            self.http.mount("http://", _FromAddress(address))
 
     def get(self, path_or_url: str, **kwargs) -> requests.Response:
         return self.http.get(self.service.url(path_or_url), allow_redirects=False, timeout=30, **kwargs)
