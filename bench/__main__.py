@@ -2,7 +2,8 @@
 
 The stages run one after the other so they do not compete for the two cores: the acknowledgement
 path under waitress, its cost per request without a server, end to end with its polling baseline,
-renewal, then acknowledgements during a connection flood and during hostile uploads. A stage that fails is reported and the others still run; the exit status is then 1.
+renewal, then acknowledgements during a connection flood and during hostile uploads, and last the
+PostgreSQL layout (:mod:`bench.pg`). A stage that fails is reported and the others still run; the exit status is then 1.
 A missed target is shown, not an error.
 """
 
@@ -19,7 +20,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from bench import ack, ack_cost, e2e, flood, hostile, renewal, report
+from bench import ack, ack_cost, e2e, flood, hostile, pg, renewal, report
 
 RESULTS = Path(__file__).resolve().parent / "results"
 STAGES: list[tuple[str, Callable[[Path], dict[str, Any]]]] = [
@@ -29,6 +30,7 @@ STAGES: list[tuple[str, Callable[[Path], dict[str, Any]]]] = [
     ("renewal", renewal.run),
     ("flood", flood.run),
     ("hostile", hostile.run),
+    ("pg", pg.run),
 ]
 
 

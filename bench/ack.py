@@ -100,7 +100,7 @@ def seed_subscriptions(app) -> None:
 
 
 def bare_app():
-    """The baseline: a Flask app whose only view answers 202."""
+    """The baseline: a Flask app whose view answers 202 (and whose /healthz says it is up)."""
     from flask import Flask, Response
 
     app = Flask("bare")
@@ -108,6 +108,10 @@ def bare_app():
     @app.post(PATH)
     def accept():
         return Response(status=202)
+
+    @app.get("/healthz")  # for a harness that waits for the server to answer
+    def healthz():
+        return Response(status=200)
 
     return app
 

@@ -31,7 +31,7 @@ from app import create_app
 from bench import ack
 from bench.e2e import BACKLOG, DRAIN_TIMEOUT, GRAPH_LATENCY_MS, MAILBOXES, linked_times, wait_linked
 from bench.load import LoadResult, run_load
-from bench.measure import free_port, latency_figures
+from bench.measure import cpu_seconds, free_port, latency_figures, machine_busy_seconds
 from bench.stack import (
     REPO,
     WEB,
@@ -81,19 +81,20 @@ def drain(server: PostgresServer, processes: int, workdir: Path, log_dir: Path) 
             mailbox.connection_id = connection_id
         emulator.set_graph_latency(GRAPH_LATENCY_MS)
         throttled = sum(emulator.faults.throttled.values())
-        cpu_before = [worker.cpu_seconds() for worker in workers] + [web.cpu_seconds()]
+        cpu_before = [worker.cpu_seconds() for worker in workers] + [web.cpu_seconds(), cpu_seconds(), machine_busy_seconds()]
         started = time.monotonic()
         delivered = deliver(emulator, BACKLOG, mailboxes, TAG)
         linked = wait_linked(lambda: linked_times(web, TAG), len(delivered), DRAIN_TIMEOUT)
         wall = time.monotonic() - started
-        cpu_after = [worker.cpu_seconds() for worker in workers] + [web.cpu_seconds()]
+        cpu_after = [worker.cpu_seconds() for worker in workers] + [web.cpu_seconds(), cpu_seconds(), machine_busy_seconds()]
         first = min(d.at for d in delivered.values())
         elapsed = max(linked.values(), default=first) - first
         shares = [(after - before) / wall for before, after in zip(cpu_before, cpu_after)]
         figures = {
             f"{prefix}_messages": len(delivered), f"{prefix}_linked": len(linked),
             f"pg_backlog_linked_per_s_{processes}": len(linked) / elapsed if elapsed > 0 else float("nan"),
-            f"{prefix}_worker_cpu": shares[:-1], f"{prefix}_web_cpu": shares[-1],
+            f"{prefix}_worker_cpu": shares[:-3], f"{prefix}_web_cpu": shares[-3],
+            f"{prefix}_emulator_cpu": shares[-2], f"{prefix}_machine_busy_cores": shares[-1],
             f"{prefix}_throttled_429": sum(emulator.faults.throttled.values()) - throttled,
         }
         figures.update(latency_figures(prefix, [linked[m] - delivered[m].at for m in linked]))
@@ -145,9 +146,9 @@ def run(results_dir: Path) -> dict[str, Any]:
                 workdir = Path(tmp) / f"drain-{processes}"
                 workdir.mkdir()
                 figures.update(drain(server, processes, workdir, results_dir))
-            one = figures["pg_backlog_linked_per_s_1"]
-            figures["pg_backlog_scaling_2"] = figures["pg_backlog_linked_per_s_2"] / one
-            figures["pg_backlog_scaling_4"] = figures["pg_backlog_linked_per_s_4"] / one
+            for processes in WORKER_PROCESSES:
+                figures[f"pg_backlog_scaling_{processes}"] = (figures[f"pg_backlog_linked_per_s_{processes}"]
+                                                              / figures["pg_backlog_linked_per_s_1"])
             figures.update(ack_turns(server, Path(tmp), results_dir))
         return figures
     finally:

@@ -39,6 +39,8 @@ TARGETS: dict[str, Target] = {
     "hostile_ack_p99_ms": Target("< 1 s", lambda f: f["hostile_ack_p99_ms"] < 1000),
     "hostile_slowest_upload_s": Target("< 2 s", lambda f: f["hostile_slowest_upload_s"] < 2),
     "hostile_api_5xx": Target("0", lambda f: f["hostile_api_5xx"] == 0),
+    "pg_backlog_scaling_2": Target("≥ 1.7x", lambda f: f["pg_backlog_scaling_2"] >= 1.7),
+    "pg_backlog_4_linked": Target("all", lambda f: f["pg_backlog_4_linked"] == f["pg_backlog_4_messages"]),
 }
 
 
@@ -66,6 +68,30 @@ def _list(f: Figures, key: str) -> str:
 
 def _reasons(counts: dict[str, int] | None) -> str:
     return ", ".join(f"{n} {reason}" for reason, n in (counts or {}).items()) or "none"
+
+
+def _shares(f: Figures, key: str) -> str:
+    return "+".join(f"{share:.2f}" for share in f.get(key) or []) or "?"
+
+
+def _pg_rows(f: Figures) -> list[tuple[str, ...]]:
+    drains = [(f"linked/s, {n} worker process{'es' if n > 1 else ''}", _fmt(f, f"pg_backlog_linked_per_s_{n}", ".0f"),
+               f"{_fmt(f, f'pg_backlog_scaling_{n}', '.2f')}x of 1; CPU: workers {_shares(f, f'pg_backlog_{n}_worker_cpu')}"
+               f", web {_fmt(f, f'pg_backlog_{n}_web_cpu', '.2f')}, emulator {_fmt(f, f'pg_backlog_{n}_emulator_cpu', '.2f')}"
+               f", machine {_fmt(f, f'pg_backlog_{n}_machine_busy_cores', '.2f')} of {f.get('cpus', '?')} cores; "
+               f"p95 {_fmt(f, f'pg_backlog_{n}_p95_s', '.1f', ' s')}",
+               {2: "pg_backlog_scaling_2", 4: "pg_backlog_4_linked"}.get(n, "")) for n in (1, 2, 4)]
+    return [
+        (f"PostgreSQL: the backlog ({_fmt(f, 'pg_backlog_1_messages')} replies, 50 mailboxes, 50 ms Graph calls) "
+         f"through gunicorn ({_fmt(f, 'pg_web_processes')} web processes) and N flask worker processes; Graph's "
+         "ceiling 50 × 4 in flight ÷ 50 ms = 4,000/s",),
+        *drains,
+        ("ack requests/s ratio to bare, gunicorn", _fmt(f, "pg_ack_ratio", ".2f"),
+         f"{_fmt(f, 'pg_ack_rps')} against bare {_fmt(f, 'pg_bare_rps')} req/s; turns {_list(f, 'pg_ack_rounds_ratio')};"
+         f" non-2xx {_fmt(f, 'pg_ack_non_2xx')}", ""),
+        ("ack p99 (closed loop), gunicorn", _fmt(f, "pg_ack_p99_ms", ".1f", " ms"),
+         f"bare {_fmt(f, 'pg_bare_p99_ms', '.1f', ' ms')}", ""),
+    ]
 
 
 def _rows(f: Figures) -> list[tuple[str, ...]]:
@@ -141,6 +167,7 @@ def _rows(f: Figures) -> list[tuple[str, ...]]:
          f"of {_fmt(f, 'hostile_upload_count')} uploads", "hostile_slowest_upload_s"),
         ("API writes answered 5xx", _fmt(f, "hostile_api_5xx"), f"all: {f.get('hostile_api_writes', '?')}",
          "hostile_api_5xx"),
+        *_pg_rows(f),
     ]
 
 

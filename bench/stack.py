@@ -91,6 +91,7 @@ class ServiceProcess:
                 threading.Thread(target=self._sample_rss, daemon=True).start()
                 return self
             time.sleep(0.1)
+        self.stop()
         raise RuntimeError(f"the service did not start within {timeout} s; see {self.log_path}")
 
     def _started(self, log_offset: int) -> bool:

@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+from app.core.db import pinned
 from app.core.queue import Job, JobQueue
 from app.core.wakeup import Wakeup
 from handlers.errors import Deferred, JobError, PermanentError, RetryLater
@@ -110,14 +111,17 @@ class Worker:
             for job in jobs:
                 self.queue.release(job.id, self.worker_id)
             return False
+        if not jobs:
+            return False
         self._in_hand = tuple(job.id for job in jobs)
         try:
-            outcomes = self._dispatch(jobs) if jobs else {}
-            for job in jobs:
-                self._record(job, outcomes.get(job.id))
+            with pinned(self.queue.db):  # the job's many statements share one connection
+                outcomes = self._dispatch(jobs)
+                for job in jobs:
+                    self._record(job, outcomes.get(job.id))
         finally:
             self._in_hand = ()
-        return bool(jobs)
+        return True
 
     def _claim(self, now: float) -> list[Job]:
         job = self.queue.claim(self.worker_id, self.lease_seconds, now=now)

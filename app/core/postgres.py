@@ -6,9 +6,14 @@ says why); :func:`translate` turns them into psycopg's ``%s`` and ``%(name)s``. 
 statement borrows a pooled connection (in autocommit) only while it runs, so any number of threads
 share a few connections; inside :meth:`PostgresDatabase.atomic` the thread keeps one until the end.
 
+A worker pins one connection for the whole of a job (:meth:`PostgresDatabase.pinned`), so the
+dozen statements of linking a message do not each borrow one.
+
 A connection the server dropped (a restart, a failover) is found by the pool's check before it is
-handed out; an error during a statement surfaces as ``psycopg.OperationalError``, which the web
-layer answers with 503 and the worker retries (:func:`unavailable_retry_after`).
+handed out; the check costs a round trip, so a connection back in the pool for less than
+:data:`CHECK_AFTER_IDLE_SECONDS` is handed out unchecked. An error during a statement surfaces as
+``psycopg.OperationalError``, which the web layer answers with 503 and the worker retries
+(:func:`unavailable_retry_after`).
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import functools
 import logging
 import re
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -37,6 +43,10 @@ POOL_TIMEOUT_SECONDS = 2.0
 # serialization failure, deadlock, lock not available; insufficient resources (a full disk);
 # operator intervention (shutdown, restart, recovery); connection exceptions.
 _RETRY_AFTER_BY_SQLSTATE = {"40001": 2, "40P01": 2, "55P03": 2, "53": 30, "57P": 5, "08": 5}
+
+# Handed back this recently, a connection is taken to be alive: the statement it served had just
+# succeeded. Checking every checkout doubled the round trips of a worker's job (bench.pg).
+CHECK_AFTER_IDLE_SECONDS = 1.0
 
 _TOKEN = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|--[^\n]*|::|\?|:[A-Za-z_]\w*|%")
 
@@ -72,6 +82,21 @@ class Result:
         return rows
 
 
+class _Connection(psycopg.Connection):
+    """A pooled connection that remembers when it was last handed back."""
+
+    returned_at = 0.0
+
+
+def _note_return(conn: _Connection) -> None:
+    conn.returned_at = time.monotonic()
+
+
+def _check_if_idle(conn: _Connection) -> None:
+    if time.monotonic() - conn.returned_at >= CHECK_AFTER_IDLE_SECONDS:
+        psycopg_pool.ConnectionPool.check_connection(conn)
+
+
 class PostgresDatabase:
     """A process's PostgreSQL store, shared by all its threads."""
 
@@ -80,9 +105,9 @@ class PostgresDatabase:
     def __init__(self, url: str, *, max_size: int = 20) -> None:
         self.url = url
         self.pool = psycopg_pool.ConnectionPool(
-            url, min_size=1, max_size=max_size, timeout=POOL_TIMEOUT_SECONDS, open=True,
-            kwargs={"autocommit": True, "prepare_threshold": None},
-            check=psycopg_pool.ConnectionPool.check_connection, name="outlook-integration")
+            url, connection_class=_Connection, min_size=1, max_size=max_size, timeout=POOL_TIMEOUT_SECONDS,
+            open=True, kwargs={"autocommit": True},
+            check=_check_if_idle, reset=_note_return, name="outlook-integration")
         self._local = threading.local()
 
     def execute(self, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()) -> Result:
@@ -114,6 +139,20 @@ class PostgresDatabase:
             try:
                 with conn.transaction():
                     yield self
+            finally:
+                self._local.conn = None
+
+    @contextlib.contextmanager
+    def pinned(self) -> Iterator[PostgresDatabase]:
+        """Every statement of the block on one connection, each still its own transaction (unless in
+        :meth:`atomic`): for a thread about to run many statements in a row."""
+        if getattr(self._local, "conn", None) is not None:
+            yield self
+            return
+        with self.pool.connection() as conn:
+            self._local.conn = conn
+            try:
+                yield self
             finally:
                 self._local.conn = None
 

@@ -16,19 +16,24 @@ from app.records.matching import CandidateMessage, match_record
 
 
 def load_connection(db: Database, connection_id: int) -> dict[str, Any] | None:
-    rows = list(db.query("SELECT id, tenant_id, user_id, email, status FROM connections WHERE id = ?",
-                         [connection_id]))
+    """The connection, with the organization its tenant belongs to (:func:`organizations.of_tenant`,
+    read here in the same statement: linking a batch of messages then asks it once)."""
+    rows = list(db.query(
+        "SELECT c.id, c.tenant_id, c.user_id, c.email, c.status,"
+        " coalesce((SELECT organization_id FROM organization_tenants WHERE tenant_id = c.tenant_id), ?)"
+        " AS organization_id FROM connections c WHERE c.id = ?", [organizations.DEFAULT_ID, connection_id]))
     return rows[0] if rows else None
 
 
 def link_graph_message(db: Database, connection: dict[str, Any], message: dict[str, Any], *,
                        source: str = "graph") -> list[int]:
-    """Link ``message`` to every record the threading rules tie it to; return their ids.
+    """Link ``message`` to every record the threading rules tie it to; return their ids. ``connection``
+    is as :func:`load_connection` reads it.
 
     Only records of the mailbox's organization count (isolation rule 2): a reply citing a Message-ID
     another customer's record knows is not linked there.
     """
-    keys = threads.StoredThreadKeys(db, organizations.of_tenant(db, connection["tenant_id"]))
+    keys = threads.StoredThreadKeys(db, connection["organization_id"])
     match = match_record(keys, CandidateMessage.from_graph(message, connection["id"]))
     if match is None:
         return []

@@ -1,8 +1,8 @@
 """Which record threads a mailbox message belongs to (the threading rules), as a pure function.
 
 The notification handler, the backfill and the delta reconcile all ask :func:`match_record`. It
-reads thread keys through the :class:`ThreadKeys` interface (``app.records.thread_store`` serves it
-from SQLite; tests serve it from dicts) and never writes anything, so an unrelated message leaves
+reads thread keys through the :class:`ThreadKeys` interface (:class:`app.records.threads.StoredThreadKeys`
+serves it from the store; tests serve it from dicts) and never writes anything, so an unrelated message leaves
 no trace.
 
 The rules, strongest first:
@@ -26,19 +26,24 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from app.records.rfc822 import message_ids, normalize_message_id, references
+
+
+class KnownId(NamedTuple):
+    """A Message-ID a record's thread knows, and whether the service minted it for that record."""
+
+    message_id: str
+    record_id: int
+    generated: bool
 
 
 class ThreadKeys(Protocol):
     """Read access to the thread keys: known Message-IDs and per-mailbox conversationIds."""
 
-    def record_for_generated_id(self, message_id: str) -> int | None:
-        """The record the service minted ``message_id`` for, if it did."""
-
-    def records_for_message_ids(self, ids: Iterable[str]) -> set[int]:
-        """Records whose thread knows any of ``ids``."""
+    def known_ids(self, ids: Iterable[str]) -> list[KnownId]:
+        """Every record's knowledge of any of ``ids`` (one lookup for all of a message's ids)."""
 
     def records_for_conversation(self, connection_id: int, conversation_id: str) -> set[int]:
         """Records with a linked message of this conversation in this mailbox."""
@@ -109,11 +114,13 @@ def match_record(keys: ThreadKeys, message: CandidateMessage) -> Match | None:
     own_id = message.internet_message_id
     if message.is_draft or own_id is None:
         return None
-    generated = keys.record_for_generated_id(own_id)
+    known = keys.known_ids([own_id, *message.parent_ids])
+    generated = min((k.record_id for k in known if k.message_id == own_id and k.generated), default=None)
+    parents = set(message.parent_ids)
     proofs = [
         ("generated_id", {generated} if generated is not None else set()),
-        ("references", keys.records_for_message_ids(message.parent_ids) if message.parent_ids else set()),
-        ("known_message_id", keys.records_for_message_ids([own_id])),
+        ("references", {k.record_id for k in known if k.message_id in parents}),
+        ("known_message_id", {k.record_id for k in known if k.message_id == own_id}),
     ]
     proven = [(reason, records) for reason, records in proofs if records]
     if proven:

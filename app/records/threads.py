@@ -30,7 +30,7 @@ from app.core.db import write_transaction
 from app.core.dialects import dialect_of
 from app.core.timeutil import iso, now_iso, parse_iso, utcnow
 from app.records.mail_html import sanitized_html
-from app.records.matching import CandidateMessage
+from app.records.matching import CandidateMessage, KnownId
 from app.records.rfc822 import Address, ParsedEmail, bounded_body, parse_email
 
 log = logging.getLogger(__name__)
@@ -44,22 +44,14 @@ class StoredThreadKeys:
         self.db = db
         self.organization_id = organization_id
 
-    def record_for_generated_id(self, message_id: str) -> int | None:
+    def known_ids(self, ids: Iterable[str]) -> list[KnownId]:
         rows = self.db.query(
-            "SELECT k.record_id FROM thread_message_ids k JOIN records r ON r.id = k.record_id"
-            " WHERE k.message_id = ? AND k.generated = 1 AND r.organization_id = ? ORDER BY k.record_id LIMIT 1",
-            [message_id, self.organization_id],
-        )
-        return next((row["record_id"] for row in rows), None)
-
-    def records_for_message_ids(self, ids: Iterable[str]) -> set[int]:
-        rows = self.db.query(
-            "SELECT DISTINCT k.record_id FROM thread_message_ids k JOIN records r ON r.id = k.record_id"
-            f" WHERE k.message_id IN (SELECT value FROM {dialect_of(self.db).json_values('?')})"
+            "SELECT k.message_id, k.record_id, k.generated FROM thread_message_ids k JOIN records r"
+            f" ON r.id = k.record_id WHERE k.message_id IN (SELECT value FROM {dialect_of(self.db).json_values('?')})"
             " AND r.organization_id = ?",
-            [json.dumps(list(ids)), self.organization_id],
+            [json.dumps(list(dict.fromkeys(ids))), self.organization_id],
         )
-        return {row["record_id"] for row in rows}
+        return [KnownId(row["message_id"], row["record_id"], bool(row["generated"])) for row in rows]
 
     def records_for_conversation(self, connection_id: int, conversation_id: str) -> set[int]:
         rows = self.db.query(

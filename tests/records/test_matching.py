@@ -6,7 +6,7 @@ from collections.abc import Iterable
 
 import pytest
 
-from app.records.matching import CandidateMessage, Match, header_values, match_record
+from app.records.matching import CandidateMessage, KnownId, Match, header_values, match_record
 
 
 class DictKeys:
@@ -17,11 +17,10 @@ class DictKeys:
         self.generated: dict[str, int] = generated or {}
         self.conversations: dict[tuple[int, str], set[int]] = conversations or {}
 
-    def record_for_generated_id(self, message_id: str) -> int | None:
-        return self.generated.get(message_id)
-
-    def records_for_message_ids(self, ids: Iterable[str]) -> set[int]:
-        return set().union(*(self.ids.get(i, set()) for i in ids))
+    def known_ids(self, ids: Iterable[str]) -> list[KnownId]:
+        return [KnownId(i, record, self.generated.get(i) == record)
+                for i in dict.fromkeys(ids) for record in sorted(self.ids.get(i, set()) | (
+                    {self.generated[i]} if i in self.generated else set()))]
 
     def records_for_conversation(self, connection_id: int, conversation_id: str) -> set[int]:
         return self.conversations.get((connection_id, conversation_id), set())

@@ -8,7 +8,7 @@ from datetime import datetime, timezone
 import pytest
 
 from app.core.db import open_db
-from app.records.matching import CandidateMessage, Match, match_record
+from app.records.matching import CandidateMessage, KnownId, Match, match_record
 from app.records.organizations import DEFAULT_ID
 from app.records.threads import (
     StoredThreadKeys,
@@ -37,6 +37,10 @@ def db(db_path):
         table(db, "records").insert({"id": record_id, "title": f"Record {record_id}", "created_at": STAMP})
     yield db
     db.close()
+
+
+def records_knowing(keys: StoredThreadKeys, *ids: str) -> set[int]:
+    return {known.record_id for known in keys.known_ids(ids)}
 
 
 def graph_message(graph_id="AAMk-1", message_id="<reply-1@vendor.example>", **overrides) -> dict:
@@ -91,7 +95,7 @@ def test_link_stores_the_message_its_copy_and_thread_keys(db):
     assert (copy["message_id"], copy["conversation_id"], copy["change_key"]) == (entry, "CONV-1", "CQAAABYAAAD1")
     assert copy["received_at"] == "2024-04-30T09:15:02.000000+00:00"
     keys = StoredThreadKeys(db, DEFAULT_ID)
-    assert keys.records_for_message_ids(["<reply-1@vendor.example>"]) == {10}
+    assert records_knowing(keys, "<reply-1@vendor.example>") == {10}
     assert keys.records_for_conversation(1, "CONV-1") == {10}
     assert keys.records_for_conversation(2, "CONV-1") == set()
 
@@ -129,10 +133,9 @@ def test_generated_ids_are_recorded_and_never_downgraded(db):
     add_message_id(db, 20, "<minted@svc>", generated=True)
     add_message_id(db, 20, "<minted@svc>")
     keys = StoredThreadKeys(db, DEFAULT_ID)
-    assert keys.record_for_generated_id("<minted@svc>") == 20
-    assert keys.record_for_generated_id("<reply-1@vendor.example>") is None
+    assert keys.known_ids(["<minted@svc>"]) == [KnownId("<minted@svc>", 20, True)]
     link(db, graph_message(message_id="<minted@svc>"), record_id=20)
-    assert keys.record_for_generated_id("<minted@svc>") == 20
+    assert keys.known_ids(["<minted@svc>"]) == [KnownId("<minted@svc>", 20, True)]
 
 
 def test_matching_over_sqlite_follows_the_rules(db):
@@ -165,7 +168,7 @@ def test_deletion_marks_but_keeps_history(db):
     assert (row["deleted_at"], row["subject"], row["body"]) == (STAMP, "RE: Purchase order 4711",
                                                                "<p>Confirmed, ships Friday.</p>")
     assert copy_of(db)["deleted_at"] == STAMP
-    assert StoredThreadKeys(db, DEFAULT_ID).records_for_message_ids(["<reply-1@vendor.example>"]) == {10}
+    assert records_knowing(StoredThreadKeys(db, DEFAULT_ID), "<reply-1@vendor.example>") == {10}
     assert mark_deleted(db, 1, "AAMk-1")  # a repeated notification changes nothing
     assert table(db, "messages").get(entry)["deleted_at"] == STAMP
 
@@ -196,7 +199,7 @@ def test_one_message_in_two_records(db):
     ten, twenty = link(db, record_id=10), link(db, record_id=20)
     assert ten != twenty
     keys = StoredThreadKeys(db, DEFAULT_ID)
-    assert keys.records_for_message_ids(["<reply-1@vendor.example>"]) == {10, 20}
+    assert records_knowing(keys, "<reply-1@vendor.example>") == {10, 20}
     assert keys.records_for_conversation(1, "CONV-1") == {10, 20}
     assert mark_deleted(db, 1, "AAMk-1", now=NOW)
     assert [table(db, "messages").get(entry)["deleted_at"] for entry in (ten, twenty)] == [STAMP, STAMP]
