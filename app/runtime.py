@@ -40,8 +40,8 @@ class Runtime:
         # On PostgreSQL, work may be queued by another process (a gunicorn web process, another host):
         # its commit's notification wakes this process's workers too.
         location = store_location(config)
-        self.listener = (Listener(location, JOBS_CHANNEL, self.pool.wakeup.notify) if is_postgres(location)
-                         else None)
+        self.listener = (Listener(location, JOBS_CHANNEL, lambda _payload: self.pool.wakeup.notify())
+                         if is_postgres(location) else None)
         self.leadership = Leadership(services.db)
         self.scheduler = build_scheduler(self.leadership, periodic_jobs(services)) if scheduler else None
 

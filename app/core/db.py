@@ -166,7 +166,8 @@ def _pool(url: str) -> postgres.PostgresDatabase:
 
 
 def close_pools() -> None:
-    """Close the process's PostgreSQL pools (at exit, and between tests)."""
+    """Close the process's PostgreSQL pools and stop its listeners (at exit, and between tests)."""
+    postgres.stop_listeners()
     with _pools_lock:
         for store in _pools.values():
             store.close()

@@ -24,6 +24,7 @@ import logging
 import re
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -197,23 +198,35 @@ def unavailable_retry_after(error: BaseException) -> int | None:
                 None)
 
 
+_listeners: weakref.WeakSet[Listener] = weakref.WeakSet()
+
+
+def stop_listeners() -> None:
+    """Stop every listener of the process (at exit, and between tests: a dropped database's listener
+    would otherwise try to connect again every second)."""
+    for listener in list(_listeners):
+        listener.stop()
+
+
 class Listener:
-    """Calls ``on_notify`` for each notification on ``channel``, from a thread of its own with a
-    connection of its own (a pooled one would be handed to others between statements).
+    """Calls ``on_notify(payload)`` for each notification on ``channel``, from a thread of its own with
+    a connection of its own (a pooled one would be handed to others between statements).
 
     A lost connection (a restart, a failover) is opened again after a pause; notifications sent
-    meanwhile are lost, which costs nothing here: the workers also look for work every second.
+    meanwhile are lost, so ``on_listening`` is called each time listening (re)starts, for a caller
+    that must then assume it missed some. The workers need not: they also look for work every second.
     """
 
-    def __init__(self, url: str, channel: str, on_notify: Callable[[], None], *,
-                 reconnect_seconds: float = 1.0) -> None:
-        self.url, self.channel, self.on_notify = url, channel, on_notify
+    def __init__(self, url: str, channel: str, on_notify: Callable[[str], None], *,
+                 on_listening: Callable[[], None] = lambda: None, reconnect_seconds: float = 1.0) -> None:
+        self.url, self.channel, self.on_notify, self.on_listening = url, channel, on_notify, on_listening
         self._reconnect_seconds = reconnect_seconds
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"listen-{channel}", daemon=True)
         self.listening = threading.Event()
 
     def start(self) -> Listener:
+        _listeners.add(self)
         self._thread.start()
         return self
 
@@ -226,10 +239,11 @@ class Listener:
             try:
                 with psycopg.connect(self.url, autocommit=True) as conn:
                     conn.execute(f"LISTEN {self.channel}")
+                    self.on_listening()
                     self.listening.set()
                     while not self._stop.is_set():
-                        for _ in conn.notifies(timeout=0.5, stop_after=1):
-                            self.on_notify()
+                        for notify in conn.notifies(timeout=0.5, stop_after=1):
+                            self.on_notify(notify.payload)
             except psycopg.Error as e:
                 self.listening.clear()
                 log.warning("Listener %s: %s; listening again in %.0f s", self.channel, e, self._reconnect_seconds)

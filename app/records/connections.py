@@ -17,6 +17,7 @@ from app.core.queue import JobQueue
 from app.core.timeutil import now_iso
 from app.microsoft.identity import Grant, SignIn
 from app.records import consent, organizations, outbox, subscription_rows
+from app.records.known_subscriptions import announce_change
 from app.records.records import get_record
 from app.records.services import Services
 
@@ -94,6 +95,7 @@ def mark_disconnected(db: Database, connection_id: int) -> None:
             "UPDATE connections SET status = 'disconnected', status_reason = ?, token_cache = NULL, updated_at = ? "
             "WHERE id = ?", [DISCONNECTED_REASON, now_iso(), connection_id])
         outbox.fail_pending(db, connection_id, unusable_reason("disconnected", DISCONNECTED_REASON))
+        announce_change(db)  # receivers stop trusting its subscriptions now, not when their cache lapses
 
 
 def unusable_reason(status: str, reason: str | None) -> str:

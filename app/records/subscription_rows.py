@@ -14,6 +14,7 @@ from sqlite_utils import Database
 
 from app.core.crypto import Cipher
 from app.core.timeutil import now_iso
+from app.records.known_subscriptions import announce_change
 
 
 def store_created(db: Database, connection_id: int, created: dict[str, Any], *, resource: str, change_type: str,
@@ -31,6 +32,7 @@ def store_created(db: Database, connection_id: int, created: dict[str, Any], *, 
             """,
             [created["id"], connection_id, resource, change_type, encrypted_client_state, expires_at, expires_at,
              now, now])
+        announce_change(db, created["id"])  # a receiver that found it unknown a moment ago must look again
 
 
 def renewed(db: Database, subscription_id: str, expires_at: str, now: str) -> None:
@@ -66,6 +68,7 @@ def remove_all(db: Database, connection_id: int) -> None:
     now = now_iso()
     db.execute("UPDATE subscriptions SET status = 'removed', routable_until = ?, updated_at = ? "
                "WHERE connection_id = ? AND status IN ('active', 'replaced')", [now, now, connection_id])
+    announce_change(db)
 
 
 def reencrypt_client_states(db: Database, cipher: Cipher) -> int:

@@ -23,7 +23,7 @@ def url(postgres_server):
 def woken(url):
     """An event another process's listener sets on each notification, cleared by the test."""
     event = threading.Event()
-    listener = Listener(url, JOBS_CHANNEL, event.set).start()
+    listener = Listener(url, JOBS_CHANNEL, lambda _payload: event.set()).start()
     assert listener.listening.wait(10)
     yield event
     listener.stop()
