@@ -116,9 +116,7 @@ class Worker:
         self._in_hand = tuple(job.id for job in jobs)
         try:
             with pinned(self.queue.db):  # the job's many statements share one connection
-                outcomes = self._dispatch(jobs)
-                for job in jobs:
-                    self._record(job, outcomes.get(job.id))
+                self._record_all(jobs, self._dispatch(jobs))
         finally:
             self._in_hand = ()
         return True
@@ -147,12 +145,20 @@ class Worker:
         except Exception as e:
             return {job.id: e for job in jobs}
 
-    def _record(self, job: Job, error: Outcome) -> None:
-        """Complete, retry or dead-letter ``job`` according to what its handler raised."""
-        reason = None
-        if error is None:
-            outcome, recorded = "done", self.queue.complete(job.id, self.worker_id)
-        elif isinstance(error, Deferred):  # before the attempt limit: this attempt does not count
+    def _record_all(self, jobs: list[Job], outcomes: Mapping[int, Outcome]) -> None:
+        """Complete the jobs that succeeded, in one statement; retry or dead-letter the others."""
+        done = [job for job in jobs if outcomes.get(job.id) is None]
+        completed = self.queue.complete([job.id for job in done], self.worker_id) if done else set()
+        for job in done:
+            self._note(job, "done", None, job.id in completed)
+        for job in jobs:
+            error = outcomes.get(job.id)
+            if error is not None:
+                self._record(job, error)
+
+    def _record(self, job: Job, error: Exception) -> None:
+        """Retry or dead-letter ``job`` according to what its handler raised."""
+        if isinstance(error, Deferred):  # before the attempt limit: this attempt does not count
             reason, delay = error.reason, self.retry_policy.after_throttle(error.retry_after)
             outcome, recorded = "retry", self.queue.retry(job.id, self.worker_id, delay, reason,
                                                           now=self.clock(), counts=False)
@@ -164,6 +170,10 @@ class Worker:
             retry_after = error.retry_after if isinstance(error, RetryLater) else None
             delay = self.retry_policy.next_delay(job.attempts, retry_after)
             outcome, recorded = "retry", self.queue.retry(job.id, self.worker_id, delay, reason, now=self.clock())
+        self._note(job, outcome, reason, recorded)
+
+    def _note(self, job: Job, outcome: str, reason: str | None, recorded: bool) -> None:
+        """Log the outcome and report it; or say it was lost with the lease."""
         if not recorded:
             log.warning("Worker %s: lost the lease on job %s (%s); its outcome (%s) was not recorded",
                         self.worker_id, job.id, job.kind, outcome)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import functools
 import json
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, fields
 from enum import Enum
 from pathlib import Path
@@ -259,10 +259,17 @@ class JobQueue:
         """Heartbeat: push the lease of a running job forward."""
         return self._update_leased(job_id, worker_id, "lease_expires_at = :now + :lease", now, lease=lease_seconds)
 
-    def complete(self, job_id: int, worker_id: str, now: float | None = None) -> bool:
-        return self._update_leased(
-            job_id, worker_id, f"state = 'done', finished_at = :now, last_error = NULL, {_UNLEASE}", now
-        )
+    def complete(self, job_ids: Sequence[int], worker_id: str, now: float | None = None) -> set[int]:
+        """Mark done the jobs of ``job_ids`` that ``worker_id`` still holds, in one statement (a batch's
+        twenty jobs cost one round trip, not twenty); return their ids."""
+        dialect = dialect_of(self.db)
+        rows = self.db.execute(
+            f"UPDATE jobs SET state = 'done', finished_at = :now, last_error = NULL, {_UNLEASE}, updated_at = :now"
+            f" WHERE id IN (SELECT {dialect.json_integer('value')} FROM {dialect.json_values(':ids')})"
+            " AND state = 'running' AND lease_owner = :worker RETURNING id",
+            {"ids": json.dumps(list(job_ids)), "worker": worker_id, "now": self._now(now)},
+        ).fetchall()
+        return {row[0] for row in rows}
 
     def retry(self, job_id: int, worker_id: str, delay: float, reason: str, now: float | None = None, *,
               counts: bool = True) -> bool:

@@ -42,7 +42,7 @@ def test_duplicate_dedupe_key_is_ignored(queue):
 
 def test_duplicate_is_ignored_even_after_the_first_is_done(queue):
     queue.enqueue("message", {}, dedupe_key="k")
-    queue.complete(queue.claim("w1", 30).id, "w1")
+    queue.complete([queue.claim("w1", 30).id], "w1")
     assert queue.enqueue("message", {}, dedupe_key="k") is None
 
 
@@ -94,7 +94,7 @@ def test_enqueue_many_is_all_or_nothing(queue):
 
 def test_the_inbox_drains_in_arrival_order_dropping_keys_already_taken(queue):
     done = queue.enqueue("message", {}, dedupe_key="old")
-    queue.complete(queue.claim("w", 30).id, "w")
+    queue.complete([queue.claim("w", 30).id], "w")
     queue.enqueue_many([NewJob("message", {"n": 1}, dedupe_key="x", connection_id=1),
                         NewJob("lifecycle", {"n": 2}, connection_id=2)], now=T0 + 1)
     queue.enqueue_many([NewJob("message", {"n": 3}, dedupe_key="old"), NewJob("message", {"n": 4}, dedupe_key="x"),
@@ -183,13 +183,21 @@ def test_claim_batch_matches_jobs_without_a_connection(queue):
     assert [job.id for job in queue.claim_batch("w", 30, kind="lifecycle", connection_id=None, limit=5)] == [job_id]
 
 
+def test_a_batch_completes_in_one_call_but_only_the_jobs_the_worker_still_holds(queue):
+    ids = [queue.enqueue("message", {"n": n}, dedupe_key=f"n{n}") for n in range(3)]
+    held = [job.id for job in queue.claim_batch("w1", 30, kind="message", connection_id=None, limit=2)]
+    queue.claim("w2", 30)  # the third job is another worker's
+    assert queue.complete(ids, "w1") == set(held)
+    assert [row(queue, job_id)["state"] for job_id in ids] == ["done", "done", "running"]
+
+
 def test_only_the_lease_owner_settles_a_job(queue):
     job_id = queue.enqueue("message", {})
     queue.claim("w1", 30)
-    assert not queue.complete(job_id, "w2")
+    assert not queue.complete([job_id], "w2")
     assert not queue.extend_lease(job_id, "w2", 30)
-    assert queue.complete(job_id, "w1")
-    assert not queue.complete(job_id, "w1")  # already done
+    assert queue.complete([job_id], "w1") == {job_id}
+    assert not queue.complete([job_id], "w1")  # already done
     assert row(queue, job_id)["state"] == "done"
 
 
@@ -249,7 +257,7 @@ def test_reap_requeues_expired_leases_then_gives_up(queue):
         expected = (1, 0) if attempt < 3 else (0, 1)
         assert queue.reap_expired(now=now + 31) == expected
     assert (row(queue, job_id)["state"], row(queue, job_id)["last_error"]) == ("dead", "abandoned")
-    assert not queue.complete(job_id, "w1")  # the reaped worker's late result is refused
+    assert not queue.complete([job_id], "w1")  # the reaped worker's late result is refused
 
 
 def test_reap_can_be_given_the_retry_policys_attempt_limit(queue):
@@ -266,7 +274,7 @@ def test_prune_deletes_old_done_rows_and_much_older_dead_ones(queue):
         if dead:
             queue.dead_letter(job_id, "w", "bad_payload", now=finished)
         else:
-            queue.complete(job_id, "w", now=finished)
+            queue.complete([job_id], "w", now=finished)
     queue.enqueue("message", {}, run_after=T0 - 5000)  # queued work is never pruned, however old
     assert queue.prune(done_older_than=50) == 2
     remaining = {r["id"] for r in queue.db.query("SELECT id FROM jobs")}
@@ -309,7 +317,7 @@ def test_two_workers_never_claim_the_same_job(db_path):
         try:
             while (job := queue.claim(worker_id, 30)) is not None:
                 mine.append(job.id)
-                queue.complete(job.id, worker_id)
+                queue.complete([job.id], worker_id)
         except Exception as e:  # "database is locked" is how a racy claim usually fails
             errors.append(e)
         finally:
