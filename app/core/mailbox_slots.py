@@ -8,6 +8,11 @@ process that dies (``kill -9``, a lost host) frees its slots at most that long a
 having to notice it died. Taking slots is one ``INSERT … ON CONFLICT DO NOTHING``: two processes that
 race for a slot cannot both get it, and one that gets fewer than it asked for gives them back and tries
 again, so two ``$batch`` holders never wait on each other's half.
+
+A Retry-After is shared the same way: a 429 or 503 of one process puts a row with slot -1 (held by no
+process, so nobody renews it) that lasts until the Retry-After has passed, and while it lasts no process
+takes a slot of that mailbox: they get :class:`HeldOff` instead, and defer their work. Graph penalises a
+call made before the Retry-After is over (https://learn.microsoft.com/graph/throttling#best-practices-to-handle-throttling).
 """
 
 from __future__ import annotations
@@ -28,8 +33,20 @@ HOLD_SECONDS = 10.0
 RETRY_PAUSE_SECONDS = (0.01, 0.05)  # a refused taker waits a random pause in this range
 
 
+HOLD_OFF_SLOT = -1
+HOLD_OFF_PROCESS = "retry-after"
+
+
 class SlotsBusy(Exception):
     """The mailbox's slots stayed taken by other processes for the whole wait."""
+
+
+class HeldOff(Exception):
+    """A process was told by Graph to leave the mailbox alone for ``remaining`` more seconds."""
+
+    def __init__(self, mailbox: str, remaining: float) -> None:
+        super().__init__(f"mailbox {mailbox} waits {remaining:.1f} s more for a Retry-After")
+        self.remaining = remaining
 
 
 class MailboxSlots:
@@ -52,12 +69,13 @@ class MailboxSlots:
             "INSERT INTO mailbox_slots (mailbox, slot, process, hold, expires_at)"
             f" SELECT :mailbox, free.slot, :process, :hold, :expires FROM ({numbers}) AS free"
             " WHERE free.slot NOT IN (SELECT slot FROM mailbox_slots WHERE mailbox = :mailbox)"
+            f" AND NOT EXISTS (SELECT 1 FROM mailbox_slots WHERE mailbox = :mailbox AND slot = {HOLD_OFF_SLOT})"
             " ORDER BY free.slot LIMIT :n ON CONFLICT DO NOTHING RETURNING slot")
 
     @contextlib.contextmanager
     def hold(self, mailbox: str, n: int = 1, *, timeout: float = 30.0) -> Iterator[None]:
         """Hold ``n`` of ``mailbox``'s slots (at most all of them) meanwhile; :class:`SlotsBusy` when
-        other processes kept them for ``timeout`` seconds."""
+        other processes kept them for ``timeout`` seconds, :class:`HeldOff` during a Retry-After."""
         n = max(1, min(n, self.slots))
         hold = next(self._holds)
         deadline = time.monotonic() + timeout
@@ -72,6 +90,17 @@ class MailboxSlots:
         finally:
             self._count(-1)
             self._release(mailbox, hold)
+
+    def hold_off(self, mailbox: str, seconds: float) -> None:
+        """Graph asked for ``seconds`` of quiet on ``mailbox``: no process takes its slots meanwhile
+        (a longer hold-off already in place stays)."""
+        until = self._clock() + seconds
+        self._connect().execute(
+            "INSERT INTO mailbox_slots (mailbox, slot, process, hold, expires_at) VALUES (?, ?, ?, 0, ?)"
+            " ON CONFLICT (mailbox, slot) DO UPDATE SET expires_at = CASE"
+            " WHEN excluded.expires_at > mailbox_slots.expires_at THEN excluded.expires_at"
+            " ELSE mailbox_slots.expires_at END",
+            [mailbox, HOLD_OFF_SLOT, HOLD_OFF_PROCESS, until])
 
     def keep_alive(self) -> int:
         """Push back the expiry of every slot this process holds; return how many."""
@@ -88,6 +117,9 @@ class MailboxSlots:
             return True
         if taken:
             self._release(mailbox, hold)
+        for row in db.query("SELECT expires_at FROM mailbox_slots WHERE mailbox = ? AND slot = ?",
+                            [mailbox, HOLD_OFF_SLOT]):
+            raise HeldOff(mailbox, max(0.0, row["expires_at"] - now))
         return False
 
     def _release(self, mailbox: str, hold: int) -> None:

@@ -18,7 +18,7 @@ from typing import Any
 
 import requests
 
-from app.core.mailbox_slots import MailboxSlots, SlotsBusy
+from app.core.mailbox_slots import HeldOff, MailboxSlots, SlotsBusy
 from app.microsoft.failures import Throttled, error_from, retry_after_seconds
 
 MAILBOX_CONCURRENCY = 4
@@ -103,6 +103,8 @@ class GraphClient:
         if retry_after:
             until = time.monotonic() + retry_after
             _blocked_until[self._mailbox] = max(_blocked_until.get(self._mailbox, 0.0), until)
+            if self._shared_slots is not None:  # and every other process's
+                self._shared_slots.hold_off(self._mailbox, retry_after)
 
     def _check_not_blocked(self, operation: str) -> None:
         remaining = _blocked_until.get(self._mailbox, 0.0) - time.monotonic()
@@ -121,6 +123,8 @@ class GraphClient:
             raise Throttled(0, "network_error", type(e).__name__, None) from None
         except SlotsBusy as e:  # other processes kept the mailbox's slots: a transient failure, retried
             raise Throttled(0, "mailbox_busy", f"{operation}: {e}", None) from None
+        except HeldOff as e:  # another process got the Retry-After: wait it out too
+            raise Throttled(429, "held_off", f"{operation}: {e}", e.remaining) from None
         self._observe(operation, rv.status_code)
         if rv.status_code in (429, 503):
             self._hold_off(retry_after_seconds(rv.headers))

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from app.core.db import close_thread_dbs, thread_db
-from app.core.mailbox_slots import MailboxSlots, SlotsBusy
+from app.core.mailbox_slots import HeldOff, MailboxSlots, SlotsBusy
 
 pytestmark = pytest.mark.both_engines
 
@@ -73,3 +73,19 @@ def test_slots_of_a_process_that_died_run_out_and_a_live_one_keeps_its_own(db_pa
                 pass
         with other.hold("7", 2, timeout=0.1):
             pass
+
+
+def test_a_retry_after_one_process_got_keeps_every_process_off_the_mailbox(db_path):
+    clock = [1000.0]
+    first, second = (process(db_path, clock=lambda: clock[0]) for _ in range(2))
+    first.hold_off("7", 30)
+    first.hold_off("7", 5)  # a shorter one later does not cut the first short
+    with pytest.raises(HeldOff) as held:
+        with second.hold("7"):
+            pass
+    assert held.value.remaining == 30
+    with second.hold("8"):  # other mailboxes are not held off
+        pass
+    clock[0] += 30.5
+    with second.hold("7"):
+        pass
