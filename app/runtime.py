@@ -7,7 +7,7 @@ from functools import partial
 
 from flask import Flask
 
-from app.core.db import is_postgres, store_location
+from app.core.db import is_postgres, reserve_connections, store_location
 from app.core.dialects import JOBS_CHANNEL
 from app.core.postgres import Listener
 from app.web.context import services_of
@@ -40,6 +40,7 @@ class Runtime:
         # On PostgreSQL, work may be queued by another process (a gunicorn web process, another host):
         # its commit's notification wakes this process's workers too.
         location = store_location(config)
+        reserve_connections(location, len(self.pool.workers))  # each pins one for the whole of a job
         self.listener = (Listener(location, JOBS_CHANNEL, lambda _payload: self.pool.wakeup.notify())
                          if is_postgres(location) else None)
         self.leadership = Leadership(services.db)

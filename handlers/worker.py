@@ -107,11 +107,11 @@ class Worker:
                 log.warning("Worker %s: reaped expired leases: %d re-queued, %d abandoned",
                             self.worker_id, reaped.requeued, reaped.dead)
         jobs = self._claim(now)
-        if jobs and self.stop_event.is_set():
+        if not jobs:
+            return False
+        if self.stop_event.is_set():
             for job in jobs:
                 self.queue.release(job.id, self.worker_id)
-            return False
-        if not jobs:
             return False
         self._in_hand = tuple(job.id for job in jobs)
         try:

@@ -140,6 +140,13 @@ def pinned(db: Database) -> contextlib.AbstractContextManager[Database]:
     return db.pinned() if isinstance(db, postgres.PostgresDatabase) else contextlib.nullcontext(db)
 
 
+def reserve_connections(path: str | Path, connections: int) -> None:
+    """On PostgreSQL, room in the process's pool for ``connections`` more held at once
+    (:meth:`postgres.PostgresDatabase.reserve`); a SQLite thread has its own connection anyway."""
+    if is_postgres(path):
+        _pool(str(path)).reserve(connections)
+
+
 def thread_db(path: str | Path) -> Database:
     """This thread's connection to ``path``, opened on first use (SQLite connections are per thread);
     for a ``postgresql://`` URL, the process's one pooled store."""

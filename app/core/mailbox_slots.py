@@ -31,9 +31,7 @@ log = logging.getLogger(__name__)
 
 HOLD_SECONDS = 10.0
 RETRY_PAUSE_SECONDS = (0.01, 0.05)  # a refused taker waits a random pause in this range
-
-
-HOLD_OFF_SLOT = -1
+HOLD_OFF_SLOT = -1  # the row of a shared Retry-After: below every real slot number
 HOLD_OFF_PROCESS = "retry-after"
 
 

@@ -45,6 +45,7 @@ POOL_TIMEOUT_SECONDS = 2.0
 # operator intervention (shutdown, restart, recovery); connection exceptions.
 _RETRY_AFTER_BY_SQLSTATE = {"40001": 2, "40P01": 2, "55P03": 2, "53": 30, "57P": 5, "08": 5}
 
+POOL_SIZE = 20  # connections a process's threads share, before any reserved (PostgresDatabase.reserve)
 # Handed back this recently, a connection is taken to be alive: the statement it served had just
 # succeeded. Checking every checkout doubled the round trips of a worker's job (bench.pg).
 CHECK_AFTER_IDLE_SECONDS = 1.0
@@ -103,7 +104,7 @@ class PostgresDatabase:
 
     dialect: Dialect = POSTGRES
 
-    def __init__(self, url: str, *, max_size: int = 20) -> None:
+    def __init__(self, url: str, *, max_size: int = POOL_SIZE) -> None:
         self.url = url
         self.pool = psycopg_pool.ConnectionPool(
             url, connection_class=_Connection, min_size=1, max_size=max_size, timeout=POOL_TIMEOUT_SECONDS,
@@ -142,6 +143,11 @@ class PostgresDatabase:
                     yield self
             finally:
                 self._local.conn = None
+
+    def reserve(self, connections: int) -> None:
+        """Let the pool grow by ``connections`` for threads that each keep one for long (workers pin
+        theirs for a whole job, Graph calls included), so they never starve the request threads."""
+        self.pool.resize(self.pool.min_size, self.pool.max_size + connections)
 
     @contextlib.contextmanager
     def pinned(self) -> Iterator[PostgresDatabase]:

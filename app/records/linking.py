@@ -16,13 +16,11 @@ from app.records.matching import CandidateMessage, match_record
 
 
 def load_connection(db: Database, connection_id: int) -> dict[str, Any] | None:
-    """The connection, with the organization its tenant belongs to (:func:`organizations.of_tenant`,
-    read here in the same statement: linking a batch of messages then asks it once)."""
-    rows = list(db.query(
-        "SELECT c.id, c.tenant_id, c.user_id, c.email, c.status,"
-        " coalesce((SELECT organization_id FROM organization_tenants WHERE tenant_id = c.tenant_id), ?)"
-        " AS organization_id FROM connections c WHERE c.id = ?", [organizations.DEFAULT_ID, connection_id]))
-    return rows[0] if rows else None
+    """The connection, with the organization its tenant belongs to (read once, so linking a batch of
+    messages does not ask it for each)."""
+    rows = list(db.query("SELECT id, tenant_id, user_id, email, status FROM connections WHERE id = ?",
+                         [connection_id]))
+    return {**rows[0], "organization_id": organizations.of_tenant(db, rows[0]["tenant_id"])} if rows else None
 
 
 def link_graph_message(db: Database, connection: dict[str, Any], message: dict[str, Any], *,
