@@ -10,6 +10,7 @@ from flask import Flask
 from app.core.db import is_postgres, reserve_connections, store_location
 from app.core.dialects import JOBS_CHANNEL
 from app.core.postgres import Listener
+from app.records.services import Services
 from app.web.context import services_of
 from handlers.outcomes import record_outcome
 from handlers.registry import build_handlers
@@ -26,6 +27,13 @@ LEASE_SECONDS = 15.0
 REAP_INTERVAL_SECONDS = 5.0
 
 
+def busy_mailboxes(services: Services) -> set[int]:
+    """The connections whose Graph budget is held whole, or waits out a Retry-After, in the store's
+    shared slots (by this process's or another's requests)."""
+    slots = services.mailbox_slots
+    return {int(mailbox) for mailbox in slots.full() if mailbox.isdigit()} if slots is not None else set()
+
+
 class Runtime:
     """Starts and stops the workers and the scheduler that run beside (or without) the web server."""
 
@@ -35,7 +43,8 @@ class Runtime:
         self.pool = WorkerPool(workers or config["WORKER_THREADS"], services.queue, build_handlers(services),
                                retry_policy=job_retry(config["JOB_MAX_ATTEMPTS"], config["JOB_RETRY_MAX_DELAY_SECONDS"]),
                                on_outcome=partial(record_outcome, services),
-                               lease_seconds=LEASE_SECONDS, reap_interval=REAP_INTERVAL_SECONDS)
+                               lease_seconds=LEASE_SECONDS, reap_interval=REAP_INTERVAL_SECONDS,
+                               busy_elsewhere=partial(busy_mailboxes, services))
         services.on_enqueue = self.pool.wakeup.notify  # the one place it is set: this process now has workers to wake
         # On PostgreSQL, work may be queued by another process (a gunicorn web process, another host):
         # its commit's notification wakes this process's workers too.

@@ -10,7 +10,7 @@ from app.core.queue import Job
 from app.microsoft.failures import classify, error_from
 from app.microsoft.graph import MESSAGE_SELECT
 from app.records import threads
-from app.records.linking import link_graph_message, load_connection
+from app.records.linking import link_graph_messages, load_connection
 from app.records.services import Services
 from handlers.errors import PermanentError, RetryLater
 from handlers.failures import graph_failures, job_error
@@ -51,15 +51,13 @@ def handle_messages(services: Services, jobs: list[Job]) -> dict[int, Exception 
             results = services.graph_for(connection_id).get_messages(list(fetch), MESSAGE_SELECT)
     except (RetryLater, PermanentError) as e:
         return {**outcomes, **{job.id: e for group in fetch.values() for job in group}}
+    fetched = {message_id: results.get(message_id, (0, None, {})) for message_id in fetch}
+    found = [message_id for message_id, (status, _, _) in fetched.items() if status == 200]
+    linked = link_graph_messages(db, connection, [fetched[message_id][1] for message_id in found])
     now = time.time()
-    for message_id, group in fetch.items():
-        status, body, headers = results.get(message_id, (0, None, {}))
-        outcome = None
-        if status == 200:
-            if link_graph_message(db, connection, body):
-                for job in group:
-                    metrics.NOTIFICATION_TO_LINKED.observe(max(0.0, now - job.created_at))  # created: received
-        else:
-            outcome = _batch_item_outcome(services, connection_id, status, body, headers)
-        outcomes.update({job.id: outcome for job in group})
+    for job in (job for message_id, records in zip(found, linked) if records for job in fetch[message_id]):
+        metrics.NOTIFICATION_TO_LINKED.observe(max(0.0, now - job.created_at))  # created: received
+    for message_id, (status, body, headers) in fetched.items():
+        outcome = None if status == 200 else _batch_item_outcome(services, connection_id, status, body, headers)
+        outcomes.update({job.id: outcome for job in fetch[message_id]})
     return outcomes

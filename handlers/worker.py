@@ -6,23 +6,31 @@ when retrying cannot help; any other ``Exception`` is logged and retried like a 
 (``BaseException`` is never caught). A :class:`BatchHandler` takes several ready jobs of one kind and
 one mailbox at once, so the message handler can fetch them in one Graph ``$batch``.
 
+A process's workers keep one :class:`InHand` ledger of the Graph requests their jobs in hand will
+make per mailbox (connection). Graph runs at most four requests of a mailbox at once, and a
+``$batch`` of twenty takes all four for its whole run: a worker that claimed more work of a mailbox
+already at its budget would only sit waiting for it while other mailboxes' work waits in the
+queue, so the claim passes such mailboxes over.
+
 While a worker runs, a companion thread beats every third of the lease: it writes the worker's
 ``heartbeats`` row and extends the lease of the jobs in hand, so a long job is not reaped.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 
 from app.core.db import pinned
 from app.core.queue import Job, JobQueue
 from app.core.wakeup import Wakeup
+from app.microsoft.graph import MAILBOX_CONCURRENCY
 from handlers.errors import Deferred, JobError, PermanentError, RetryLater
 from handlers.retry import Retry
 
@@ -46,19 +54,63 @@ class BatchHandler:
 Handler = Callable[[Job], None] | BatchHandler
 
 
+class InHand:
+    """How many Graph requests at once the jobs in hand of a process's workers will make, per connection.
+
+    :param on_free: called when a connection's budget stops being full (the pool wakes its idle workers,
+        which passed that connection's work over).
+    """
+
+    def __init__(self, budget: int, on_free: Callable[[], None] = lambda: None) -> None:
+        self.budget, self.on_free = budget, on_free
+        self._requests: dict[int, int] = {}
+        self._lock = threading.Lock()
+
+    def full(self) -> set[int]:
+        """The connections whose whole budget is spoken for."""
+        with self._lock:
+            return {connection for connection, requests in self._requests.items() if requests >= self.budget}
+
+    @contextlib.contextmanager
+    def holding(self, jobs: list[Job]) -> Iterator[None]:
+        """Count ``jobs`` (of one connection) in hand for the block: a batch makes up to ``budget``
+        requests at once, any other job one."""
+        connection, requests = jobs[0].connection_id, min(len(jobs), self.budget)
+        if connection is None:
+            yield
+            return
+        with self._lock:
+            self._requests[connection] = self._requests.get(connection, 0) + requests
+        try:
+            yield
+        finally:
+            with self._lock:
+                was_full = self._requests[connection] >= self.budget
+                self._requests[connection] -= requests
+                if not self._requests[connection]:
+                    del self._requests[connection]
+            if was_full:
+                self.on_free()
+
+
 class Worker:
     """One worker loop (rq's ``work()``), run in its own thread by :class:`WorkerPool`.
 
     :param on_outcome: called with the job, ``"done"``, ``"retry"`` or ``"dead"``, and the reason
         slug, after each outcome is recorded (for metrics).
+    :param in_hand: the ledger shared with the process's other workers (:class:`InHand`).
+    :param busy_elsewhere: the connections whose Graph budget other processes hold whole just now
+        (their work is passed over as well).
     """
 
     def __init__(self, queue: JobQueue, handlers: Mapping[str, Handler], *, worker_id: str,
                  lease_seconds: float = 60.0, retry_policy: Retry = Retry(), clock: Callable[[], float] = time.time,
                  stop_event: threading.Event | None = None, poll_interval: float = 1.0,
                  reap_interval: float = 30.0, wakeup: Wakeup | None = None,
-                 on_outcome: Callable[[Job, str, str | None], None] | None = None) -> None:
+                 on_outcome: Callable[[Job, str, str | None], None] | None = None,
+                 in_hand: InHand | None = None, busy_elsewhere: Callable[[], set[int]] = set) -> None:
         self.queue, self.handlers, self.worker_id = queue, handlers, worker_id
+        self.in_hand, self.busy_elsewhere = in_hand or InHand(MAILBOX_CONCURRENCY), busy_elsewhere
         self.lease_seconds, self.retry_policy, self.clock = lease_seconds, retry_policy, clock
         self.stop_event = stop_event or threading.Event()
         self.poll_interval, self.reap_interval, self.on_outcome = poll_interval, reap_interval, on_outcome
@@ -115,14 +167,15 @@ class Worker:
             return False
         self._in_hand = tuple(job.id for job in jobs)
         try:
-            with pinned(self.queue.db):  # the job's many statements share one connection
+            with self.in_hand.holding(jobs), pinned(self.queue.db):  # the job's statements share one connection
                 self._record_all(jobs, self._dispatch(jobs))
         finally:
             self._in_hand = ()
         return True
 
     def _claim(self, now: float) -> list[Job]:
-        job = self.queue.claim(self.worker_id, self.lease_seconds, now=now)
+        busy = self.in_hand.full() | self.busy_elsewhere()
+        job = self.queue.claim(self.worker_id, self.lease_seconds, now=now, skip_connections=busy)
         if job is None:
             return []
         handler = self.handlers.get(job.kind)
@@ -221,8 +274,9 @@ class WorkerPool:
         prefix = name or f"{socket.gethostname()}:{os.getpid()}"
         self.stop_event = threading.Event()
         self.wakeup = Wakeup()
+        in_hand = InHand(MAILBOX_CONCURRENCY, on_free=self.wakeup.notify)
         self.workers = [Worker(queue, handlers, worker_id=f"{prefix}:{i}", stop_event=self.stop_event,
-                               wakeup=self.wakeup, **options) for i in range(n)]
+                               wakeup=self.wakeup, in_hand=in_hand, **options) for i in range(n)]
         self._threads: list[threading.Thread] = []
 
     def start(self) -> None:

@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import logging
+from itertools import islice
+from typing import Any
 
-from app.microsoft.graph import MESSAGE_SELECT
-from app.records.linking import link_graph_message, load_connection
+from sqlite_utils import Database
+
+from app.microsoft.graph import MESSAGE_SELECT, GraphClient
+from app.records.linking import link_graph_messages, load_connection
 from app.records.services import Services
 
 log = logging.getLogger(__name__)
+
+PAGE = 50  # messages linked together (and asked for per page)
 
 
 def backfill_record(services: Services, connection_id: int, record_id: int) -> int:
@@ -18,18 +24,27 @@ def backfill_record(services: Services, connection_id: int, record_id: int) -> i
     graph = services.graph_for(connection_id)
     known = [row["message_id"] for row in db.query(
         "SELECT message_id FROM thread_message_ids WHERE record_id = ?", [record_id])]
-    conversations: set[str] = set()
-    linked = 0
+    linked, conversations = 0, set()
     for message_id in known:
-        quoted = message_id.replace("'", "''")
-        for message in graph.find_messages(f"internetMessageId eq '{quoted}'", MESSAGE_SELECT):
-            linked += bool(link_graph_message(db, connection, message))
-            if message.get("conversationId"):
-                conversations.add(message["conversationId"])
+        found, seen = _link_found(db, connection, graph, f"internetMessageId eq '{_quoted(message_id)}'")
+        linked, conversations = linked + found, conversations | seen
     for conversation_id in conversations:
-        quoted = conversation_id.replace("'", "''")
-        for message in graph.find_messages(f"conversationId eq '{quoted}'", MESSAGE_SELECT):
-            linked += bool(link_graph_message(db, connection, message))
+        linked += _link_found(db, connection, graph, f"conversationId eq '{_quoted(conversation_id)}'")[0]
     log.info("Backfill: %d message(s) linked for record %s", linked, record_id,
              extra={"connection_id": connection_id})
     return linked
+
+
+def _quoted(text: str) -> str:
+    return text.replace("'", "''")
+
+
+def _link_found(db: Database, connection: dict[str, Any], graph: GraphClient, filter_: str) -> tuple[int, set[str]]:
+    """Link the mailbox's messages matching ``filter_``, a page of them at a time; return how many were
+    linked and the conversationIds they carry."""
+    linked, conversations = 0, set()
+    messages = graph.find_messages(filter_, MESSAGE_SELECT, top=PAGE)
+    while page := list(islice(messages, PAGE)):
+        linked += sum(map(bool, link_graph_messages(db, connection, page)))
+        conversations.update(message["conversationId"] for message in page if message.get("conversationId"))
+    return linked, conversations

@@ -17,7 +17,7 @@ from app.core.timeutil import odata, parse_iso
 from app.microsoft.failures import GraphError
 from app.microsoft.graph import MESSAGE_SELECT
 from app.records import delta_state, threads
-from app.records.linking import link_graph_message, load_connection
+from app.records.linking import link_graph_messages, load_connection
 from app.records.services import Services
 
 log = logging.getLogger(__name__)
@@ -43,14 +43,13 @@ def _sync_folder(services: Services, connection: dict[str, Any], folder: str, si
     linked, newest = 0, state["last_received_at"]
     delta_link = None
     for page in graph.delta_pages(folder, link, MESSAGE_SELECT, received_since=since):
-        for item in page.get("value", []):
+        items = page.get("value", [])
+        for item in items:
             if "@removed" in item:
                 threads.mark_deleted(db, connection["id"], item["id"])
-                continue
-            linked += bool(link_graph_message(db, connection, item))
-            received = item.get("receivedDateTime")
-            if received and (newest is None or received > newest):
-                newest = received
+        present = [item for item in items if "@removed" not in item]
+        linked += sum(map(bool, link_graph_messages(db, connection, present)))
+        newest = max([newest or "", *(item.get("receivedDateTime") or "" for item in present)]) or None
         delta_link = page.get("@odata.deltaLink", delta_link)
     delta_state.save(db, connection["id"], folder, delta_link, newest)
     return linked

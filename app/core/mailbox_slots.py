@@ -100,6 +100,13 @@ class MailboxSlots:
             " ELSE mailbox_slots.expires_at END",
             [mailbox, HOLD_OFF_SLOT, HOLD_OFF_PROCESS, until])
 
+    def full(self) -> set[str]:
+        """The mailboxes that nobody may call now: every slot held, or a Retry-After running."""
+        rows = self._connect().query(
+            "SELECT mailbox FROM mailbox_slots WHERE expires_at >= ? GROUP BY mailbox"
+            f" HAVING count(*) >= ? OR min(slot) = {HOLD_OFF_SLOT}", [self._clock(), self.slots])
+        return {row["mailbox"] for row in rows}
+
     def keep_alive(self) -> int:
         """Push back the expiry of every slot this process holds; return how many."""
         return self._connect().execute(

@@ -18,7 +18,7 @@ from __future__ import annotations
 import functools
 import json
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, fields
 from enum import Enum
 from pathlib import Path
@@ -232,14 +232,19 @@ class JobQueue:
             db.execute(_drain_sql(dialect), {"last": last, "now": self._now(now)})
             return db.execute("DELETE FROM inbox WHERE id <= ?", [last]).rowcount
 
-    def claim(self, worker_id: str, lease_seconds: float, now: float | None = None) -> Job | None:
+    def claim(self, worker_id: str, lease_seconds: float, now: float | None = None, *,
+              skip_connections: Collection[int] = ()) -> Job | None:
         """Lease the next ready job (oldest ``run_after`` first) to ``worker_id``, after moving
-        the deliveries waiting in the inbox into the queue."""
+        the deliveries waiting in the inbox into the queue; none of the connections ``skip_connections``."""
         now = self._now(now)
         if self.db.execute("SELECT EXISTS (SELECT 1 FROM inbox)").fetchone()[0]:
             self.drain_inbox(now=now)
-        rows = self._query(_claim_sql(dialect_of(self.db), "", limit=False),
-                           {"worker": worker_id, "lease": lease_seconds, "now": now})
+        dialect = dialect_of(self.db)
+        skip = (f" AND (connection_id IS NULL OR connection_id NOT IN (SELECT {dialect.json_integer('value')}"
+                f" FROM {dialect.json_values(':skip')}))") if skip_connections else ""
+        rows = self._query(_claim_sql(dialect, skip, limit=False),
+                           {"worker": worker_id, "lease": lease_seconds, "now": now,
+                            **({"skip": json.dumps(sorted(skip_connections))} if skip_connections else {})})
         return Job.from_row(rows[0]) if rows else None
 
     def claim_batch(self, worker_id: str, lease_seconds: float, *, kind: str, connection_id: int | None,

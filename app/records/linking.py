@@ -1,7 +1,7 @@
 """Fetched Graph messages → record threads, shared by notifications, backfill, reconcile and sends.
 
-:func:`link_graph_message` asks the threading rules (:mod:`app.records.matching`) which records a
-message belongs to and links it to each; an unrelated message (or a draft) is not stored at all.
+:func:`link_graph_messages` asks the threading rules (:mod:`app.records.matching`) which records
+each message belongs to and links it to each; an unrelated message (or a draft) is not stored at all.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from sqlite_utils import Database
 
 from app.core.timeutil import now_iso
 from app.records import organizations, threads
-from app.records.matching import CandidateMessage, match_record
+from app.records.matching import CandidateMessage, match_messages
 
 
 def load_connection(db: Database, connection_id: int) -> dict[str, Any] | None:
@@ -23,22 +23,27 @@ def load_connection(db: Database, connection_id: int) -> dict[str, Any] | None:
     return {**rows[0], "organization_id": organizations.of_tenant(db, rows[0]["tenant_id"])} if rows else None
 
 
-def link_graph_message(db: Database, connection: dict[str, Any], message: dict[str, Any], *,
-                       source: str = "graph") -> list[int]:
-    """Link ``message`` to every record the threading rules tie it to; return their ids. ``connection``
-    is as :func:`load_connection` reads it.
+def link_graph_messages(db: Database, connection: dict[str, Any], messages: list[dict[str, Any]], *,
+                        source: str = "graph") -> list[list[int]]:
+    """Link each of a mailbox's ``messages`` to every record the threading rules tie it to; return
+    each one's record ids (none: unrelated, not stored). ``connection`` is as :func:`load_connection`
+    reads it.
 
     Only records of the mailbox's organization count (isolation rule 2): a reply citing a Message-ID
     another customer's record knows is not linked there.
     """
     keys = threads.StoredThreadKeys(db, connection["organization_id"])
-    match = match_record(keys, CandidateMessage.from_graph(message, connection["id"]))
-    if match is None:
-        return []
-    for record_id in match.record_ids:
-        threads.link_message(db, record_id, connection["id"], message, mailbox_address=connection["email"] or "",
-                             source=source, reason=match.reason)
-    return list(match.record_ids)
+    matches = match_messages(keys, [CandidateMessage.from_graph(message, connection["id"]) for message in messages])
+    links = [threads.Link(record_id, message, match.reason) for message, match in zip(messages, matches)
+             if match is not None for record_id in match.record_ids]
+    threads.link_messages(db, connection["id"], links, mailbox_address=connection["email"] or "", source=source)
+    return [list(match.record_ids) if match else [] for match in matches]
+
+
+def link_graph_message(db: Database, connection: dict[str, Any], message: dict[str, Any], *,
+                       source: str = "graph") -> list[int]:
+    """:func:`link_graph_messages` of one message."""
+    return link_graph_messages(db, connection, [message], source=source)[0]
 
 
 def link_sent_message(db: Database, send: dict[str, Any], draft: dict[str, Any]) -> None:

@@ -1,6 +1,6 @@
 """Which record threads a mailbox message belongs to (the threading rules), as a pure function.
 
-The notification handler, the backfill and the delta reconcile all ask :func:`match_record`. It
+The notification handler, the backfill and the delta reconcile all ask :func:`match_messages`. It
 reads thread keys through the :class:`ThreadKeys` interface (:class:`app.records.threads.StoredThreadKeys`
 serves it from the store; tests serve it from dicts) and never writes anything, so an unrelated message leaves
 no trace.
@@ -17,6 +17,9 @@ external reply can get a new conversationId, and equal subjects can share one), 
 when no proof exists. A message can belong to several records (the same email uploaded to two
 records, and replies to it): the match names every record that rules 1-3 prove, or, failing those,
 every record rule 4 suggests. Its ``reason`` is the strongest rule that matched.
+
+A batch of messages is matched in order, as if each were linked before the next is looked at: a
+reply in the same batch as the message it answers follows it onto its record.
 
 Drafts never match (the service's own outgoing drafts are linked once sent), nor does a message
 without a Message-ID (nothing could keep its thread entry unique).
@@ -130,3 +133,43 @@ def match_record(keys: ThreadKeys, message: CandidateMessage) -> Match | None:
         if hinted:
             return Match(tuple(sorted(hinted)), "conversation")
     return None
+
+
+class _BatchKeys:
+    """:class:`ThreadKeys` over one lookup of every Message-ID a batch names, plus the keys that the
+    batch's earlier matches will add when they are linked."""
+
+    def __init__(self, keys: ThreadKeys, messages: Iterable[CandidateMessage]) -> None:
+        self._keys = keys
+        ids = [i for m in messages if m.internet_message_id for i in (m.internet_message_id, *m.parent_ids)]
+        self._known: dict[str, list[KnownId]] = {}
+        for known in keys.known_ids(ids) if ids else []:
+            self._known.setdefault(known.message_id, []).append(known)
+        self._conversations: dict[tuple[int, str], set[int]] = {}
+
+    def known_ids(self, ids: Iterable[str]) -> list[KnownId]:
+        return [known for i in dict.fromkeys(ids) for known in self._known.get(i, [])]
+
+    def records_for_conversation(self, connection_id: int, conversation_id: str) -> set[int]:
+        return (self._keys.records_for_conversation(connection_id, conversation_id)
+                | self._conversations.get((connection_id, conversation_id), set()))
+
+    def add(self, message: CandidateMessage, match: Match) -> None:
+        """``message`` is about to be linked where ``match`` says: its keys count for the rest of the batch."""
+        assert message.internet_message_id is not None  # a match implies one
+        self._known.setdefault(message.internet_message_id, []).extend(
+            KnownId(message.internet_message_id, record_id, False) for record_id in match.record_ids)
+        if message.conversation_id:
+            self._conversations.setdefault((message.connection_id, message.conversation_id), set()).update(
+                match.record_ids)
+
+
+def match_messages(keys: ThreadKeys, messages: list[CandidateMessage]) -> list[Match | None]:
+    """:func:`match_record` of each message in turn, reading the stored keys once for all of them."""
+    batch = _BatchKeys(keys, messages)
+    matches: list[Match | None] = []
+    for message in messages:
+        matches.append(match_record(batch, message))
+        if matches[-1] is not None:
+            batch.add(message, matches[-1])
+    return matches

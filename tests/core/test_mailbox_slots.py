@@ -89,3 +89,12 @@ def test_a_retry_after_one_process_got_keeps_every_process_off_the_mailbox(db_pa
     clock[0] += 30.5
     with second.hold("7"):
         pass
+
+
+def test_full_names_the_mailboxes_no_process_may_call_now(db_path):
+    first, second = process(db_path), process(db_path)
+    with first.hold("7", 2), second.hold("7", 2), first.hold("8", 3):
+        assert second.full() == {"7"}
+        first.hold_off("9", 30)
+        assert first.full() == {"7", "9"}
+    assert second.full() == {"9"}

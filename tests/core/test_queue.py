@@ -358,3 +358,13 @@ def test_a_retry_that_does_not_count_gives_the_attempt_back(queue):
     assert queue.retry(job_id, "w1", delay=30, reason="throttled", counts=False)
     job = queue.claim("w1", 30, now=T0 + 30)
     assert (job.id, job.attempts, job.last_error) == (job_id, 1, "throttled")
+
+
+def test_a_claim_passes_over_the_connections_it_is_told_to_skip(queue):
+    busy = queue.enqueue("message", {}, connection_id=7)
+    other = queue.enqueue("message", {}, connection_id=8)
+    unowned = queue.enqueue("renew", {})
+    assert queue.claim("w1", 30, skip_connections={7}).id == other
+    assert queue.claim("w1", 30, skip_connections={7}).id == unowned
+    assert queue.claim("w1", 30, skip_connections={7}) is None
+    assert queue.claim("w1", 30).id == busy

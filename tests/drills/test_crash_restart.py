@@ -3,13 +3,14 @@
 The service runs as a real ``python -m app`` process. It is killed while a worker holds jobs and while
 the emulator keeps delivering, then started again. What this proves:
 
-- what the receiver acknowledged was in SQLite before the 2xx: every acknowledged notification has a job;
+- what the receiver acknowledged was in the store before the 2xx: every acknowledged notification has a job;
 - deliveries the dead process refused are retried by Graph (the emulator) and taken by the new process;
 - jobs that were queued are processed by the new process, and every reply is on the record exactly once;
 - jobs the killed process held are re-run once their lease runs out (``app.runtime.LEASE_SECONDS``), and
   linking them again adds no duplicate.
 
-One scenario (module fixture) serves all the tests, so the kill and restart happen once.
+One scenario (module fixture) serves all the tests, so the kill and restart happen once per engine: on
+SQLite, and on PostgreSQL (the database outlives the process as the file does).
 """
 
 from __future__ import annotations
@@ -46,13 +47,15 @@ GRAPH_LATENCY_MS = 500  # each $batch takes at least this long, so the kill reli
 RECOVERY_SECONDS = LEASE_SECONDS + REAP_INTERVAL_SECONDS + 8.0
 
 
-@pytest.fixture(scope="module")
-def crash(tmp_path_factory):
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def crash(request, tmp_path_factory):
     """Connect, start a burst, SIGKILL the service while it holds jobs, restart it, let the burst finish."""
+    postgres = request.getfixturevalue("postgres_server") if request.param == "postgresql" else None
+    url = postgres.fresh_database() if postgres else None
     emulator = Emulator().start()
     # One worker: its $batch stays within the mailbox's 4 concurrent requests, so it is never throttled
     # back to the queue and is reliably caught holding its jobs.
-    service = ServiceProcess(emulator, tmp_path_factory.mktemp("crash"), WORKER_THREADS=1).start()
+    service = ServiceProcess(emulator, tmp_path_factory.mktemp("crash"), database_url=url, WORKER_THREADS=1).start()
     db = open_db(service.database)
     try:
         megan = service.demo["users"]["megan"]
@@ -96,6 +99,8 @@ def crash(tmp_path_factory):
         db.close()
         service.stop()
         emulator.stop()
+        if postgres:
+            postgres.drop(url)
 
 
 def acknowledged_items(emulator: Emulator) -> list[dict]:

@@ -13,7 +13,7 @@ from app.core.queue import Job, JobQueue
 from app.web.context import services_of
 from handlers.errors import Deferred, PermanentError, RetryLater
 from handlers.retry import Retry
-from handlers.worker import BatchHandler, Worker, WorkerPool
+from handlers.worker import BatchHandler, InHand, Worker, WorkerPool
 from tests.tables import table
 
 pytestmark = pytest.mark.both_engines
@@ -263,3 +263,39 @@ def test_the_configured_retry_policy_is_the_one_the_workers_and_the_reaper_use(a
     policies = {worker.retry_policy for worker in runtime.pool.workers}
     assert policies == {Retry(max_attempts=3, base_delay=2.0, cap=60.0)}
     assert services_of(app).queue.max_attempts == 3
+
+
+def test_workers_pass_over_a_mailbox_whose_graph_budget_their_jobs_in_hand_hold(queue):
+    """A batch of 20 takes all four of the mailbox's requests: a second worker of the process takes
+    another mailbox's work instead of waiting for it, and the first mailbox's when the batch is done."""
+    for connection in (7, 7, 7, 7, 7, 8):
+        queue.enqueue("message", {}, connection_id=connection, run_after=T0)
+    started, release, taken = threading.Event(), threading.Event(), []
+
+    def handle(jobs):
+        taken.append((jobs[0].connection_id, len(jobs)))
+        if len(taken) == 1:
+            started.set()
+            release.wait(5)
+        return {}
+
+    in_hand = InHand(4)
+    first, second = (make_worker(queue, {"message": BatchHandler(handle, size=4)}, worker_id=f"w{n}", in_hand=in_hand)
+                     for n in (1, 2))
+    thread = threading.Thread(target=first.work_once)
+    thread.start()
+    started.wait(5)
+    assert second.work_once() and taken == [(7, 4), (8, 1)]
+    assert not second.work_once()  # mailbox 7's last job waits for the batch in hand
+    release.set()
+    thread.join()
+    assert second.work_once() and taken[-1] == (7, 1)
+
+
+def test_work_of_a_mailbox_another_process_holds_whole_waits(queue):
+    queue.enqueue("message", {}, connection_id=7, run_after=T0)
+    busy, seen = {7}, []
+    worker = make_worker(queue, {"message": seen.append}, busy_elsewhere=lambda: set(busy))
+    assert not worker.work_once() and seen == []
+    busy.clear()
+    assert worker.work_once() and [job.connection_id for job in seen] == [7]

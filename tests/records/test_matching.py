@@ -6,7 +6,7 @@ from collections.abc import Iterable
 
 import pytest
 
-from app.records.matching import CandidateMessage, KnownId, Match, header_values, match_record
+from app.records.matching import CandidateMessage, KnownId, Match, header_values, match_messages, match_record
 
 
 class DictKeys:
@@ -173,3 +173,42 @@ def test_proofs_from_different_rules_add_up():
 def test_a_conversation_hint_is_ignored_when_there_is_proof():
     keys = DictKeys(ids={"<parent@v>": {1}}, conversations={(1, "CONV-1"): {1, 8}})
     assert match_record(keys, candidate(in_reply_to="<parent@v>")) == Match((1,), "references")
+
+
+# A batch of messages.
+
+class CountingKeys(DictKeys):
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.lookups = 0
+
+    def known_ids(self, ids: Iterable[str]) -> list[KnownId]:
+        self.lookups += 1
+        return super().known_ids(ids)
+
+
+def test_a_batch_reads_the_stored_keys_once_and_matches_each_message_by_the_same_rules():
+    keys = CountingKeys(ids={"<upload@v>": {3}}, generated={"<sent@svc>": 7}, conversations={(1, "C-9"): {5}})
+    batch = [candidate(message_id="<r1@v>", in_reply_to="<upload@v>"), candidate(message_id="<sent@svc>"),
+             candidate(message_id="<unrelated@v>", conversation="C-0"),
+             candidate(message_id="<hint@v>", conversation="C-9")]
+    assert match_messages(keys, batch) == [Match((3,), "references"), Match((7,), "generated_id"), None,
+                                           Match((5,), "conversation")]
+    assert keys.lookups == 1
+
+
+def test_a_reply_follows_the_message_it_answers_in_the_same_batch():
+    keys = DictKeys(ids={"<upload@v>": {3}})
+    batch = [candidate(message_id="<r1@v>", conversation="C-NEW", in_reply_to="<upload@v>"),
+             candidate(message_id="<r2@v>", conversation="C-OTHER", in_reply_to="<r1@v>"),
+             candidate(message_id="<r3@v>", conversation="C-NEW"),
+             candidate(message_id="<r1@v>", conversation="C-NEW")]
+    assert match_messages(keys, batch) == [Match((3,), "references"), Match((3,), "references"),
+                                           Match((3,), "conversation"), Match((3,), "known_message_id")]
+
+
+def test_a_reply_earlier_in_the_batch_than_its_parent_matches_as_it_would_alone():
+    keys = DictKeys(ids={"<upload@v>": {3}})
+    batch = [candidate(message_id="<r2@v>", conversation="C-2", in_reply_to="<r1@v>"),
+             candidate(message_id="<r1@v>", conversation="C-1", in_reply_to="<upload@v>")]
+    assert match_messages(keys, batch) == [None, Match((3,), "references")]

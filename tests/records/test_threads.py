@@ -11,9 +11,11 @@ from app.core.db import open_db
 from app.records.matching import CandidateMessage, KnownId, Match, match_record
 from app.records.organizations import DEFAULT_ID
 from app.records.threads import (
+    Link,
     StoredThreadKeys,
     add_message_id,
     link_message,
+    link_messages,
     mark_deleted,
     message_direction,
 )
@@ -214,3 +216,30 @@ def test_a_message_without_ids_cannot_be_linked(db):
 def test_bad_or_missing_dates_are_stored_as_null(db):
     entry = link(db, graph_message(sentDateTime="yesterday", receivedDateTime=None))
     assert table(db, "messages").get(entry)["sent_at"] is None
+
+
+def test_a_batch_links_every_message_and_copy_in_one_go(db):
+    first, second = graph_message("AAMk-1", "<r1@v>"), graph_message("AAMk-2", "<r2@v>", conversationId="CONV-2")
+    other_folder_copy = graph_message("AAMk-3", "<r1@v>", subject="RE: Purchase order 4711 (moved)")
+    links = [Link(10, first, "references"), Link(20, first, "references"), Link(10, second, "conversation"),
+             Link(10, other_folder_copy, "known_message_id")]
+    entries = link_messages(db, 1, links, mailbox_address=MAILBOX, now=NOW)
+    assert entries[0] == entries[3] and len(set(entries)) == 3
+    assert table(db, "messages").get(entries[3])["subject"] == "RE: Purchase order 4711 (moved)"
+    assert {(row["graph_id"], row["message_id"]) for row in table(db, "message_copies").rows} == {
+        ("AAMk-1", entries[0]), ("AAMk-1", entries[1]), ("AAMk-2", entries[2]), ("AAMk-3", entries[0])}
+    keys = StoredThreadKeys(db, DEFAULT_ID)
+    assert (records_knowing(keys, "<r1@v>"), records_knowing(keys, "<r2@v>")) == ({10, 20}, {10})
+    assert (keys.records_for_conversation(1, "CONV-1"), keys.records_for_conversation(1, "CONV-2")) == (
+        {10, 20}, {10})
+    assert link_messages(db, 1, links, mailbox_address=MAILBOX, now=NOW) == entries
+    assert (table(db, "messages").count, table(db, "message_copies").count) == (3, 4)
+
+
+def test_a_batch_with_one_unlinkable_message_stores_none_of_it(db):
+    links = [Link(10, graph_message("AAMk-1", "<r1@v>"), "references"),
+             Link(10, graph_message("AAMk-2", None), "references")]
+    with pytest.raises(ValueError, match="internetMessageId"):
+        link_messages(db, 1, links, mailbox_address=MAILBOX, now=NOW)
+    assert table(db, "messages").count == table(db, "message_copies").count == 0
+    assert link_messages(db, 1, [], mailbox_address=MAILBOX) == []
