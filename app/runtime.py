@@ -7,7 +7,7 @@ from functools import partial
 
 from flask import Flask
 
-from app.core.db import is_postgres, reserve_connections, store_location
+from app.core.db import is_postgres, store_location
 from app.core.dialects import JOBS_CHANNEL
 from app.core.postgres import Listener
 from app.records.services import Services
@@ -49,7 +49,6 @@ class Runtime:
         # On PostgreSQL, work may be queued by another process (a gunicorn web process, another host):
         # its commit's notification wakes this process's workers too.
         location = store_location(config)
-        reserve_connections(location, len(self.pool.workers))  # each pins one for the whole of a job
         self.listener = (Listener(location, JOBS_CHANNEL, lambda _payload: self.pool.wakeup.notify())
                          if is_postgres(location) else None)
         self.leadership = Leadership(services.db)
@@ -61,7 +60,7 @@ class Runtime:
         self.pool.start()
         if self.scheduler is not None:
             self.scheduler.start()
-        log.info("Runtime: %d worker(s)%s started", len(self.pool.workers),
+        log.info("Runtime: up to %d worker(s)%s started", self.pool.size,
                  " and the scheduler" if self.scheduler else "")
 
     def stop(self, timeout: float = 30.0) -> None:

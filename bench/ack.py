@@ -212,6 +212,7 @@ def run(results_dir: Path) -> dict[str, Any]:
         figures.update({**load_figures("bare", bare), **load_figures("ack", real)})
         figures["ack_rounds_ratio"] = [r.rps / b.rps if b.rps else 0.0 for b, r in zip(bare, real)]
         figures["ack_ratio"] = statistics.median(figures["ack_rounds_ratio"])
+        figures["ack_paced_p99_ratio"] = figures["ack_paced_p99_ms"] / figures["bare_paced_p99_ms"]
         figures["ack_rows_expected"] = (figures["ack_total_ok"] + figures["ack_paced_total_ok"]) * BATCH
         figures.update(_drain(config["DATABASE_PATH"]))
     return figures

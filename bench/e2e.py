@@ -44,6 +44,10 @@ TAG = "push"
 # Capacity: one burst far above the steady rate (40 replies in each mailbox at once), linked as fast
 # as the service can; the steady run's linked/s can only show the offered 100/s.
 BACKLOG = Workload(messages=2_000, rate=1e9, burst_mailboxes=MAILBOXES, per_mailbox=40)
+# Coalescing: 100 related replies in one mailbox at once, delivered in 4 POSTs of 25; 5 full $batches
+# is the least Graph allows.
+BURST = Workload(messages=100, rate=1e9, burst_mailboxes=1, per_mailbox=100)
+BURST_POST_SIZE = 25
 
 
 @dataclass
@@ -172,6 +176,18 @@ def run_push(stack: Stack, workload: Workload) -> dict[str, Any]:
     return figures
 
 
+def run_burst(stack: Stack) -> dict[str, Any]:
+    """One mailbox's burst of 100 in POSTs of 25: how many Graph calls fetch it (``burst_graph_calls``)."""
+    delivery = stack.emulator.subscriptions.delivery.config
+    size, delivery.batch_size = delivery.batch_size, BURST_POST_SIZE
+    try:
+        figures = play(stack, BURST, "burst", "burst")
+    finally:
+        delivery.batch_size = size
+    figures["burst_ideal_graph_calls"] = BURST.messages // 20
+    return figures
+
+
 def run(results_dir: Path, workload: Workload | None = None) -> dict[str, Any]:
     """Set up, run the push workload, then the polling baseline on the same mailboxes."""
     workload = workload or Workload()
@@ -183,6 +199,7 @@ def run(results_dir: Path, workload: Workload | None = None) -> dict[str, Any]:
             stack.emulator.set_graph_latency(GRAPH_LATENCY_MS)
             figures = run_push(stack, workload)
             figures.update(play(stack, BACKLOG, "backlog", "backlog"))
+            figures.update(run_burst(stack))
             figures["peak_rss_mb"] = stack.service.peak_rss_mb()
             stack.service.stop()
             figures.update(polling.run(stack.emulator, stack.service.config, stack.mailboxes, workload,

@@ -27,7 +27,6 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 
-from app.core.db import pinned
 from app.core.queue import Job, JobQueue
 from app.core.wakeup import Wakeup
 from app.microsoft.graph import MAILBOX_CONCURRENCY
@@ -49,6 +48,11 @@ class BatchHandler:
 
     handle: Callable[[list[Job]], Mapping[int, Outcome]]
     size: int = 20
+    #: How long a fresh partial batch waits for the rest of its burst (seconds; 0: never). A batch of
+    #: several jobs but fewer than ``size``, whose newest job arrived less than this long ago, is
+    #: part of a burst still arriving (Graph spreads one over several POSTs): the worker waits until
+    #: that job is this old, then tops the batch up. A lone job never waits.
+    gather: float = 0.0
 
 
 Handler = Callable[[Job], None] | BatchHandler
@@ -93,6 +97,21 @@ class InHand:
                 self.on_free()
 
 
+class Crew:
+    """What a worker tells its pool: it claimed work, finished it, or found none. A lone
+    :class:`Worker` has this one, which never grows nor retires anyone."""
+
+    def claimed(self) -> None:
+        """The worker holds jobs now."""
+
+    def finished(self) -> None:
+        """The worker's jobs are settled."""
+
+    def retire(self, worker: Worker) -> bool:
+        """The worker found nothing to claim: should it stop? (It then stops at once.)"""
+        return False
+
+
 class Worker:
     """One worker loop (rq's ``work()``), run in its own thread by :class:`WorkerPool`.
 
@@ -101,6 +120,8 @@ class Worker:
     :param in_hand: the ledger shared with the process's other workers (:class:`InHand`).
     :param busy_elsewhere: the connections whose Graph budget other processes hold whole just now
         (their work is passed over as well).
+    :param crew: the pool the worker belongs to (:class:`WorkerPool`), told when it claims and finishes
+        work and asked whether to retire when it found none.
     """
 
     def __init__(self, queue: JobQueue, handlers: Mapping[str, Handler], *, worker_id: str,
@@ -108,9 +129,11 @@ class Worker:
                  stop_event: threading.Event | None = None, poll_interval: float = 1.0,
                  reap_interval: float = 30.0, wakeup: Wakeup | None = None,
                  on_outcome: Callable[[Job, str, str | None], None] | None = None,
-                 in_hand: InHand | None = None, busy_elsewhere: Callable[[], set[int]] = set) -> None:
+                 in_hand: InHand | None = None, busy_elsewhere: Callable[[], set[int]] = set,
+                 crew: Crew | None = None) -> None:
         self.queue, self.handlers, self.worker_id = queue, handlers, worker_id
         self.in_hand, self.busy_elsewhere = in_hand or InHand(MAILBOX_CONCURRENCY), busy_elsewhere
+        self.crew = crew or Crew()
         self.lease_seconds, self.retry_policy, self.clock = lease_seconds, retry_policy, clock
         self.stop_event = stop_event or threading.Event()
         self.poll_interval, self.reap_interval, self.on_outcome = poll_interval, reap_interval, on_outcome
@@ -125,7 +148,7 @@ class Worker:
 
     def run(self) -> None:
         """Work until the stop event is set; the job in hand is finished first."""
-        log.info("Worker %s: started", self.worker_id)
+        log.debug("Worker %s: started", self.worker_id)
         beating = threading.Event()
         beater = threading.Thread(target=self._beat_until, args=(beating,), name=f"{self.worker_id} heartbeat",
                                   daemon=True)
@@ -138,12 +161,14 @@ class Worker:
                     log.error("Worker %s: could not claim or settle a job", self.worker_id, exc_info=True)
                     busy = False
                 if not busy and not self.stop_event.is_set():
+                    if self.crew.retire(self):
+                        break
                     self._seen = self.wakeup.wait(self._seen, self.poll_interval)
         finally:
             beating.set()
             beater.join()
             self.queue.disconnect()
-            log.info("Worker %s: stopped", self.worker_id)
+            log.debug("Worker %s: stopped", self.worker_id)
 
     def work_once(self) -> bool:
         """Reap expired leases if due, then claim and run the next ready job (or batch).
@@ -166,11 +191,13 @@ class Worker:
                 self.queue.release(job.id, self.worker_id)
             return False
         self._in_hand = tuple(job.id for job in jobs)
+        self.crew.claimed()
         try:
-            with self.in_hand.holding(jobs), pinned(self.queue.db):  # the job's statements share one connection
+            with self.in_hand.holding(jobs):
                 self._record_all(jobs, self._dispatch(jobs))
         finally:
             self._in_hand = ()
+            self.crew.finished()
         return True
 
     def _claim(self, now: float) -> list[Job]:
@@ -181,9 +208,17 @@ class Worker:
         handler = self.handlers.get(job.kind)
         if not isinstance(handler, BatchHandler):
             return [job]
-        more = self.queue.claim_batch(self.worker_id, self.lease_seconds, kind=job.kind,
-                                      connection_id=job.connection_id, limit=handler.size - 1, now=now)
-        return [job, *more]
+        jobs = [job, *self._claim_more(job, handler.size - 1, now)]
+        wait = max(j.created_at for j in jobs) + handler.gather - self.clock()
+        if handler.gather and 1 < len(jobs) < handler.size and wait > 0:
+            self.stop_event.wait(min(wait, handler.gather))
+            jobs += self._claim_more(job, handler.size - len(jobs), self.clock())
+        return jobs
+
+    def _claim_more(self, job: Job, limit: int, now: float) -> list[Job]:
+        """Up to ``limit`` more ready jobs of ``job``'s kind and connection."""
+        return self.queue.claim_batch(self.worker_id, self.lease_seconds, kind=job.kind,
+                                      connection_id=job.connection_id, limit=limit, now=now)
 
     def _dispatch(self, jobs: list[Job]) -> dict[int, Outcome]:
         handler = self.handlers.get(jobs[0].kind)
@@ -260,10 +295,18 @@ class Worker:
             self.queue.disconnect()
 
 
-class WorkerPool:
-    """``n`` workers in threads, sharing one stop event and one :class:`~app.core.wakeup.Wakeup`.
+class WorkerPool(Crew):
+    """Up to ``n`` workers in threads, sharing one stop event, one :class:`~app.core.wakeup.Wakeup`
+    and one :class:`InHand` ledger.
 
-    :param name: prefix of the worker ids (default ``host:pid``), so leases name their owner.
+    The pool follows the work: it starts with one worker, and whenever every worker it has is holding
+    jobs it starts another (up to ``n``), so there is always one waiting for what arrives next; a
+    worker that finds nothing to claim while another waits too retires. A backlog over many mailboxes
+    so gets a worker per ``$batch`` in flight, up to each mailbox's four requests (workers pass over
+    a mailbox whose budget is spoken for), and a quiet service keeps one thread polling, not ``n``.
+
+    :param name: prefix of the worker ids (default ``host:pid``), so leases name their owner; a
+        worker takes the lowest free number, so ids (and ``heartbeats`` rows) stay at most ``n``.
     :param options: passed to each :class:`Worker`.
     """
 
@@ -271,19 +314,51 @@ class WorkerPool:
                  **options) -> None:
         if n < 1:
             raise ValueError(f"a worker pool needs at least 1 worker, got {n!r}")
-        prefix = name or f"{socket.gethostname()}:{os.getpid()}"
+        self.size, self.queue, self.handlers, self.options = n, queue, handlers, options
+        self.prefix = name or f"{socket.gethostname()}:{os.getpid()}"
         self.stop_event = threading.Event()
         self.wakeup = Wakeup()
-        in_hand = InHand(MAILBOX_CONCURRENCY, on_free=self.wakeup.notify)
-        self.workers = [Worker(queue, handlers, worker_id=f"{prefix}:{i}", stop_event=self.stop_event,
-                               wakeup=self.wakeup, in_hand=in_hand, **options) for i in range(n)]
-        self._threads: list[threading.Thread] = []
+        self.in_hand = InHand(MAILBOX_CONCURRENCY, on_free=self.wakeup.notify)
+        self._lock = threading.Lock()
+        self._running: dict[int, tuple[Worker, threading.Thread]] = {}
+        self._working = 0
+
+    @property
+    def workers(self) -> list[Worker]:
+        """The workers running now."""
+        with self._lock:
+            return [worker for worker, _ in self._running.values()]
 
     def start(self) -> None:
-        self._threads = [threading.Thread(target=worker.run, name=f"worker {worker.worker_id}", daemon=True)
-                         for worker in self.workers]
-        for thread in self._threads:
-            thread.start()
+        with self._lock:
+            self._add()
+
+    def _add(self) -> None:
+        """Start a worker under the lowest free number (the lock is held)."""
+        number = min(set(range(self.size)) - set(self._running))
+        worker = Worker(self.queue, self.handlers, worker_id=f"{self.prefix}:{number}", stop_event=self.stop_event,
+                        wakeup=self.wakeup, in_hand=self.in_hand, crew=self, **self.options)
+        thread = threading.Thread(target=worker.run, name=f"worker {worker.worker_id}", daemon=True)
+        self._running[number] = (worker, thread)
+        thread.start()
+
+    def claimed(self) -> None:
+        with self._lock:
+            self._working += 1
+            if self._working == len(self._running) < self.size and not self.stop_event.is_set():
+                self._add()
+
+    def finished(self) -> None:
+        with self._lock:
+            self._working -= 1
+
+    def retire(self, worker: Worker) -> bool:
+        with self._lock:
+            if len(self._running) - self._working < 2:
+                return False  # it is the one left waiting
+            number = next(n for n, (w, _) in self._running.items() if w is worker)
+            del self._running[number]
+            return True
 
     def notify(self) -> None:
         """Wake every idle worker (the enqueuer calls this after committing new jobs)."""
@@ -294,6 +369,8 @@ class WorkerPool:
         self.stop_event.set()
         self.notify()
         deadline = time.monotonic() + timeout
-        for thread in self._threads:
+        with self._lock:
+            threads = [thread for _, thread in self._running.values()]
+        for thread in threads:
             thread.join(max(0.0, deadline - time.monotonic()))
-        return not any(thread.is_alive() for thread in self._threads)
+        return not any(thread.is_alive() for thread in threads)

@@ -139,7 +139,8 @@ SETTINGS: tuple[Setting, ...] = (
             _positive_int),
     Setting("REQUESTS_CA_BUNDLE", None, "CA bundle for msal and Graph calls (standard requests variable).",
             _text),
-    Setting("WORKER_THREADS", 4, "Worker threads that process the queue in `python -m app`.", _positive_int),
+    Setting("WORKER_THREADS", 32, "Most worker threads that process the queue (`python -m app`, `flask --app wsgi "
+            "worker`): one more starts whenever all are busy, an idle one beyond the first retires.", _positive_int),
     Setting("WEB_THREADS", 8, "Request threads of the WSGI server in `python -m app` (under gunicorn, set it to "
             "`--threads`). A quarter of them, at least 2, are kept for Graph's deliveries; other requests get `503` "
             "when the rest are busy.", _positive_int),

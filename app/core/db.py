@@ -134,19 +134,6 @@ def write_transaction(db: Database) -> Iterator[Database]:
     db.conn.execute("COMMIT")
 
 
-def pinned(db: Database) -> contextlib.AbstractContextManager[Database]:
-    """The block's statements on one connection: :meth:`postgres.PostgresDatabase.pinned`; a SQLite
-    connection is one connection already."""
-    return db.pinned() if isinstance(db, postgres.PostgresDatabase) else contextlib.nullcontext(db)
-
-
-def reserve_connections(path: str | Path, connections: int) -> None:
-    """On PostgreSQL, room in the process's pool for ``connections`` more held at once
-    (:meth:`postgres.PostgresDatabase.reserve`); a SQLite thread has its own connection anyway."""
-    if is_postgres(path):
-        _pool(str(path)).reserve(connections)
-
-
 def thread_db(path: str | Path) -> Database:
     """This thread's connection to ``path``, opened on first use (SQLite connections are per thread);
     for a ``postgresql://`` URL, the process's one pooled store."""

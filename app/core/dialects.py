@@ -48,14 +48,17 @@ class Dialect:
             return f"json_each({source}) AS {alias}"
         return f"json_array_elements(CAST({source} AS json)) WITH ORDINALITY AS {alias}(value, key)"
 
-    def announced(self, insert: str) -> str:
-        """``insert`` (an ``INSERT … RETURNING``) so that its commit also wakes the workers of every
-        process: PostgreSQL sends a notification on :data:`JOBS_CHANNEL` when a row was inserted
-        (one ``pg_notify`` in the same statement: no extra round trip). SQLite's workers share a
-        process with whoever queues, and :class:`app.core.wakeup.Wakeup` wakes them."""
+    def announced(self, insert: str, returning: str | None = None) -> str:
+        """``insert`` (an ``INSERT`` without ``RETURNING``; ``returning`` names the columns to return)
+        so that its commit also wakes the workers of every process: PostgreSQL sends a notification on
+        :data:`JOBS_CHANNEL` when a row was inserted (one ``pg_notify`` in the same statement: no extra
+        round trip). SQLite's workers share a process with whoever queues, and
+        :class:`app.core.wakeup.Wakeup` wakes them; there an insert that returns nothing is one step
+        of the engine, so a request thread gives up the GIL once for it, not once per row returned."""
         if self.name == "sqlite":
-            return insert
-        return f"WITH added AS ({insert}) SELECT added.*, pg_notify('{JOBS_CHANNEL}', '') FROM added"
+            return insert if returning is None else f"{insert} RETURNING {returning}"
+        return (f"WITH added AS ({insert} RETURNING {returning or 1})"
+                f" SELECT added.*, pg_notify('{JOBS_CHANNEL}', '') FROM added")
 
     def notify(self, db: Any, channel: str, payload: str) -> None:
         """Tell every process listening on ``channel``, when the current transaction commits (at once

@@ -6,9 +6,6 @@ says why); :func:`translate` turns them into psycopg's ``%s`` and ``%(name)s``. 
 statement borrows a pooled connection (in autocommit) only while it runs, so any number of threads
 share a few connections; inside :meth:`PostgresDatabase.atomic` the thread keeps one until the end.
 
-A worker pins one connection for the whole of a job (:meth:`PostgresDatabase.pinned`), so the
-dozen statements of linking a message do not each borrow one.
-
 A connection the server dropped (a restart, a failover) is found by the pool's check before it is
 handed out; the check costs a round trip, so a connection back in the pool for less than
 :data:`CHECK_AFTER_IDLE_SECONDS` is handed out unchecked. An error during a statement surfaces as
@@ -45,7 +42,7 @@ POOL_TIMEOUT_SECONDS = 2.0
 # operator intervention (shutdown, restart, recovery); connection exceptions.
 _RETRY_AFTER_BY_SQLSTATE = {"40001": 2, "40P01": 2, "55P03": 2, "53": 30, "57P": 5, "08": 5}
 
-POOL_SIZE = 20  # connections a process's threads share, before any reserved (PostgresDatabase.reserve)
+POOL_SIZE = 20  # connections a process's threads share (a statement holds one only while it runs)
 # Handed back this recently, a connection is taken to be alive: the statement it served had just
 # succeeded. Checking every checkout doubled the round trips of a worker's job (bench.pg).
 CHECK_AFTER_IDLE_SECONDS = 1.0
@@ -141,25 +138,6 @@ class PostgresDatabase:
             try:
                 with conn.transaction():
                     yield self
-            finally:
-                self._local.conn = None
-
-    def reserve(self, connections: int) -> None:
-        """Let the pool grow by ``connections`` for threads that each keep one for long (workers pin
-        theirs for a whole job, Graph calls included), so they never starve the request threads."""
-        self.pool.resize(self.pool.min_size, self.pool.max_size + connections)
-
-    @contextlib.contextmanager
-    def pinned(self) -> Iterator[PostgresDatabase]:
-        """Every statement of the block on one connection, each still its own transaction (unless in
-        :meth:`atomic`): for a thread about to run many statements in a row."""
-        if getattr(self._local, "conn", None) is not None:
-            yield self
-            return
-        with self.pool.connection() as conn:
-            self._local.conn = conn
-            try:
-                yield self
             finally:
                 self._local.conn = None
 

@@ -29,6 +29,7 @@ from sqlite_utils import Database
 from app.core import heartbeats
 from app.core.db import close_thread_dbs, thread_db, write_transaction
 from app.core.dialects import Dialect, dialect_of
+from app.core.group_commit import GroupCommit
 
 DEFAULT_MAX_ATTEMPTS = 10
 # Dead letters are kept this many times longer than done jobs, for an operator to look at.
@@ -97,8 +98,7 @@ class QueueStats:
 
 
 _COLUMNS = "kind, dedupe_key, connection_id, payload, run_after, created_at, updated_at"
-_INSERT = (f"INSERT INTO jobs ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (dedupe_key) DO NOTHING"
-           " RETURNING id")
+_INSERT = (f"INSERT INTO jobs ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (dedupe_key) DO NOTHING")
 _PAYLOAD_JSON = json.JSONEncoder(separators=(",", ":"), sort_keys=True).encode
 _INBOX_JSON = json.JSONEncoder(separators=(",", ":"), check_circular=False).encode
 # The inbox's items are ``[kind, dedupe_key, connection_id, payload]``, plus ``run_after`` when it
@@ -174,6 +174,7 @@ class JobQueue:
         self._owns_connections = isinstance(database, (str, Path))
         self.max_attempts = max_attempts
         self.clock = clock
+        self._inbox_writes: GroupCommit[tuple[float, str]] = GroupCommit(self._write_inbox)
 
     def enqueue(self, kind: str, payload: dict[str, Any], *, dedupe_key: str | None = None,
                 connection_id: int | None = None, run_after: float | None = None,
@@ -181,7 +182,8 @@ class JobQueue:
         """Add a job; return its id, or None when a job with ``dedupe_key`` already exists."""
         job = NewJob(kind, payload, dedupe_key, connection_id, run_after)
         db = self.db
-        row = db.execute(dialect_of(db).announced(_INSERT), self._insert_params(job, self._now(now))).fetchone()
+        insert = dialect_of(db).announced(_INSERT, returning="id")
+        row = db.execute(insert, self._insert_params(job, self._now(now))).fetchone()
         return None if row is None else row[0]
 
     def enqueue_unless_pending(self, kind: str, payload: dict[str, Any], *, connection_id: int,
@@ -207,13 +209,21 @@ class JobQueue:
         would update four indexes ten times, the random ``dedupe_key`` one above all (bench/findings.md,
         "The inbox"). They become jobs, and duplicates of a ``dedupe_key`` are dropped,
         when :meth:`drain_inbox` moves them (:meth:`claim` does, first). All or none.
+
+        Deliveries that arrive while another is being written share the next write, one statement
+        and one commit (:class:`~app.core.group_commit.GroupCommit`); each call returns once its own
+        row is committed. So it is never called inside a transaction: another thread may do the write.
         """
-        now = self._now(now)
         rows = [_inbox_item(job) for job in items]
         if rows:
-            db = self.db
-            insert = dialect_of(db).announced("INSERT INTO inbox (received_at, jobs) VALUES (?, ?) RETURNING id")
-            db.execute(insert, [now, _INBOX_JSON(rows)]).fetchall()  # read to the end: the statement completes
+            self._inbox_writes.submit((self._now(now), _INBOX_JSON(rows)))
+
+    def _write_inbox(self, deliveries: Sequence[tuple[float, str]]) -> None:
+        """One ``inbox`` row per delivery, in one statement (so one commit)."""
+        db = self.db
+        values = ", ".join(["(?, ?)"] * len(deliveries))
+        insert = dialect_of(db).announced(f"INSERT INTO inbox (received_at, jobs) VALUES {values}")
+        db.execute(insert, [value for delivery in deliveries for value in delivery]).fetchall()  # to the end
 
     def drain_inbox(self, *, limit: int = DRAIN_DELIVERIES, now: float | None = None) -> int:
         """Move up to ``limit`` deliveries from the inbox into ``jobs``, oldest first, dropping jobs

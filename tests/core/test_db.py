@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import pytest
 
-from app.core.db import close_pools, open_db, reserve_connections, thread_db
-from app.core.postgres import POOL_SIZE
+from app.core.db import open_db
 
 # Another process reads and closes its connection, as `sqlite3` on the command line or a backup does.
 READ_AND_CLOSE = "import sqlite3, sys; c = sqlite3.connect(sys.argv[1]); c.execute('SELECT count(*) FROM t').fetchone(); c.close()"
@@ -42,30 +40,3 @@ def test_a_percent_sign_in_the_sql_is_text_on_either_engine(db_path):
                                              ["done", "x"])] == ["50% done"]
 
 
-def test_connections_reserved_for_pinning_threads_leave_the_pool_to_the_others(postgres_server):
-    """Workers keep a connection for the whole of a job: the room reserved for them is added to the
-    pool, so as many other threads as before still get one at once."""
-    url = postgres_server.fresh_database()
-    try:
-        reserve_connections(url, 3)
-        db = thread_db(url)
-        together = threading.Barrier(POOL_SIZE + 3, timeout=10)
-        failures = []
-
-        def hold() -> None:
-            try:
-                with db.pinned():
-                    db.execute("SELECT 1")
-                    together.wait()
-            except Exception as e:  # a thread left without a connection breaks the barrier
-                failures.append(e)
-
-        threads = [threading.Thread(target=hold) for _ in range(POOL_SIZE + 3)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-        assert failures == []
-    finally:
-        close_pools()
-        postgres_server.drop(url)

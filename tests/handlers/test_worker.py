@@ -212,15 +212,42 @@ def test_pool_wakes_on_notify_heartbeats_and_stops(db_path, queue):
                       lease_seconds=30, poll_interval=10)
     pool.start()
     try:
-        wait_for(lambda: len(list(table(queue.db, "heartbeats").rows)) == 2)
-        time.sleep(0.05)  # both workers are now idle, waiting up to 10 s
+        wait_for(lambda: len(list(table(queue.db, "heartbeats").rows)) == 1)
+        time.sleep(0.05)  # the one worker is now idle, waiting up to 10 s
         job_id = queue.enqueue("message", {})
         pool.notify()
         assert done.wait(1.0)
         wait_for(lambda: job_row(queue, job_id)["state"] == "done")
     finally:
         assert pool.stop(timeout=2)
-    assert {row["name"] for row in table(queue.db, "heartbeats").rows} == {"test:0", "test:1"}
+    assert {row["name"] for row in table(queue.db, "heartbeats").rows} <= {"test:0", "test:1"}
+
+
+def test_the_pool_grows_while_every_worker_is_busy_and_shrinks_when_the_work_is_done(db_path, queue):
+    """One worker waits for work; each job in hand starts another, up to the pool's size; spare
+    workers retire once there is nothing to claim, leaving one."""
+    release, running = threading.Event(), []
+
+    def slow(job):
+        running.append(job.id)
+        release.wait(5)
+
+    pool = WorkerPool(3, JobQueue(db_path), {"message": slow}, name="grow", lease_seconds=30, poll_interval=0.05)
+    pool.start()
+    try:
+        assert len(pool.workers) == 1
+        for _ in range(5):
+            queue.enqueue("message", {})
+        pool.notify()
+        wait_for(lambda: len(running) == 3)
+        time.sleep(0.1)
+        assert len(running) == 3 and len(pool.workers) == 3  # never more than its size
+        release.set()
+        wait_for(lambda: len(list(table(queue.db, "jobs").rows_where("state = 'done'"))) == 5)
+        wait_for(lambda: len(pool.workers) == 1)
+    finally:
+        assert pool.stop(timeout=2)
+    assert {row["name"] for row in table(queue.db, "heartbeats").rows} == {"grow:0", "grow:1", "grow:2"}
 
 
 def test_a_long_job_keeps_its_lease_and_a_stop_lets_it_finish(db_path, queue):
@@ -260,8 +287,7 @@ def test_the_configured_retry_policy_is_the_one_the_workers_and_the_reaper_use(a
     monkeypatch.chdir(tmp_path)
     app = create_app({**app_config, "JOB_MAX_ATTEMPTS": "3", "JOB_RETRY_MAX_DELAY_SECONDS": "60"})
     runtime = Runtime(app, workers=2, scheduler=False)
-    policies = {worker.retry_policy for worker in runtime.pool.workers}
-    assert policies == {Retry(max_attempts=3, base_delay=2.0, cap=60.0)}
+    assert runtime.pool.options["retry_policy"] == Retry(max_attempts=3, base_delay=2.0, cap=60.0)
     assert services_of(app).queue.max_attempts == 3
 
 
