@@ -36,7 +36,11 @@ class DeliveryConfig:
     Graph seconds, multiplied by ``time_scale``. ``created_then_updated`` adds the ``updated``
     that follows ``created`` for new mail; ``replay_rate`` re-sends a notification ``replay_count``
     more times; ``reorder`` shuffles each POST; ``delay_rate`` holds notifications back ``delay``
-    seconds; ``drop_rate`` loses change notifications without a trace.
+    seconds; ``drop_rate`` loses change notifications without a trace. ``held`` keeps every
+    notification queued until it is cleared, then they go out as fast as batching and
+    ``per_url_concurrency`` allow: the backlog Graph delivers once an endpoint that was unreachable
+    (or throttled as slow) takes deliveries again
+    (https://learn.microsoft.com/graph/change-notifications-delivery-webhooks#throttling).
     """
 
     timeout: float = 3.0
@@ -59,6 +63,7 @@ class DeliveryConfig:
     drop_rate: float = 0.0
     verify_tls: bool | str = True
     sweep_interval: float = 0.25
+    held: bool = False
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -143,7 +148,9 @@ class Delivery:
         unknown = set(knobs) - {f.name for f in fields(DeliveryConfig)}
         if unknown:
             raise ValueError(f"unknown delivery setting(s): {', '.join(sorted(unknown))}")
-        self.config = replace(self.config, **knobs)
+        with self._cond:
+            self.config = replace(self.config, **knobs)
+            self._cond.notify_all()  # the dispatcher applies it now, not at its next sweep
         return asdict(self.config)
 
     def stop(self) -> None:
@@ -224,6 +231,8 @@ class Delivery:
         """Hand ready batches to the workers; returns how long the dispatcher may sleep."""
         config = self.config
         wait = config.sweep_interval
+        if config.held:
+            return wait
         for url, target in self._queues.items():
             while target.in_flight < config.per_url_concurrency:
                 if target.retries:

@@ -69,6 +69,21 @@ def test_notifications_for_one_url_share_a_post(emulator, alice, bob, receiver):
     assert {i["subscriptionId"] for i in receiver.posts[0]["value"]} == {first["id"], second["id"]}
 
 
+def test_held_notifications_wait_and_then_go_out_together(emulator, alice, receiver):
+    """A backlog: nothing is posted while delivery is held; once released, every notification goes
+    out at once, in full POSTs."""
+    delivery = emulator.subscriptions.delivery
+    delivery.config.created_then_updated = False
+    subscribe(emulator, alice, receiver.url)
+    delivery.configure(held=True)
+    ids = [deliver(emulator, alice, f"M{n}")["id"] for n in range(25)]
+    time.sleep(0.3)  # more than the batch window and a sweep
+    assert receiver.items == []
+    delivery.configure(held=False)
+    assert sorted(i["resourceData"]["id"] for i in receiver.wait_for(25)) == sorted(ids)
+    assert [len(post["value"]) for post in receiver.posts] == [20, 5]
+
+
 def test_non_2xx_answers_are_retried_with_backoff(emulator, alice, receiver):
     emulator.subscriptions.delivery.config.time_scale = 0.0005
     emulator.subscriptions.delivery.config.created_then_updated = False
