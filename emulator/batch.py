@@ -5,11 +5,14 @@ headers and body, and goes through the same dispatch (throttling, faults, 429 wi
 ``Retry-After``) as a plain call. Like Graph for Outlook, at most four sub-requests run at once,
 so they count against the mailbox's concurrency limit alongside the client's other calls; a batch
 using ``dependsOn`` runs one request at a time, and a request whose dependency failed gets 424.
-Responses come back in completion order, not request order.
+Responses come back in completion order, not request order. A body that is not JSON (an attachment's
+``$value``) comes back base64-encoded, as Graph's batching does
+(https://learn.microsoft.com/graph/json-batching).
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import uuid
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -129,7 +132,9 @@ def _sequential(graph: Graph, subs: dict[str, GraphRequest], depends: dict[str, 
 def _response(request_id: str, rv: GraphResponse) -> dict:
     headers = dict(rv.headers)
     response = {"id": request_id, "status": rv.status, "headers": headers}
-    if rv.body is not None:
+    if isinstance(rv.body, bytes):
+        response["body"] = base64.b64encode(rv.body).decode()
+    elif rv.body is not None:
         headers["Content-Type"] = "application/json"
         response["body"] = rv.body
     return response

@@ -71,7 +71,7 @@ def create_control_blueprint(emulator: "Emulator") -> Blueprint:
             sender=_text(data, "from"), to=_list(data.get("to")), cc=_list(data.get("cc")),
             in_reply_to=data.get("in_reply_to") or None, references=_list(data.get("references")),
             conversation_of=data.get("conversation_of") or None,
-            internet_message_id=data.get("internet_message_id") or None)
+            internet_message_id=data.get("internet_message_id") or None, attachments=_attachments(data))
         return _reply(message, 201, f"Delivered {message.get('internetMessageId', 'a message')}.")
 
     @bp.post("/messages/move")
@@ -124,6 +124,11 @@ def create_control_blueprint(emulator: "Emulator") -> Blueprint:
     def set_limits():
         limits = emulator.set_graph_limits(**_settings(_payload(), emulator.set_graph_limits()))
         return _reply(limits, 200, "Throttling limits changed.")
+
+    @bp.post("/mail-limits")
+    def set_mail_limits():
+        limits = emulator.set_mail_limits(**_settings(_payload(), emulator.set_mail_limits()))
+        return _reply(limits, 200, "Mail size limits changed.")
 
     @bp.post("/delivery")
     def configure_delivery():
@@ -189,6 +194,7 @@ def _state(emulator: "Emulator") -> dict[str, Any]:
         "subscriptions": emulator.subscription_list(),
         "delivery": emulator.configure_delivery(),
         "limits": emulator.set_graph_limits(),
+        "mail_limits": emulator.set_mail_limits(),
     }
 
 
@@ -258,6 +264,15 @@ def _list(value: Any) -> list[str]:
     if value in (None, ""):
         return []
     return [str(v) for v in value] if isinstance(value, list) else re.split(r"[\s,]+", str(value).strip())
+
+
+def _attachments(data: dict[str, Any]) -> list[dict[str, Any]]:
+    """A JSON delivery's attachments, as :func:`emulator.attachments.from_spec` reads them (a file's bytes as
+    ``content_base64``)."""
+    value = data.get("attachments") or []
+    if not isinstance(value, list):
+        raise ValueError("'attachments' must be a list of attachment objects")
+    return value
 
 
 def _reply(body: Any, status: int, message: str) -> Response:

@@ -44,3 +44,7 @@ def item_not_found() -> GraphError:
 
 def access_denied() -> GraphError:
     return GraphError(403, "ErrorAccessDenied", "Access is denied. Check credentials and try again.")
+
+
+def method_not_allowed(method: str) -> GraphError:
+    return GraphError(405, "BadRequest", f"The HTTP method '{method}' is not allowed for this resource.")

@@ -1,7 +1,8 @@
 """Writing Graph JSON onto a message: which properties a client may set, and when.
 
-Exchange lets any message change its read state, flag or categories, but subject, body, recipients
-and headers only while it is a draft; custom headers must start with ``x-`` (``InvalidInternetMessageHeader``).
+Exchange lets any message change its read state, flag or categories, but subject, body, recipients,
+headers and attachments only while it is a draft; custom headers must start with ``x-``
+(``InvalidInternetMessageHeader``).
 """
 
 from __future__ import annotations
@@ -91,7 +92,17 @@ def apply_fields(message: Message, data: dict) -> None:
         if setter is None:
             raise bad_request(f"The property '{name}' does not exist on type 'microsoft.graph.message' "
                               "or cannot be written.", "ErrorInvalidProperty")
-        if name in _DRAFT_ONLY and not message.is_draft:
-            raise bad_request("Update operation is not supported for some properties of a sent message.",
-                              "ErrorInvalidPropertyUpdateSentMessage")
+        if name in _DRAFT_ONLY:
+            require_draft(message)
         setter(message, value)
+
+
+def require_draft(message: Message) -> None:
+    """What Exchange answers to a change of a sent or received message's content, attachments included.
+
+    Learn documents nothing for adding an attachment to a message that is not a draft; the emulator
+    answers as it does to a change of the subject or body there.
+    """
+    if not message.is_draft:
+        raise bad_request("Update operation is not supported for some properties of a sent message.",
+                          "ErrorInvalidPropertyUpdateSentMessage")

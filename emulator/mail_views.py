@@ -1,7 +1,8 @@
 """Reading mail: the profile, message lists and gets, folders and folder delta.
 
 Handlers take ``(graph, request, mailbox)``; :mod:`emulator.graph` has already resolved and
-authorised the mailbox and taken a throttling slot.
+authorised the mailbox and taken a throttling slot. A message get or list may ``$expand`` its
+attachments, which takes Mail.Read or Mail.ReadWrite as reading them does.
 """
 
 from __future__ import annotations
@@ -9,10 +10,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from emulator import delta
-from emulator.errors import bad_request
+from emulator.errors import access_denied, bad_request
 from emulator.mailbox import Folder, Mailbox
-from emulator.odata import MAX_TOP, parse_filter, parse_int, parse_orderby, parse_select
-from emulator.routing import READ_MAIL, READ_PROFILE, GraphRequest, GraphResponse
+from emulator.message import Message
+from emulator.odata import MAX_TOP, Expand, parse_expand, parse_filter, parse_int, parse_orderby, parse_select
+from emulator.routing import READ_ATTACHMENTS, READ_MAIL, READ_PROFILE, GraphRequest, GraphResponse
 
 if TYPE_CHECKING:
     from emulator.graph import Graph
@@ -49,13 +51,12 @@ def list_folder_messages(graph: Graph, request: GraphRequest, mailbox: Mailbox) 
 
 
 def get_message(graph: Graph, request: GraphRequest, mailbox: Mailbox) -> GraphResponse:
-    check_options(request, {"$select"})
-    select = parse_select(request.args.get("$select"))
+    check_options(request, {"$select", "$expand"})
+    select, expand = parse_select(request.args.get("$select")), _expansion(request)
     with mailbox.lock:
         if "folder" in request.params:
             mailbox.folder(request.params["folder"])
-        message = mailbox.get(request.params["id"])
-        body = message.render(immutable=request.immutable_ids, select=select)
+        body = _render(mailbox.get(request.params["id"]), request, select, expand)
     return GraphResponse(200, {"@odata.context": f"{graph.root}/$metadata#users('{mailbox.user_id}')/messages/$entity",
                                **body})
 
@@ -94,8 +95,8 @@ def check_options(request: GraphRequest, allowed: set[str]) -> None:
 
 
 def _list(graph: Graph, request: GraphRequest, mailbox: Mailbox, folder: Folder | None) -> GraphResponse:
-    check_options(request, {"$select", "$filter", "$top", "$skip", "$orderby"})
-    select = parse_select(request.args.get("$select"))
+    check_options(request, {"$select", "$expand", "$filter", "$top", "$skip", "$orderby"})
+    select, expand = parse_select(request.args.get("$select")), _expansion(request)
     clauses = parse_filter(request.args.get("$filter"))
     newest_first = parse_orderby(request.args.get("$orderby"), clauses)
     top = parse_int(request.args, "$top", DEFAULT_TOP, 1, MAX_TOP)
@@ -106,11 +107,26 @@ def _list(graph: Graph, request: GraphRequest, mailbox: Mailbox, folder: Folder 
         found = [m for m in candidates
                  if (folder is None or m.folder_id == folder.id) and all(c.matches(m) for c in clauses)]
         found.sort(key=lambda m: m.received or m.created, reverse=newest_first)
-        value = [m.render(immutable=request.immutable_ids, select=select) for m in found[skip:skip + top]]
+        value = [_render(m, request, select, expand) for m in found[skip:skip + top]]
     rv = {"@odata.context": f"{graph.root}/$metadata#users('{mailbox.user_id}')/messages", "value": value}
     if skip + top < len(found):
         rv["@odata.nextLink"] = graph.link(request, **{"$top": top, "$skip": skip + top})
     return GraphResponse(200, rv)
+
+
+def _expansion(request: GraphRequest) -> Expand | None:
+    expand = parse_expand(request.args.get("$expand"))
+    if expand is not None and not request.principal.scopes & READ_ATTACHMENTS:
+        raise access_denied()
+    return expand
+
+
+def _render(message: Message, request: GraphRequest, select: tuple[str, ...] | None,
+            expand: Expand | None) -> dict:
+    rv = message.render(immutable=request.immutable_ids, select=select)
+    if expand is not None:
+        rv["attachments"] = [a.render(expand.select) for a in message.attachments]
+    return rv
 
 
 def _folder(mailbox: Mailbox, folder: Folder) -> dict:

@@ -3,6 +3,7 @@
 Each mailbox has its own lock; the store's lock guards only the mailbox and address tables.
 Listeners (the subscription service) get every :class:`~emulator.mailbox.ChangeEvent` after the
 mailbox lock is released, so a slow listener never blocks mail operations on other threads.
+Adding or removing an attachment changes the message: a new change key and an ``updated`` event.
 """
 
 from __future__ import annotations
@@ -13,8 +14,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Callable, Iterable
 
+from emulator.attachments import SUMMARY, Attachment, attach, find_attachment, from_spec
 from emulator.clock import Clock
-from emulator.fields import apply_fields
+from emulator.fields import apply_fields, require_draft
+from emulator.mail_limits import MailLimits
 from emulator.mailbox import ChangeEvent, Mailbox
 from emulator.message import (
     PROPERTIES,
@@ -51,11 +54,14 @@ class Incoming:
     folder: str = "inbox"
     received_at: datetime | None = None
     sent_at: datetime | None = None
+    attachments: list[Attachment] = field(default_factory=list)
 
 
 class MailStore:
     def __init__(self, clock: Clock) -> None:
         self.clock = clock
+        #: Message, request and upload size limits; replace it to change them (:meth:`MailLimits.changed`).
+        self.limits = MailLimits()
         self._lock = threading.Lock()
         self._mailboxes: dict[str, Mailbox] = {}
         self._addresses: dict[str, str] = {}
@@ -110,9 +116,11 @@ class MailStore:
             return message.render(immutable=immutable, select=select)
 
     def snapshot(self, mailbox: Mailbox, message: Message) -> dict:
-        """Every property, headers included, plus the immutable id: what the Python facade returns."""
+        """Every property, headers included, the attachments without their bytes, and the immutable id:
+        what the Python facade returns."""
         with mailbox.lock:
             rv = message.render(immutable=False, select=PROPERTIES)
+            rv["attachments"] = [a.render(SUMMARY) for a in message.attachments]
             rv["@emulator.immutableId"] = message.immutable_id
             return rv
 
@@ -120,19 +128,25 @@ class MailStore:
                 to: Iterable[str | dict], cc: Iterable[str | dict] = (), in_reply_to: str | None = None,
                 references: Iterable[str] = (), internet_message_id: str | None = None,
                 conversation_of: str | None = None, new_conversation: bool = False, folder: str = "inbox",
-                received_at: datetime | None = None, headers: Iterable[tuple[str, str]] = ()) -> dict:
+                received_at: datetime | None = None, headers: Iterable[tuple[str, str]] = (),
+                attachments: Iterable[dict] = ()) -> dict:
         """An inbound email arrives; returns its Graph JSON (with ``@emulator.immutableId``).
 
         It joins the conversation of the message its In-Reply-To/References name in this mailbox,
         or of ``conversation_of``; ``new_conversation=True`` starts a new one regardless, as Exchange
-        does for some external replies.
+        does for some external replies. ``attachments`` are dicts as :func:`emulator.attachments.from_spec`
+        reads them, e.g. ``{"name": "W-9.pdf", "content": pdf_bytes}`` or, for an inline image the HTML
+        body shows with ``<img src="cid:logo">``, ``{"name": "logo.png", "content": png, "inline": True,
+        "content_id": "logo"}``.
         """
+        now = self.clock.now()
         incoming = Incoming(
             subject=subject, body=body if isinstance(body, dict) else {"contentType": "text", "content": body},
             sender=as_recipient(sender), to=[as_recipient(r) for r in to], cc=[as_recipient(r) for r in cc],
             in_reply_to=in_reply_to, references=list(references), internet_message_id=internet_message_id,
             headers=[{"name": n, "value": v} for n, v in headers], conversation_of=conversation_of,
             new_conversation=new_conversation, folder=folder, received_at=received_at,
+            attachments=[from_spec(spec, now) for spec in attachments],
         )
         mailbox = self.mailbox(user_id)
         return self.snapshot(mailbox, self.receive(mailbox, incoming))
@@ -153,8 +167,26 @@ class MailStore:
                 references=incoming.references, custom_headers=incoming.headers,
                 received=received, sent=incoming.sent_at or received,
             )
+            for attachment in incoming.attachments:
+                attach(message, attachment, now)
             return message, mailbox.add(message, now)
         return self.mutate(mailbox, change)
+
+    def add_attachment(self, mailbox: Mailbox, message_id: str, attachment: Attachment) -> Attachment:
+        """Attach to a draft (400 for any other message, 413 past :attr:`MailLimits.max_message_bytes`)."""
+        def change(now: datetime) -> tuple[Attachment, list[ChangeEvent]]:
+            message = mailbox.get(message_id)
+            require_draft(message)
+            self.limits.check_message(message, [attachment])
+            return attach(message, attachment, now), mailbox.touch(message, now)
+        return self.mutate(mailbox, change)
+
+    def delete_attachment(self, mailbox: Mailbox, message_id: str, attachment_id: str) -> None:
+        def change(now: datetime) -> tuple[None, list[ChangeEvent]]:
+            message = mailbox.get(message_id)
+            message.attachments.remove(find_attachment(message, attachment_id))
+            return None, mailbox.touch(message, now)
+        self.mutate(mailbox, change)
 
     def _thread_index(self, mailbox: Mailbox, incoming: Incoming, now: datetime) -> bytes:
         if incoming.conversation_of:

@@ -4,7 +4,9 @@ Ids imitate Exchange's: url-safe base64 that usually ends in ``=`` and is case-s
 has an immutable id for life and a REST id that is replaced whenever it changes folder.
 ``conversationIndex`` follows [MS-OXOMSG]: a 22-byte header (0x01, 5 bytes of FILETIME, a 16-byte
 thread GUID) plus one 5-byte block per reply; ``conversationId`` is derived from the mailbox and the
-thread GUID, so copies of one thread agree within a mailbox.
+thread GUID, so copies of one thread agree within a mailbox. ``hasAttachments`` counts only attachments
+that are not inline: a message whose only attachments are inline images has none
+(https://learn.microsoft.com/graph/api/resources/message#properties).
 """
 
 from __future__ import annotations
@@ -16,8 +18,12 @@ import secrets
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from email.utils import format_datetime, formataddr, parseaddr
+from typing import TYPE_CHECKING
 
 from emulator.errors import bad_request
+
+if TYPE_CHECKING:
+    from emulator.attachments import Attachment
 
 REST_PREFIX = b"\x00\x03\x24\x00"
 IMMUTABLE_PREFIX = b"\x00\x09\x00\x2e"
@@ -136,6 +142,7 @@ class Message:
     importance: str = "normal"
     categories: list[str] = field(default_factory=list)
     flag: dict = field(default_factory=lambda: {"flagStatus": "notFlagged"})
+    attachments: list[Attachment] = field(default_factory=list)
     received: datetime | None = None
     sent: datetime | None = None
     modified: datetime | None = None
@@ -164,7 +171,7 @@ class Message:
             "categories": list(self.categories),
             "receivedDateTime": format_time(self.received or self.created),
             "sentDateTime": format_time(self.sent),
-            "hasAttachments": False,
+            "hasAttachments": any(not a.is_inline for a in self.attachments),
             "internetMessageId": self.internet_message_id,
             "subject": self.subject,
             "bodyPreview": lambda: body_preview(self.body),

@@ -1,4 +1,8 @@
-"""Reading the base64 MIME body ``POST /me/sendMail`` accepts with ``Content-Type: text/plain``."""
+"""Reading the base64 MIME body ``POST /me/sendMail`` accepts with ``Content-Type: text/plain``.
+
+Its attachment parts become file attachments; one with ``Content-Disposition: inline`` is inline, and
+its ``Content-ID`` (without the angle brackets) is the attachment's ``contentId``.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ from email.message import EmailMessage
 from email.utils import getaddresses
 from typing import cast
 
+from emulator.attachments import Attachment, file_attachment
 from emulator.errors import GraphError
 
 
@@ -22,6 +27,7 @@ class MimeMessage:
     internet_message_id: str | None = None
     in_reply_to: str | None = None
     references: list[str] = field(default_factory=list)
+    attachments: list[Attachment] = field(default_factory=list)
 
 
 def parse_mime(payload: bytes) -> MimeMessage:
@@ -49,11 +55,27 @@ def parse_mime(payload: bytes) -> MimeMessage:
         internet_message_id=str(parsed["Message-ID"]).strip() if parsed.get("Message-ID") else None,
         in_reply_to=str(parsed["In-Reply-To"]).strip() if parsed.get("In-Reply-To") else None,
         references=references,
+        attachments=_attachments(parsed),
     )
 
 
 def _invalid() -> GraphError:
     return GraphError(400, "ErrorMimeContentInvalidBase64String", "Invalid base64 string for MIME content.")
+
+
+def _attachments(parsed: EmailMessage) -> list[Attachment]:
+    """Every leaf part but the body that has a file name, a Content-ID or ``Content-Disposition: attachment``."""
+    body = parsed.get_body(preferencelist=("html", "plain"))
+    rv = []
+    for part in parsed.walk():
+        if part.is_multipart() or part is body:
+            continue
+        content_id = str(part.get("Content-ID", "")).strip().strip("<>") or None
+        if part.get_filename() or content_id or part.get_content_disposition() == "attachment":
+            rv.append(file_attachment(part.get_filename() or "attachment", part.get_payload(decode=True) or b"",
+                                      part.get_content_type(), inline=part.get_content_disposition() == "inline",
+                                      content_id=content_id))
+    return rv
 
 
 def _addresses(parsed: EmailMessage, header: str) -> list[dict]:

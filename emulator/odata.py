@@ -2,7 +2,9 @@
 
 ``$filter`` takes ``internetMessageId eq '...'``, ``conversationId eq '...'`` and
 ``receivedDateTime ge|gt <date>``, joined by ``and``. Combined with ``$orderby``, Exchange requires
-the ordered property to be filtered on first, or it answers 400 ``InefficientFilter``.
+the ordered property to be filtered on first, or it answers 400 ``InefficientFilter``. ``$expand``
+takes ``attachments``, with a nested ``$select`` (``attachments($select=id,name)``) as OData allows
+(https://learn.microsoft.com/graph/query-parameters#expand-parameter).
 """
 
 from __future__ import annotations
@@ -13,12 +15,14 @@ from datetime import datetime, timezone
 
 from werkzeug.datastructures import MultiDict
 
+from emulator import attachments
 from emulator.errors import bad_request
 from emulator.message import PROPERTIES, Message
 
 _CANONICAL = {name.lower(): name for name in PROPERTIES}
 _CLAUSE = re.compile(r"\s*(\w+)\s+(eq|ge|gt)\s+('(?:[^']|'')*'|[^\s()']+)\s*", re.IGNORECASE)
 _AND = re.compile(r"and\s+", re.IGNORECASE)
+_EXPAND = re.compile(r"^\s*attachments\s*(?:\((.*)\))?\s*$", re.IGNORECASE | re.DOTALL)
 _ALLOWED = {("internetMessageId", "eq"), ("conversationId", "eq"), ("receivedDateTime", "ge"),
             ("receivedDateTime", "gt")}
 MAX_TOP = 1000
@@ -38,18 +42,44 @@ class Clause:
         return actual == self.value
 
 
-def parse_select(value: str | None) -> tuple[str, ...] | None:
-    """Canonical property names; 400 for an unknown one, as Graph's URI parser does."""
+@dataclass(frozen=True)
+class Expand:
+    """``$expand=attachments``, with the nested ``$select`` if one was given (None: every property)."""
+
+    select: tuple[str, ...] | None = None
+
+
+def parse_select(value: str | None, properties: tuple[str, ...] = PROPERTIES,
+                 entity: str = "message") -> tuple[str, ...] | None:
+    """Canonical property names (of a message, or ``entity``); 400 for an unknown one, as Graph's URI parser does."""
     if value is None:
         return None
+    canonical = {name.lower(): name for name in properties}
     rv = []
     for name in (n.strip() for n in value.split(",")):
-        canonical = _CANONICAL.get(name.lower())
-        if canonical is None:
-            raise bad_request(f"Could not find a property named '{name}' on type 'microsoft.graph.message'.",
+        if name.lower() not in canonical:
+            raise bad_request(f"Could not find a property named '{name}' on type 'microsoft.graph.{entity}'.",
                               "RequestBroker--ParseUri")
-        rv.append(canonical)
+        rv.append(canonical[name.lower()])
     return tuple(dict.fromkeys(rv))
+
+
+def parse_expand(value: str | None) -> Expand | None:
+    """The message's ``$expand``: only ``attachments``, whose options may be only ``$select``."""
+    if value is None:
+        return None
+    match = _EXPAND.match(value)
+    if match is None:
+        name = value.split("(")[0].strip()
+        raise bad_request(f"Could not find a property named '{name}' on type 'microsoft.graph.message'.",
+                          "RequestBroker--ParseUri")
+    options = (match.group(1) or "").strip()
+    if not options:
+        return Expand()
+    option, _, select = options.partition("=")
+    if option.strip().lower() != "$select" or ";" in select:
+        raise bad_request(f"The query option '{options}' is not supported inside $expand.", "ErrorInvalidUrlQuery")
+    return Expand(parse_select(select, attachments.PROPERTIES, "attachment"))
 
 
 def parse_filter(text: str | None) -> list[Clause]:

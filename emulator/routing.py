@@ -14,7 +14,7 @@ from typing import Any
 from werkzeug.datastructures import Headers, MultiDict
 
 from emulator.entities import Principal
-from emulator.errors import GraphError, bad_request
+from emulator.errors import bad_request, method_not_allowed
 
 _KEY_SEGMENT = re.compile(r"""^([^(]+)\(['"]?([^'")]*)['"]?\)$""")
 
@@ -63,8 +63,10 @@ class GraphRequest:
 
 @dataclass
 class GraphResponse:
+    """A JSON ``body``, raw bytes (an attachment's ``$value``, typed by ``headers["Content-Type"]``) or none."""
+
     status: int
-    body: dict | None = None
+    body: dict | bytes | None = None
     headers: dict[str, str] = field(default_factory=dict)
 
 
@@ -103,7 +105,7 @@ class Router:
                 return target, params
             path_matched = True
         if path_matched:
-            raise GraphError(405, "BadRequest", f"The HTTP method '{method}' is not allowed for this resource.")
+            raise method_not_allowed(method)
         unknown = segments[-1] if segments else ""
         raise bad_request(f"Resource not found for the segment '{unknown}'.")
 
@@ -120,6 +122,9 @@ def _bind(pattern: tuple[str, ...], segments: list[str]) -> dict[str, str] | Non
 
 # The delegated scopes a route needs (any one of them); an empty set means none.
 READ_MAIL = frozenset({"Mail.ReadBasic", "Mail.Read", "Mail.ReadWrite"})
+#: Mail.ReadBasic leaves out bodies and attachments
+#: (https://learn.microsoft.com/graph/permissions-reference#mailreadbasic).
+READ_ATTACHMENTS = frozenset({"Mail.Read", "Mail.ReadWrite"})
 WRITE_MAIL = frozenset({"Mail.ReadWrite"})
 SEND_MAIL = frozenset({"Mail.Send"})
 READ_PROFILE = frozenset({"User.Read", "User.ReadWrite", "User.ReadBasic.All", "User.Read.All", "Directory.Read.All"})

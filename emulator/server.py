@@ -13,6 +13,7 @@ import shutil
 import tempfile
 import threading
 import weakref
+from dataclasses import asdict
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,7 @@ from .serving import HttpsServer
 from .subscriptions import SubscriptionService
 from .tls import create_certificates
 from .tokens import TokenIssuer
+from .upload_sessions import UploadSessions
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +61,7 @@ class Emulator:
         self._delete_tls = weakref.finalize(self, shutil.rmtree, tls_dir, ignore_errors=True)
         self.tls = create_certificates(tls_dir, *_subject_names(host))
         self.mail = MailStore(self.clock)
+        self.uploads = UploadSessions(self.clock)
         self.faults = Faults(self.clock)
         self.subscriptions = SubscriptionService(self)
         self.app = self._create_app()
@@ -200,7 +203,12 @@ class Emulator:
     # -- Graph half ------------------------------------------------------------------------------
 
     def deliver_email(self, user_id: str, **fields: Any) -> dict:
-        """An inbound email arrives in the user's inbox; returns its Graph JSON."""
+        """An inbound email arrives in the user's inbox; returns its Graph JSON.
+
+        ``fields`` are :meth:`~emulator.mailstore.MailStore.deliver`'s, ``attachments`` among them, e.g.
+        ``attachments=[{"name": "W-9.pdf", "content": pdf}, {"name": "Order", "item": {"subject": "Order 7"}},
+        {"name": "Budget.xlsx", "source_url": "https://contoso.sharepoint.com/budget.xlsx"}]``.
+        """
         return self.mail.deliver(user_id, **fields)
 
     def move_message(self, user_id: str, message_id: str, folder: str) -> dict:
@@ -240,6 +248,15 @@ class Emulator:
         Without arguments it only returns them.
         """
         return self.faults.set_limits(**limits)
+
+    def set_mail_limits(self, **limits: float) -> dict[str, float]:
+        """Change the size limits of :class:`~emulator.mail_limits.MailLimits`; returns them all.
+
+        For example ``set_mail_limits(max_message_bytes=100_000)`` makes a send of a larger message fail.
+        Without arguments it only returns them.
+        """
+        self.mail.limits = self.mail.limits.changed(**limits)
+        return asdict(self.mail.limits)
 
     def clear_faults(self) -> None:
         """Drop every injected identity and Graph fault."""

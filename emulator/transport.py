@@ -3,7 +3,11 @@
 A sent message lands in the sender's Sent Items (its REST id changes, its immutable id stays) and a
 copy, with the same ``internetMessageId`` and Thread-Index, arrives in the inbox of every recipient
 who is an emulator user, so two-user conversations can be played out. As reported for Exchange, the
-Sent Items copy does not show the custom ``x-`` headers; the recipients' copies do.
+Sent Items copy does not show the custom ``x-`` headers; the recipients' copies do. Every copy carries
+the attachments, each copy's with ids of its own. A new message, createReply's ``message`` and
+sendMail's may hold ``attachments`` (https://learn.microsoft.com/graph/api/user-sendmail,
+https://learn.microsoft.com/graph/api/message-createreply); a message over
+:attr:`~emulator.mail_limits.MailLimits.max_message_bytes` is not sent (413 ``ErrorMessageSizeExceeded``).
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import html
 import re
 from datetime import datetime
 
+from emulator.attachments import SUMMARY, attach, from_graph
 from emulator.errors import GraphError, bad_request
 from emulator.fields import apply_fields
 from emulator.mailbox import ChangeEvent, Mailbox
@@ -35,7 +40,7 @@ def create_draft(store: MailStore, mailbox: Mailbox, data: dict) -> Message:
     """``POST /messages``: a new draft in Drafts, in a conversation of its own."""
     def change(now: datetime) -> tuple[Message, list[ChangeEvent]]:
         draft = _new_draft(mailbox, now, new_thread_index(now))
-        apply_fields(draft, data)
+        _write(draft, data, now)
         return draft, mailbox.add(draft, now)
     return store.mutate(mailbox, change)
 
@@ -55,15 +60,19 @@ def create_reply(store: MailStore, mailbox: Mailbox, message_id: str, data: dict
         draft.in_reply_to = original.internet_message_id
         draft.references = [*original.references, original.internet_message_id]
         draft.body = {"contentType": "html", "content": _quote(comment, original)}
-        apply_fields(draft, overrides)
+        _write(draft, overrides, now)
         return draft, mailbox.add(draft, now)
     return store.mutate(mailbox, change)
 
 
 def reply(store: MailStore, mailbox: Mailbox, message_id: str, data: dict) -> None:
-    """``POST /messages/{id}/reply``: createReply and send in one step."""
+    """``POST /messages/{id}/reply``: createReply and send in one step; a reply that cannot go leaves no draft."""
     draft = create_reply(store, mailbox, message_id, data)
-    send_draft(store, mailbox, draft.immutable_id)
+    try:
+        send_draft(store, mailbox, draft.immutable_id)
+    except GraphError:
+        store.mutate(mailbox, lambda now: (None, mailbox.remove(draft, now)))
+        raise
 
 
 def send_draft(store: MailStore, mailbox: Mailbox, message_id: str) -> None:
@@ -73,6 +82,7 @@ def send_draft(store: MailStore, mailbox: Mailbox, message_id: str) -> None:
         if not draft.is_draft:
             raise bad_request("Only a draft can be sent.", "ErrorInvalidOperation")
         _check_recipients(draft)
+        store.limits.check_message(draft)
         outgoing = _finish(store, mailbox, draft, now)
         return outgoing, mailbox.move(draft, mailbox.folder("sentitems"), now)
     _distribute(store, store.mutate(mailbox, change))
@@ -84,10 +94,13 @@ def send_mail(store: MailStore, mailbox: Mailbox, data: dict, *, save_to_sent: b
     def change(now: datetime) -> tuple[Outgoing, list[ChangeEvent]]:
         message = _new_draft(mailbox, now, new_thread_index(now))
         message.folder_id = mailbox.folder("sentitems").id
-        apply_fields(message, data)
+        _write(message, data, now)
         if mime is not None:
             _thread_from_mime(mailbox, message, mime, now)
+            for attachment in mime.attachments:
+                attach(message, attachment, now)
         _check_recipients(message)
+        store.limits.check_message(message)
         outgoing = _finish(store, mailbox, message, now)
         return outgoing, mailbox.add(message, now) if save_to_sent else []
     _distribute(store, store.mutate(mailbox, change))
@@ -112,6 +125,17 @@ def _new_draft(mailbox: Mailbox, now: datetime, index: bytes) -> Message:
     )
 
 
+def _write(message: Message, data: dict, now: datetime) -> None:
+    """Set the Graph properties of a new message, its ``attachments`` among them."""
+    properties = dict(data)
+    items = properties.pop("attachments", [])
+    if not isinstance(items, list):
+        raise bad_request("Property 'attachments' must be a collection of attachments.")
+    apply_fields(message, properties)
+    for item in items:
+        attach(message, from_graph(item, now), now)
+
+
 def _thread_from_mime(mailbox: Mailbox, message: Message, mime: MimeMessage, now: datetime) -> None:
     message.internet_message_id = mime.internet_message_id or message.internet_message_id
     message.in_reply_to, message.references = mime.in_reply_to, mime.references
@@ -128,12 +152,14 @@ def _finish(store: MailStore, mailbox: Mailbox, message: Message, now: datetime)
     message.is_draft = False
     message.sent = message.received = now
     message.from_ = message.sender = {"emailAddress": {"name": mailbox.display_name, "address": mailbox.email}}
-    store.outbound.append({**message.render(immutable=False, select=PROPERTIES), "userId": mailbox.user_id})
+    store.outbound.append({**message.render(immutable=False, select=PROPERTIES), "userId": mailbox.user_id,
+                           "attachments": [a.render(SUMMARY) for a in message.attachments]})
     outgoing = Incoming(
         subject=message.subject, body=dict(message.body), sender=message.from_, to=list(message.to),
         cc=list(message.cc), reply_to=list(message.reply_to), in_reply_to=message.in_reply_to,
         references=list(message.references), internet_message_id=message.internet_message_id,
         headers=list(message.custom_headers), thread_index=message.conversation_index, sent_at=now,
+        attachments=list(message.attachments),
     )
     message.hide_custom_headers = True
     addresses = [address_of(r).lower() for r in [*message.to, *message.cc, *message.bcc]]
