@@ -20,6 +20,7 @@ from app.records import organizations
 from app.records.records import create_record
 from app.records.threads import store_upload
 from emulator import Emulator
+from emulator.demo import W9_ATTACHMENT, W9_PDF
 
 SANDBOX_DATABASE = "var/sandbox.db"
 DEMO_VENDOR = ("Dana Whitfield", "dana@acme.example")
@@ -67,6 +68,7 @@ def demo_email(recipient: str, name: str) -> EmailMessage:
     message["Subject"] = "Onboarding documents for Acme Corp"
     message["Date"] = format_datetime(utcnow())
     message.set_content(f"Hi {name.split()[0]},\n\nAttached are our W-9 and banking details for the vendor file.\n\nDana")
+    message.add_attachment(W9_PDF, maintype="application", subtype="pdf", filename=W9_ATTACHMENT["name"])
     return message
 
 
@@ -75,8 +77,9 @@ def seed_demo_record(app: Flask, emulator: Emulator, organization_id: int, user:
     """A record of ``organization_id`` with an uploaded email whose conversation already sits in the user's mailbox."""
     email = demo_email(address, name)
     emulator.deliver_email(app.config["SANDBOX_DEMO"]["users"][user], subject=email["Subject"],
-                           body=email.get_content(), sender={"name": DEMO_VENDOR[0], "address": DEMO_VENDOR[1]},
-                           to=[address], internet_message_id=email["Message-ID"])
+                           body=email.get_body(("plain",)).get_content(),
+                           sender={"name": DEMO_VENDOR[0], "address": DEMO_VENDOR[1]}, to=[address],
+                           internet_message_id=email["Message-ID"], attachments=[W9_ATTACHMENT])
     db = thread_db(store_location(app.config))
     record_id = create_record(db, title, f"VEND-{1000 + organization_id}", organization_id=organization_id)["id"]
     store_upload(db, record_id, bytes(email))

@@ -8,8 +8,9 @@ from collections.abc import Mapping
 from app.core import metrics
 from app.core.queue import Job
 from app.microsoft.failures import classify, error_from
-from app.microsoft.graph import MESSAGE_SELECT
+from app.microsoft.graph import ATTACHMENTS_EXPAND, MESSAGE_SELECT
 from app.records import threads
+from app.records.linked_attachments import store_attachments
 from app.records.linking import link_graph_messages, load_connection
 from app.records.services import Services
 from handlers.errors import PermanentError, RetryLater
@@ -24,6 +25,10 @@ def _batch_item_outcome(services: Services, connection_id: int, status: int, bod
     if status == 0:
         return RetryLater("missing_batch_response")
     return job_error(services, connection_id, classify(error_from(status, body, headers)))
+
+
+def _every_job(fetch: Mapping[str, list[Job]], outcome: Exception) -> dict[int, Exception]:
+    return {job.id: outcome for group in fetch.values() for job in group}
 
 
 def handle_messages(services: Services, jobs: list[Job]) -> dict[int, Exception | None]:
@@ -46,14 +51,21 @@ def handle_messages(services: Services, jobs: list[Job]) -> dict[int, Exception 
             fetch.setdefault(job.payload["message_id"], []).append(job)
     if not fetch:
         return outcomes
+    graph = services.graph_for(connection_id)
     try:
         with graph_failures(services, connection_id):
-            results = services.graph_for(connection_id).get_messages(list(fetch), MESSAGE_SELECT)
+            results = graph.get_messages(list(fetch), MESSAGE_SELECT, ATTACHMENTS_EXPAND)
     except (RetryLater, PermanentError) as e:
-        return {**outcomes, **{job.id: e for group in fetch.values() for job in group}}
+        return {**outcomes, **_every_job(fetch, e)}
     fetched = {message_id: results.get(message_id, (0, None, {})) for message_id in fetch}
     found = [message_id for message_id, (status, _, _) in fetched.items() if status == 200]
     linked = link_graph_messages(db, connection, [fetched[message_id][1] for message_id in found])
+    with_records = [message_id for message_id, records in zip(found, linked) if records]
+    try:
+        with graph_failures(services, connection_id):
+            store_attachments(services, connection_id, [fetched[message_id][1] for message_id in with_records])
+    except (RetryLater, PermanentError) as e:  # linked, but an attachment could not be read: again later
+        return {**outcomes, **_every_job(fetch, e)}
     now = time.time()
     for job in (job for message_id, records in zip(found, linked) if records for job in fetch[message_id]):
         metrics.NOTIFICATION_TO_LINKED.observe(max(0.0, now - job.created_at))  # created: received

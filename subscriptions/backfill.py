@@ -6,10 +6,9 @@ import logging
 from itertools import islice
 from typing import Any
 
-from sqlite_utils import Database
-
-from app.microsoft.graph import MESSAGE_SELECT, GraphClient
-from app.records.linking import link_graph_messages, load_connection
+from app.microsoft.graph import MESSAGE_SELECT
+from app.records.linked_attachments import link_with_attachments
+from app.records.linking import load_connection
 from app.records.services import Services
 
 log = logging.getLogger(__name__)
@@ -21,15 +20,14 @@ def backfill_record(services: Services, connection_id: int, record_id: int) -> i
     """Find the record's known emails in the newly connected mailbox and link their conversations."""
     db = services.db()
     connection = load_connection(db, connection_id)
-    graph = services.graph_for(connection_id)
     known = [row["message_id"] for row in db.query(
         "SELECT message_id FROM thread_message_ids WHERE record_id = ?", [record_id])]
     linked, conversations = 0, set()
     for message_id in known:
-        found, seen = _link_found(db, connection, graph, f"internetMessageId eq '{_quoted(message_id)}'")
+        found, seen = _link_found(services, connection, f"internetMessageId eq '{_quoted(message_id)}'")
         linked, conversations = linked + found, conversations | seen
     for conversation_id in conversations:
-        linked += _link_found(db, connection, graph, f"conversationId eq '{_quoted(conversation_id)}'")[0]
+        linked += _link_found(services, connection, f"conversationId eq '{_quoted(conversation_id)}'")[0]
     log.info("Backfill: %d message(s) linked for record %s", linked, record_id,
              extra={"connection_id": connection_id})
     return linked
@@ -39,12 +37,12 @@ def _quoted(text: str) -> str:
     return text.replace("'", "''")
 
 
-def _link_found(db: Database, connection: dict[str, Any], graph: GraphClient, filter_: str) -> tuple[int, set[str]]:
-    """Link the mailbox's messages matching ``filter_``, a page of them at a time; return how many were
-    linked and the conversationIds they carry."""
+def _link_found(services: Services, connection: dict[str, Any], filter_: str) -> tuple[int, set[str]]:
+    """Link the mailbox's messages matching ``filter_``, a page of them at a time, with their
+    attachments; return how many were linked and the conversationIds they carry."""
     linked, conversations = 0, set()
-    messages = graph.find_messages(filter_, MESSAGE_SELECT, top=PAGE)
+    messages = services.graph_for(connection["id"]).find_messages(filter_, MESSAGE_SELECT, top=PAGE)
     while page := list(islice(messages, PAGE)):
-        linked += sum(map(bool, link_graph_messages(db, connection, page)))
+        linked += link_with_attachments(services, connection, page)
         conversations.update(message["conversationId"] for message in page if message.get("conversationId"))
     return linked, conversations

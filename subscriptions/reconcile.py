@@ -17,7 +17,8 @@ from app.core.timeutil import odata, parse_iso
 from app.microsoft.failures import GraphError
 from app.microsoft.graph import MESSAGE_SELECT
 from app.records import delta_state, threads
-from app.records.linking import link_graph_messages, load_connection
+from app.records.linked_attachments import link_with_attachments
+from app.records.linking import load_connection
 from app.records.services import Services
 
 log = logging.getLogger(__name__)
@@ -48,7 +49,7 @@ def _sync_folder(services: Services, connection: dict[str, Any], folder: str, si
             if "@removed" in item:
                 threads.mark_deleted(db, connection["id"], item["id"])
         present = [item for item in items if "@removed" not in item]
-        linked += sum(map(bool, link_graph_messages(db, connection, present)))
+        linked += link_with_attachments(services, connection, present)
         newest = max([newest or "", *(item.get("receivedDateTime") or "" for item in present)]) or None
         delta_link = page.get("@odata.deltaLink", delta_link)
     delta_state.save(db, connection["id"], folder, delta_link, newest)

@@ -16,6 +16,7 @@ its ``@odata.nextLink`` pages following without further calls.
 
 from __future__ import annotations
 
+import base64
 import copy
 import itertools
 import re
@@ -78,6 +79,28 @@ def graph_message(graph_id: str, internet_message_id: str, *, received: datetime
     }
 
 
+def file_attachment(attachment_id: str, name: str, content: bytes, content_type: str = "application/pdf", *,
+                    inline: bool = False, content_id: str | None = None) -> dict[str, Any]:
+    """A ``fileAttachment`` as ``GET …/attachments/{id}`` returns it (bytes in ``contentBytes``)."""
+    return {"@odata.type": "#microsoft.graph.fileAttachment", "id": attachment_id, "name": name,
+            "contentType": content_type, "size": len(content), "isInline": inline, "contentId": content_id,
+            "contentBytes": base64.b64encode(content).decode()}
+
+
+def item_attachment(attachment_id: str, name: str) -> dict[str, Any]:
+    """An attached Outlook item: described, with no bytes to read."""
+    return {"@odata.type": "#microsoft.graph.itemAttachment", "id": attachment_id, "name": name,
+            "contentType": None, "size": 2048, "isInline": False}
+
+
+_DESCRIBED = ("@odata.type", "id", "name", "contentType", "size", "isInline")  # ATTACHMENTS_EXPAND's $select
+
+
+def _public(message: dict[str, Any]) -> dict[str, Any]:
+    """A stored message as Graph returns it unexpanded: without its attachments."""
+    return {key: copy.deepcopy(value) for key, value in message.items() if key != "attachments"}
+
+
 class FakeGraph:
     """The Graph calls of one mailbox, in memory.
 
@@ -113,7 +136,8 @@ class FakeGraph:
 
     def answer_next_batch(self, message_id: str, status: int, *, code: str = "ErrorItemNotFound",
                           headers: Mapping[str, str] | None = None) -> None:
-        """In the next ``$batch``, ``message_id``'s item fails with ``status`` instead of the mailbox's answer."""
+        """In the next ``$batch`` asking for it, the item ``message_id`` (or an attachment id) fails
+        with ``status`` instead of the mailbox's answer."""
         self._batch_answers[message_id] = (status, error_body(code, f"Item failed with {status}."), dict(headers or {}))
 
     def deliver(self, message: dict[str, Any], folder: str = "inbox") -> dict[str, Any]:
@@ -140,17 +164,36 @@ class FakeGraph:
 
     # -- messages ------------------------------------------------------------------------------
 
-    def get_messages(self, ids: list[str], select: str) -> dict[str, tuple[int, Any, Any]]:
+    def get_messages(self, ids: list[str], select: str, expand: str | None = None) -> dict[str, tuple[int, Any, Any]]:
         if len(ids) > BATCH_LIMIT:
             raise ValueError(f"a $batch holds at most {BATCH_LIMIT} requests, got {len(ids)}")
         self._call("get_messages", list(ids), select)
-        answers, self._batch_answers = self._batch_answers, {}
-        return self._answer("get_messages", {
-            message_id: answers.get(message_id) or self._batch_item(message_id) for message_id in ids})
+        return self._answer("get_messages", {message_id: self._batch_answers.pop(message_id, None)
+                                             or self._batch_item(message_id, expand) for message_id in ids})
+
+    def get_attachments(self, pairs: list[tuple[str, str]]) -> dict[tuple[str, str], tuple[int, Any, Any]]:
+        if len(pairs) > BATCH_LIMIT:
+            raise ValueError(f"a $batch holds at most {BATCH_LIMIT} requests, got {len(pairs)}")
+        self._call("get_attachments", list(pairs))
+        found = {}
+        for message_id, attachment_id in pairs:
+            attachment = self._attachment(message_id, attachment_id)
+            found[(message_id, attachment_id)] = self._batch_answers.pop(attachment_id, None) or (
+                (200, copy.deepcopy(attachment), {}) if attachment else
+                (404, error_body("ErrorItemNotFound", "The specified object was not found in the store."), {}))
+        return self._answer("get_attachments", found)
+
+    def get_attachment_content(self, message_id: str, attachment_id: str, max_bytes: int) -> bytes | None:
+        self._call("get_attachment_content", message_id, attachment_id)
+        attachment = self._attachment(message_id, attachment_id)
+        if attachment is None:
+            raise NotFound(404, "ErrorItemNotFound", "The specified object was not found in the store.")
+        content = base64.b64decode(attachment["contentBytes"])
+        return self._answer("get_attachment_content", content if len(content) <= max_bytes else None)
 
     def get_message(self, message_id: str, select: str) -> dict:
         self._call("get_message", message_id, select)
-        return self._answer("get_message", copy.deepcopy(self._message(message_id)))
+        return self._answer("get_message", _public(self._message(message_id)))
 
     def find_messages(self, filter_: str, select: str, *, top: int = 50) -> Iterator[dict]:
         self._call("find_messages", filter_, select)
@@ -158,7 +201,7 @@ class FakeGraph:
         if match is None:
             raise NotImplementedError(f"FakeGraph filters by internetMessageId only, not {filter_!r}")
         wanted = match.group(1).replace("''", "'")
-        found = [copy.deepcopy(m) for m in self.messages.values() if m.get("internetMessageId") == wanted]
+        found = [_public(m) for m in self.messages.values() if m.get("internetMessageId") == wanted]
         yield from self._answer("find_messages", found)
 
     def create_draft(self, message: dict[str, Any]) -> dict:
@@ -274,10 +317,16 @@ class FakeGraph:
             raise NotFound(404, "ErrorItemNotFound", "The specified object was not found in the store.")
         return self.messages[message_id]
 
-    def _batch_item(self, message_id: str) -> tuple[int, Any, dict[str, str]]:
+    def _batch_item(self, message_id: str, expand: str | None) -> tuple[int, Any, dict[str, str]]:
         if message_id not in self.messages:
             return 404, error_body("ErrorItemNotFound", "The specified object was not found in the store."), {}
-        return 200, copy.deepcopy(self.messages[message_id]), {}
+        message = self.messages[message_id]
+        described = [{key: a.get(key) for key in _DESCRIBED} for a in message.get("attachments", [])]
+        return 200, {**_public(message), **({"attachments": described} if expand else {})}, {}
+
+    def _attachment(self, message_id: str, attachment_id: str) -> dict[str, Any] | None:
+        found = [a for a in self.messages.get(message_id, {}).get("attachments", []) if a["id"] == attachment_id]
+        return found[0] if found else None
 
     def _new_draft(self) -> dict[str, Any]:
         number = next(self._ids)
@@ -302,7 +351,7 @@ class FakeGraph:
         removed = [] if since < 0 else [
             {"id": message_id, "@removed": {"reason": "deleted"}}
             for message_id, (left, seq) in self._departed.items() if left == folder and seq > since]
-        return [copy.deepcopy(m) for m in present] + removed
+        return [_public(m) for m in present] + removed
 
     def _grant(self, requested_text: str) -> datetime:
         requested, now = parse_iso(requested_text), self.clock()

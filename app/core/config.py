@@ -139,6 +139,8 @@ SETTINGS: tuple[Setting, ...] = (
             _positive_int),
     Setting("REQUESTS_CA_BUNDLE", None, "CA bundle for msal and Graph calls (standard requests variable).",
             _text),
+    Setting("ATTACHMENT_MAX_BYTES", 25 * 1024 * 1024, "The largest attachment whose bytes are kept on a record; a "
+            "larger one is listed with its name and size and marked as not kept.", _positive_int),
     Setting("WORKER_THREADS", 32, "Most worker threads that process the queue (`python -m app`, `flask --app wsgi "
             "worker`): one more starts whenever all are busy, an idle one beyond the first retires.", _positive_int),
     Setting("WEB_THREADS", 8, "Request threads of the WSGI server in `python -m app` (under gunicorn, set it to "

@@ -392,6 +392,41 @@ def m008_mailbox_slots(db: Database) -> None:
     )
 
 
+@migrations(name="m009_attachments")
+def m009_attachments(db: Database) -> None:
+    _run(
+        db,
+        """
+        -- The attachments of a record's thread entry (app.records.attachments): file attachments with
+        -- their bytes (in attachment_content), attached Outlook items and cloud links as what they are.
+        CREATE TABLE attachments (
+            id INTEGER PRIMARY KEY,
+            message_id INTEGER NOT NULL REFERENCES messages(id),
+            source_key TEXT NOT NULL,       -- Graph's attachment id, or the MIME part's position in an upload
+            kind TEXT NOT NULL,             -- file | item | reference
+            name TEXT NOT NULL,
+            content_type TEXT NOT NULL,
+            size INTEGER NOT NULL,
+            inline INTEGER NOT NULL DEFAULT 0,
+            content_id TEXT,                -- for cid: references from an HTML body
+            source_url TEXT,                -- a reference attachment's link
+            skipped_reason TEXT,            -- why the bytes are not kept (too_large, item, reference, unavailable)
+            created_at TEXT NOT NULL,
+            UNIQUE (message_id, source_key)
+        );
+
+        -- The bytes of a kept file attachment, apart so that listing a thread never reads them.
+        CREATE TABLE attachment_content (
+            attachment_id INTEGER NOT NULL PRIMARY KEY REFERENCES attachments(id),
+            content BLOB NOT NULL
+        );
+
+        -- A record's sends, for its page (and the page's live updates, app.records.live).
+        CREATE INDEX outbox_record ON outbox(record_id)
+        """
+    )
+
+
 def migrate(db: Database) -> list[str]:
     """Apply pending migrations; return the names applied."""
     dialect = dialect_of(db)

@@ -30,8 +30,14 @@ DEFAULT_TIMEOUT = 30.0
 MESSAGE_SELECT = ",".join((
     "id", "internetMessageId", "conversationId", "conversationIndex", "isDraft", "subject", "from",
     "toRecipients", "ccRecipients", "sentDateTime", "receivedDateTime", "bodyPreview", "body",
-    "parentFolderId", "changeKey", "internetMessageHeaders",
+    "parentFolderId", "changeKey", "internetMessageHeaders", "hasAttachments",
 ))
+
+# Attachments come with the message in the same $batch, described but without their bytes (a file's
+# contentBytes would make every fetch carry them, for mail that turns out to be unrelated).
+# https://learn.microsoft.com/graph/api/resources/attachment
+ATTACHMENTS_EXPAND = "attachments($select=id,name,contentType,size,isInline)"
+CONTENT_CHUNK_BYTES = 256 * 1024
 
 _limiters: dict[str, "MailboxLimiter"] = {}
 _limiters_lock = threading.Lock()
@@ -137,33 +143,61 @@ class GraphClient:
 
     def request(self, operation: str, method: str, path: str, **kwargs: Any) -> Any:
         """Call Graph and return the decoded JSON body (None when empty); raise on error."""
+        return _json(self._call(operation, method, path, **kwargs))
+
+    def _call(self, operation: str, method: str, path: str, **kwargs: Any) -> requests.Response:
+        """Call Graph (again with a fresh token after a 401); the answer, or its error raised."""
         url = path if path.startswith("https://") or path.startswith("http://") else f"{self.base_url}{path}"
         rv = self._send(operation, method, url, self._token_provider(), **dict(kwargs))
         if rv.status_code == 401:
+            rv.close()
             rv = self._send(operation, method, url, self._token_provider(force_refresh=True), **dict(kwargs))
-        body = _json(rv)
         if rv.status_code >= 400:
-            raise error_from(rv.status_code, body, rv.headers)
-        return body
+            raise error_from(rv.status_code, _json(rv), rv.headers)
+        return rv
 
     # -- messages --------------------------------------------------------------------------
 
-    def get_messages(self, ids: list[str], select: str) -> dict[str, tuple[int, Any, Any]]:
+    def get_messages(self, ids: list[str], select: str, expand: str | None = None) -> dict[str, tuple[int, Any, Any]]:
         """Fetch up to 20 messages in one ``$batch``: ``{id: (status, body, headers)}``."""
-        if len(ids) > BATCH_LIMIT:
-            raise ValueError(f"a $batch holds at most {BATCH_LIMIT} requests, got {len(ids)}")
-        requests_ = [
-            {"id": str(index), "method": "GET", "url": f"/me/messages/{message_id}?$select={select}",
-             "headers": {"Prefer": IMMUTABLE_IDS}}
-            for index, message_id in enumerate(ids)
-        ]
-        body = self.request("batch_get_messages", "POST", "/$batch", json={"requests": requests_}, slots=len(ids))
+        query = f"?$select={select}" + (f"&$expand={expand}" if expand else "")
+        return self._batch("batch_get_messages", [f"/me/messages/{message_id}{query}" for message_id in ids], ids)
+
+    def get_attachments(self, pairs: list[tuple[str, str]]) -> dict[tuple[str, str], tuple[int, Any, Any]]:
+        """Up to 20 attachments, each ``(message id, attachment id)``, with their bytes (a file's
+        ``contentBytes``, base64), in one ``$batch``: ``{pair: (status, body, headers)}``."""
+        urls = [f"/me/messages/{message_id}/attachments/{attachment_id}" for message_id, attachment_id in pairs]
+        return self._batch("batch_get_attachments", urls, pairs)
+
+    def get_attachment_content(self, message_id: str, attachment_id: str, max_bytes: int) -> bytes | None:
+        """A file attachment's raw bytes (``/$value``), read as they arrive; None once they pass
+        ``max_bytes``, so a file larger than its description said costs no more than that."""
+        path = f"/me/messages/{message_id}/attachments/{attachment_id}/$value"
+        rv = self._call("get_attachment_content", "GET", path, stream=True)
+        content = bytearray()
+        try:
+            with rv:
+                for chunk in rv.iter_content(CONTENT_CHUNK_BYTES):
+                    content += chunk
+                    if len(content) > max_bytes:
+                        return None
+        except requests.RequestException as e:  # the connection broke mid-file: a transient failure
+            raise Throttled(0, "network_error", type(e).__name__, None) from None
+        return bytes(content)
+
+    def _batch(self, operation: str, urls: list[str], keys: list[Any]) -> dict[Any, tuple[int, Any, Any]]:
+        """GET ``urls`` in one ``$batch`` (at most 20); each answer under the key of its URL."""
+        if len(urls) > BATCH_LIMIT:
+            raise ValueError(f"a $batch holds at most {BATCH_LIMIT} requests, got {len(urls)}")
+        requests_ = [{"id": str(index), "method": "GET", "url": url, "headers": {"Prefer": IMMUTABLE_IDS}}
+                     for index, url in enumerate(urls)]
+        body = self.request(operation, "POST", "/$batch", json={"requests": requests_}, slots=len(urls))
         results = {}
         for item in body.get("responses", []):
             status, headers = int(item["status"]), item.get("headers") or {}
             if status in (429, 503):
                 self._hold_off(retry_after_seconds(headers))
-            results[ids[int(item["id"])]] = (status, item.get("body"), headers)
+            results[keys[int(item["id"])]] = (status, item.get("body"), headers)
         return results
 
     def get_message(self, message_id: str, select: str) -> dict:

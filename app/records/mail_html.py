@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import html
 import re
+from collections.abc import Mapping
 
 import nh3
 
@@ -65,6 +66,13 @@ _GENERIC_ATTRIBUTES = frozenset({"lang", "title"})
 _URL_SCHEMES = nh3.ALLOWED_URL_SCHEMES | {"cid"}
 
 
+_REMOTE_IMAGE = re.compile(r"<img\b[^>]*\bsrc\s*=\s*[\"']?\s*(?:https?:)?//", re.IGNORECASE)
+_CID_SOURCE = re.compile(r'(<img\b[^>]*?\s)src="cid:([^"]*)"', re.IGNORECASE)
+_BLOCKQUOTE_TAG = re.compile(r"<(/?)blockquote\b[^>]*>", re.IGNORECASE)
+_QUOTE_START = re.compile(r"^(?:>|-{2,}\s*Original Message\s*-{2,}|From: .*\n(?:Sent|Date): |On .{1,200} wrote:\s*$)",
+                          re.MULTILINE | re.IGNORECASE)
+
+
 def html_text(markup: str, limit: int | None = None) -> str:
     """The visible text of ``markup``, entities decoded; enough for ``limit`` characters if given."""
     text = _visible(markup)
@@ -73,11 +81,55 @@ def html_text(markup: str, limit: int | None = None) -> str:
     return html.unescape(text)
 
 
-def sanitized_html(markup: str) -> str:
-    """``markup`` safe to render: no script, event handler, ``javascript:`` URL, form or remote image."""
+def sanitized_html(markup: str, *, remote_images: bool = False) -> str:
+    """``markup`` safe to render: no script, event handler, ``javascript:`` URL or form, and no
+    remote image unless ``remote_images`` (a person asked to see them: they tell the sender the mail
+    was opened, and from where)."""
     if markup.count("<") > MAX_RICH_MARKUP:
         return _text_as_html(_visible(markup))
-    return nh3.clean(_balanced(markup), url_schemes=_URL_SCHEMES, attribute_filter=_local_images_only)
+    return nh3.clean(_balanced(markup), url_schemes=_URL_SCHEMES,
+                     attribute_filter=None if remote_images else _local_images_only)
+
+
+def has_remote_images(markup: str) -> bool:
+    """Whether ``markup`` names an image on the network (so a "show images" switch is worth offering)."""
+    return bool(_REMOTE_IMAGE.search(markup))
+
+
+def resolve_cids(sanitized: str, urls: Mapping[str, str]) -> str:
+    """Sanitized markup with each ``<img src="cid:…">`` pointing at ``urls[content id]`` (the
+    message's stored inline attachment); an image whose attachment is not kept loses its source."""
+    def resolve(found: re.Match[str]) -> str:
+        url = urls.get(html.unescape(found.group(2)).strip("<>"))
+        return f'{found.group(1)}src="{html.escape(url)}"' if url else found.group(1).rstrip()
+    return _CID_SOURCE.sub(resolve, sanitized)
+
+
+def fold_quotes(sanitized: str) -> str:
+    """Sanitized markup with each outermost ``<blockquote>`` (the quoted history replies carry)
+    folded into a ``<details>`` the reader can open. One pass over the blockquote tags."""
+    out, depth, pos = [], 0, 0
+    for tag in _BLOCKQUOTE_TAG.finditer(sanitized):
+        closing = tag.group(1) == "/"
+        if not closing and depth == 0:
+            out.append(sanitized[pos:tag.start()] + "<details class=\"quoted\"><summary>Quoted text</summary>")
+            pos = tag.start()
+        depth = max(0, depth - 1) if closing else depth + 1
+        if closing and depth == 0:
+            out.append(sanitized[pos:tag.end()] + "</details>")
+            pos = tag.end()
+    if depth:  # unbalanced (nh3 always closes them): leave the rest as it is
+        out.append("</details>")
+    out.append(sanitized[pos:])
+    return "".join(out)
+
+
+def split_quoted_text(text: str) -> tuple[str, str]:
+    """A plain-text body as (what the sender wrote, the quoted history after it): the history starts
+    at the first line quoted with ``>``, or at Outlook's ``-----Original Message-----`` or
+    ``From:`` header block, or at an ``On … wrote:`` line."""
+    found = _QUOTE_START.search(text)
+    return (text, "") if found is None else (text[:found.start()].rstrip(), text[found.start():])
 
 
 def _visible(markup: str) -> str:

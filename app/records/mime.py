@@ -25,6 +25,7 @@ from __future__ import annotations
 import binascii
 import codecs
 import re
+import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -78,9 +79,9 @@ class Part:
         kind = value.split(";", 1)[0].strip().lower()
         return kind if kind.count("/") == 1 and all(kind.split("/")) else self.default_type
 
-    def param(self, name: str) -> str | None:
-        """A ``Content-Type`` parameter (quotes removed), or None."""
-        for key, value in _PARAM.findall(self.headers.get("content-type") or b""):
+    def param(self, name: str, header: str = "content-type") -> str | None:
+        """A parameter of ``header`` (quotes removed), or None."""
+        for key, value in _PARAM.findall(self.headers.get(header) or b""):
             if key.lower() == name.encode():
                 value = value.strip()
                 if value.startswith(b'"'):
@@ -89,8 +90,26 @@ class Part:
                 return value.decode("utf-8", "replace")
         return None
 
+    def disposition(self) -> str:
+        return _header_text(self.headers.get("content-disposition")).split(";", 1)[0].strip().lower()
+
     def is_attachment(self) -> bool:
-        return _header_text(self.headers.get("content-disposition")).split(";", 1)[0].strip().lower() == "attachment"
+        return self.disposition() == "attachment"
+
+    def filename(self) -> str | None:
+        """The part's file name: ``Content-Disposition``'s ``filename`` (RFC 2231's ``filename*`` of
+        one segment included), else ``Content-Type``'s ``name``; encoded words decoded."""
+        extended = self.param("filename*", "content-disposition")
+        if extended is not None:
+            charset, _, rest = extended.partition("'")
+            return decode(urllib.parse.unquote_to_bytes(rest.partition("'")[2]), charset or "us-ascii")
+        name = self.param("filename", "content-disposition") or self.param("name")
+        return decode_words(name) if name is not None else None
+
+    def content_id(self) -> str | None:
+        """``Content-ID`` without its angle brackets."""
+        value = _header_text(self.headers.get("content-id")).strip()
+        return value.strip("<>").strip() or None
 
 
 def read_headers(raw: bytes, start: int, budget: Budget, *, envelope: bool = False) -> tuple[dict[str, bytes], int]:
@@ -153,6 +172,32 @@ def find_body(raw: bytes, message: Part) -> Part | None:
     return html
 
 
+def attachment_parts(raw: bytes, message: Part) -> Iterator[Part]:
+    """Every part of the message that is not a multipart and not its text: files (``attachment``),
+    inline images and other non-text parts, attached emails (``message/rfc822``), and text parts
+    marked as attachments or named as files (a plain or HTML part that is neither is ``body`` or
+    another rendering of it). Within the same caps as the body's search."""
+    for part in _all_leaves(raw, message, 0):
+        if (part.content_type() in ("text/plain", "text/html") and not part.is_attachment()
+                and part.filename() is None):
+            continue
+        yield part
+
+
+def _all_leaves(raw: bytes, part: Part, depth: int) -> Iterator[Part]:
+    kind = part.content_type()
+    boundary = part.param("boundary") if kind.startswith("multipart/") else None
+    if boundary is None:
+        if part.start < part.end or part.headers:
+            yield part
+        return
+    if len(boundary) > MAX_BOUNDARY_LENGTH or depth >= MAX_DEPTH:
+        return
+    default = "message/rfc822" if kind == "multipart/digest" else "text/plain"
+    for child in _children(raw, part, boundary.encode("utf-8", "replace"), default):
+        yield from _all_leaves(raw, child, depth + 1)
+
+
 def _leaves(raw: bytes, part: Part, depth: int) -> Iterator[Part]:
     """The text parts that may be the body, depth first (attachments and non-text parts skipped)."""
     if part.is_attachment():
@@ -194,17 +239,22 @@ def _before_line_break(raw: bytes, pos: int, floor: int) -> int:
     return pos
 
 
-def content(raw: bytes, part: Part) -> str:
-    """A text part's content, its transfer encoding undone and its charset decoded (leniently)."""
+def payload(raw: bytes, part: Part) -> bytes:
+    """A part's content with its transfer encoding undone (leniently)."""
     data = raw[part.start:part.end]
     encoding = _header_text(part.headers.get("content-transfer-encoding")).lower()
     if encoding == "base64":
         clean = _NOT_BASE64.sub(b"", data)
         clean = clean[:len(clean) - (len(clean) % 4 == 1)]  # a lone last character encodes no byte
-        data = binascii.a2b_base64(clean + b"=" * (-len(clean) % 4))
-    elif encoding == "quoted-printable":
-        data = binascii.a2b_qp(data)
-    return decode(data, part.param("charset") or "us-ascii")
+        return binascii.a2b_base64(clean + b"=" * (-len(clean) % 4))
+    if encoding == "quoted-printable":
+        return binascii.a2b_qp(data)
+    return data
+
+
+def content(raw: bytes, part: Part) -> str:
+    """A text part's content, its transfer encoding undone and its charset decoded (leniently)."""
+    return decode(payload(raw, part), part.param("charset") or "us-ascii")
 
 
 def decode(data: bytes, charset: str) -> str:

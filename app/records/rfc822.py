@@ -25,6 +25,7 @@ from typing import NamedTuple
 
 from app.core.timeutil import iso
 from app.records import mime
+from app.records.attachments import NewAttachment
 from app.records.mail_html import html_text
 
 PREVIEW_LENGTH = 255
@@ -72,6 +73,7 @@ class ParsedEmail:
     body_type: str | None  # "text" or "html"
     body_preview: str
     body_truncated: bool = False
+    attachments: tuple[NewAttachment, ...] = ()
 
 
 def normalize_message_id(value: str | None) -> str | None:
@@ -142,6 +144,7 @@ def parse_email(raw: bytes) -> ParsedEmail:
         headers = {name: mime.header_value(value) or "" for name, value in fields.items()}
         message_id = _message_id(headers.get("message-id"))
         part = mime.find_body(raw, mime.Part(fields, content_start, len(raw), budget=budget))
+        attachments = _attachments(raw, mime.Part(fields, content_start, len(raw)))
     except mime.HeadersTooLarge as e:
         raise InvalidEmail(e.reason) from None
     in_reply_to = message_ids(headers.get("in-reply-to"))
@@ -160,7 +163,24 @@ def parse_email(raw: bytes) -> ParsedEmail:
         body_type=body.type,
         body_preview=body.preview,
         body_truncated=body.truncated,
+        attachments=attachments,
     )
+
+
+def _attachments(raw: bytes, message: mime.Part) -> tuple[NewAttachment, ...]:
+    """The upload's attachments: its parts other than the body, each with its bytes. A part marked
+    ``inline`` or carrying a ``Content-ID`` without being marked ``attachment`` is inline (an image
+    an HTML body shows by ``cid:``). Parts are told apart by their position in the message."""
+    found = []
+    for number, part in enumerate(mime.attachment_parts(raw, message), start=1):
+        data = mime.payload(raw, part)
+        kind = part.content_type()
+        fallback = "message.eml" if kind == "message/rfc822" else f"attachment-{number}"
+        content_id = part.content_id()
+        inline = part.disposition() == "inline" or (content_id is not None and not part.is_attachment())
+        found.append(NewAttachment(source_key=f"part-{number}", name=part.filename() or fallback, content_type=kind,
+                                   size=len(data), inline=inline, content_id=content_id, content=data))
+    return tuple(found)
 
 
 def _message_id(value: str | None) -> str:

@@ -29,7 +29,8 @@ from sqlite_utils import Database
 from app.core.db import write_transaction
 from app.core.dialects import dialect_of
 from app.core.timeutil import iso, now_iso, parse_iso, utcnow
-from app.records.mail_html import sanitized_html
+from app.records import attachments
+from app.records.mail_html import has_remote_images, sanitized_html
 from app.records.matching import CandidateMessage, KnownId
 from app.records.rfc822 import Address, ParsedEmail, bounded_body, parse_email
 
@@ -159,6 +160,17 @@ def _write(db: Database, statement: str, columns: Sequence[str],
     return db.execute(sql, [row[column] for row in ordered for column in columns]).fetchall()
 
 
+def entries_of_copies(db: Database, connection_id: int, graph_ids: Sequence[str]) -> dict[str, list[int]]:
+    """The thread entries each of a mailbox's messages (by Graph id) is on."""
+    found: dict[str, list[int]] = {}
+    if graph_ids:
+        marks = ", ".join("?" * len(graph_ids))
+        for row in db.query(f"SELECT graph_id, message_id FROM message_copies WHERE connection_id = ?"
+                            f" AND graph_id IN ({marks}) ORDER BY message_id", [connection_id, *graph_ids]):
+            found.setdefault(row["graph_id"], []).append(row["message_id"])
+    return found
+
+
 def mark_deleted(db: Database, connection_id: int, graph_id: str, *, now: datetime | None = None) -> bool:
     """The mailbox copy was deleted: mark it, and the thread entry once no live copy of it remains.
 
@@ -244,8 +256,9 @@ def _iso_or_none(text: str | None) -> str | None:
         return None
 
 
-def entry(row: dict[str, Any]) -> dict[str, Any]:
-    """One thread message in the contract's shape (plus its id, flags and body)."""
+def entry(row: dict[str, Any], attachments_: Sequence[dict[str, Any]] = ()) -> dict[str, Any]:
+    """One thread message in the contract's shape (plus its id, flags and body), with its attachments
+    as :func:`app.records.attachments.listed` gives them."""
     return {
         "id": row["id"],
         "internet_message_id": row["internet_message_id"],
@@ -263,15 +276,24 @@ def entry(row: dict[str, Any]) -> dict[str, Any]:
         "body_type": row["body_type"],
         "body": sanitized_html(row["body"]) if row["body_type"] == "html" and row["body"] else row["body"],
         "body_truncated": bool(row["body_truncated"]),
+        "remote_images": bool(row["body_type"] == "html" and row["body"] and has_remote_images(row["body"])),
         "body_preview": row["body_preview"],
+        "attachments": list(attachments_),
     }
 
 
 def thread(db: Database, record_id: int) -> list[dict[str, Any]]:
     """The record's messages, oldest first."""
-    rows = db.query("SELECT * FROM messages WHERE record_id = ? ORDER BY COALESCE(sent_at, created_at), id",
-                    [record_id])
-    return [entry(row) for row in rows]
+    rows = list(db.query("SELECT * FROM messages WHERE record_id = ? ORDER BY COALESCE(sent_at, created_at), id",
+                         [record_id]))
+    listed = attachments.listed(db, [row["id"] for row in rows])
+    return [entry(row, listed[row["id"]]) for row in rows]
+
+
+def stored_body(db: Database, record_id: int, entry_id: int) -> tuple[str | None, str | None] | None:
+    """(body type, body as stored) of one of the record's entries; None when it has no such entry."""
+    rows = list(db.query("SELECT body_type, body FROM messages WHERE id = ? AND record_id = ?", [entry_id, record_id]))
+    return (rows[0]["body_type"], rows[0]["body"]) if rows else None
 
 
 def _direction(db: Database, record_id: int, parsed: ParsedEmail) -> str:
@@ -287,12 +309,14 @@ def _addresses(items: tuple[Address, ...]) -> str:
     return json.dumps([{"name": item.name, "address": item.address} for item in items])
 
 
-def store_upload(db: Database, record_id: int, raw: bytes) -> dict[str, Any]:
+def store_upload(db: Database, record_id: int, raw: bytes, *,
+                 max_attachment_bytes: int = attachments.DEFAULT_MAX_BYTES) -> dict[str, Any]:
     """Attach an uploaded RFC 822 email (raises :class:`app.records.rfc822.InvalidEmail`); idempotent per Message-ID.
 
     Its Message-ID, In-Reply-To and References (the last 100) all become thread keys: replies to
-    any of them belong to this record's conversation. Parsing happens before the write lock is
-    taken; the transaction writes one row of at most 1 MB of body and at most 102 keys.
+    any of them belong to this record's conversation. Its attachments are kept with it (the bytes of
+    those up to ``max_attachment_bytes``). Parsing happens before the write lock is taken; the
+    transaction writes one row of at most 1 MB of body, at most 102 keys and the upload's attachments.
     """
     parsed = parse_email(raw)
     now = now_iso()
@@ -317,7 +341,8 @@ def store_upload(db: Database, record_id: int, raw: bytes) -> dict[str, Any]:
         row = list(rows)[0]
         for message_id in {parsed.message_id, *parsed.references, *filter(None, [parsed.in_reply_to])}:
             add_message_id(db, record_id, message_id)
-    return entry(row)
+        attachments.store(db, row["id"], parsed.attachments, max_bytes=max_attachment_bytes)
+    return entry(row, attachments.listed(db, [row["id"]])[row["id"]])
 
 
 def mark_automated(db: Database, entry_id: int) -> None:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, jsonify, request
+from flask import Blueprint, current_app, jsonify, request
 
 from app.records.organizations import DEFAULT_ID
 from app.records.records import create_record, get_record
 from app.records.rfc822 import InvalidEmail
 from app.records.threads import store_upload, thread
+from app.web.attachments import attachment_response
 from app.web.context import get_db
 from app.web.errors import MAX_ROW_ID, APIError
 from app.web.validation import json_body, optional_string, require_api_token, required_string
@@ -42,10 +43,18 @@ def upload_email(record_id: int):
     if request.mimetype != "message/rfc822":
         raise APIError(415, "unsupported_media_type", "Upload the raw email with Content-Type: message/rfc822.")
     try:
-        message = store_upload(get_db(), record_id, request.get_data())
+        message = store_upload(get_db(), record_id, request.get_data(),
+                               max_attachment_bytes=current_app.config["ATTACHMENT_MAX_BYTES"])
     except InvalidEmail as e:
         raise APIError(422, "invalid_email", e.reason) from None
     return jsonify(message), 201
+
+
+@bp.get("/records/<id:record_id>/attachments/<id:attachment_id>")
+def download_attachment(record_id: int, attachment_id: int):
+    """The bytes of one of the record's attachments, as a download."""
+    get_record(get_db(), record_id)
+    return attachment_response(get_db(), record_id, attachment_id)
 
 
 @bp.get("/records/<id:record_id>/thread")

@@ -1,8 +1,9 @@
 """Browser security headers on every answer the service gives: pages, API, errors, static files and
 the webhook receiver's.
 
-The pages run no script at all and load only their own style sheet, so the policy forbids
-everything else. Forms post to the service itself; ``form-action`` also names the identity
+The pages load only their own style sheet and one script of their own (the record page's live
+updates, ``static/live.js``, which asks the service itself and nothing else), so the policy forbids
+everything else; no inline script runs. Forms post to the service itself; ``form-action`` also names the identity
 platform, since Chromium applies it to the redirect a form submission answers with (Connect
 Outlook posts, then goes on to the authorize endpoint). HSTS is sent only when the service is
 reached over HTTPS (``PUBLIC_BASE_URL``); over plain HTTP browsers ignore it anyway.
@@ -29,7 +30,10 @@ def security_headers(config: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
     policy = "; ".join([
         "default-src 'none'",
         "style-src 'self'",
+        "script-src 'self'",
+        "connect-src 'self'",
         "img-src 'self'",
+        "frame-src 'self'",  # the sandboxed frame of a mail body (app.web.message_body)
         f"form-action 'self' {_origin(config['AZURE_AUTHORITY_HOST'])}",
         "frame-ancestors 'none'",
         "base-uri 'none'",

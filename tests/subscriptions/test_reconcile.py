@@ -97,3 +97,19 @@ def test_a_throttled_reconcile_job_waits_as_graph_asked(services, graph, connect
         handle_reconcile(services, job("reconcile", {"connection_id": connection, "reason": "missed"}, connection))
     assert raised.value.retry_after == 20.0
     assert stored_links(services, connection) == {"inbox": None, "sentitems": None}
+
+
+def test_a_message_the_delta_finds_keeps_its_attachments_described_in_one_more_batch(services, graph, record,
+                                                                                     connection):
+    from app.records import attachments
+    from tests.fake_graph import file_attachment
+
+    pdf = b"%PDF-1.4 signed contract"
+    graph.deliver({**reply("AAMk-1", 2, 1), "hasAttachments": True,
+                   "attachments": [file_attachment("att-1", "contract.pdf", pdf)]})
+    graph.deliver(reply("AAMk-2", 1, 2))  # no attachments: never asked about
+    assert reconcile(services, connection) == 2
+    assert graph.calls_of("get_messages") == [(["AAMk-1"], "id")]
+    entry = next(m for m in threads.thread(services.db(), record) if m["attachments"])
+    assert [a["name"] for a in entry["attachments"]] == ["contract.pdf"]
+    assert attachments.download(services.db(), record, entry["attachments"][0]["id"])[1] == pdf
