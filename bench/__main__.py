@@ -20,12 +20,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from bench import ack, ack_cost, e2e, flood, hostile, pg, renewal, report
+from bench import ack, ack_cost, e2e, flood, hostile, live_page, pg, renewal, report
 
 RESULTS = Path(__file__).resolve().parent / "results"
 STAGES: list[tuple[str, Callable[[Path], dict[str, Any]]]] = [
     ("ack", ack.run),
     ("ack_cost", lambda results: ack_cost.run()),
+    ("live_page", lambda results: live_page.run()),
     ("e2e", e2e.run),
     ("renewal", renewal.run),
     ("flood", flood.run),

@@ -48,6 +48,10 @@ BACKLOG = Workload(messages=2_000, rate=1e9, burst_mailboxes=MAILBOXES, per_mail
 # is the least Graph allows.
 BURST = Workload(messages=100, rate=1e9, burst_mailboxes=1, per_mailbox=100)
 BURST_POST_SIZE = 25
+# Attachments: the same replies with and without a 40 KB PDF each, 20 to a mailbox (one full $batch):
+# reading the files of 20 linked replies is one more $batch, so 2 calls per 20 against 1.
+ATTACHED = Workload(messages=200, rate=200.0, burst_mailboxes=10, per_mailbox=20)
+ATTACHMENT = b"%PDF-1.4\n" + bytes(range(256)) * 160
 
 
 @dataclass
@@ -82,6 +86,15 @@ def linked_times(service: ServiceProcess, tag: str) -> dict[str, float]:
     with service.db() as db:
         rows = db.execute("SELECT internet_message_id, created_at FROM messages WHERE internet_message_id LIKE ?",
                           [f"<{tag}.%"]).fetchall()
+    return {row[0]: epoch(row[1]) for row in rows}
+
+
+def kept_times(service: ServiceProcess, tag: str) -> dict[str, float]:
+    """Message-ID → when the service had kept the bytes of its attachments (epoch seconds)."""
+    with service.db() as db:
+        rows = db.execute("SELECT m.internet_message_id, max(a.created_at) FROM messages m"
+                          " JOIN attachments a ON a.message_id = m.id JOIN attachment_content c ON c.attachment_id = a.id"
+                          " WHERE m.internet_message_id LIKE ? GROUP BY m.internet_message_id", [f"<{tag}.%"]).fetchall()
     return {row[0]: epoch(row[1]) for row in rows}
 
 
@@ -148,16 +161,19 @@ class Meter:
         }
 
 
-def play(stack: Stack, workload: Workload, tag: str, prefix: str, *, backlog: bool = False) -> dict[str, Any]:
-    """Deliver ``workload`` (as a backlog there at once: :func:`bench.workload.deliver_backlog`) and
-    wait until the service has linked it; the figures of that stretch."""
+def play(stack: Stack, workload: Workload, tag: str, prefix: str, *, backlog: bool = False,
+         attachment: bytes | None = None) -> dict[str, Any]:
+    """Deliver ``workload`` (as a backlog there at once: :func:`bench.workload.deliver_backlog`; each
+    reply with ``attachment``) and wait until the service has linked it (and kept its attachment);
+    the figures of that stretch."""
     meter = Meter(stack)
     if backlog:
         delivered = deliver_backlog(stack.emulator, workload, stack.mailboxes, tag)
         meter.restart()  # the clock starts when the backlog is released
     else:
-        delivered = deliver(stack.emulator, workload, stack.mailboxes, tag)
-    linked = wait_linked(lambda: linked_times(stack.service, tag), len(delivered), DRAIN_TIMEOUT)
+        delivered = deliver(stack.emulator, workload, stack.mailboxes, tag, attachment=attachment)
+    done = kept_times if attachment else linked_times
+    linked = wait_linked(lambda: done(stack.service, tag), len(delivered), DRAIN_TIMEOUT)
     figures = meter.figures(prefix)
     first = min(d.at for d in delivered.values())
     elapsed = max(linked.values(), default=first) - first
@@ -197,6 +213,14 @@ def run_burst(stack: Stack) -> dict[str, Any]:
     return figures
 
 
+def run_attached(stack: Stack) -> dict[str, Any]:
+    """Graph calls per linked reply with a PDF each, against the same replies without (``attached_*``, ``plain_*``)."""
+    figures = {**play(stack, ATTACHED, "plain", "plain"), **play(stack, ATTACHED, "attached", "attached",
+                                                                  attachment=ATTACHMENT)}
+    figures["attached_calls_ratio"] = figures["attached_calls_per_linked"] / figures["plain_calls_per_linked"]
+    return figures
+
+
 def run(results_dir: Path, workload: Workload | None = None) -> dict[str, Any]:
     """Set up, run the push workload, then the polling baseline on the same mailboxes."""
     workload = workload or Workload()
@@ -209,6 +233,7 @@ def run(results_dir: Path, workload: Workload | None = None) -> dict[str, Any]:
             figures = run_push(stack, workload)
             figures.update(play(stack, BACKLOG, "backlog", "backlog", backlog=True))
             figures.update(run_burst(stack))
+            figures.update(run_attached(stack))
             figures["peak_rss_mb"] = stack.service.peak_rss_mb()
             stack.service.stop()
             figures.update(polling.run(stack.emulator, stack.service.config, stack.mailboxes, workload,

@@ -132,6 +132,11 @@ def _rows(f: Figures) -> list[tuple[str, ...]]:
         ("ms per POST, one thread, no server", _fmt(f, "cost_receiver_ms", ".3f"),
          f"bare Flask view {_fmt(f, 'cost_bare_ms', '.3f')}; receiver without its write "
          f"{_fmt(f, 'cost_receiver_without_write_ms', '.3f')}, the write +{_fmt(f, 'cost_write_ms', '.3f')}", ""),
+        ("An open record page at idle: its live check every 1.5 s",),
+        ("ms per check (304), one thread, no server", _fmt(f, "live_check_ms", ".3f"),
+         f"/healthz {_fmt(f, 'live_healthz_ms', '.3f')} ({_fmt(f, 'live_check_to_healthz', '.2f')}x); per open page "
+         f"{_fmt(f, 'live_requests_per_s_per_page', '.2f')} req/s, {_fmt(f, 'live_bytes_per_s_per_page', '.0f')} B/s "
+         f"(answer {_fmt(f, 'live_answer_bytes')} B), {_fmt(f, 'live_cpu_ms_per_s_per_page', '.2f')} ms CPU/s", ""),
         (f"End to end: {_fmt(f, 'e2e_notifications')} notifications, {_fmt(f, 'e2e_mailboxes')} mailboxes, "
          f"{_fmt(f, 'e2e_graph_latency_ms')} ms per Graph call; polling baseline: delta every "
          f"{_fmt(f, 'polling_interval_s')} s (run {_fmt(f, 'polling_compression')}x compressed)",),
@@ -147,6 +152,10 @@ def _rows(f: Figures) -> list[tuple[str, ...]]:
         ("p95 notification→linked, backlog", _fmt(f, "backlog_p95_s", ".2f", " s"), "", "backlog_p95_s"),
         (f"Graph calls for one mailbox's burst of {_fmt(f, 'burst_messages')}", _fmt(f, "burst_graph_calls"),
          f"ideal {_fmt(f, 'burst_ideal_graph_calls')} ($batch of 20); POSTs of 25", "burst_graph_calls"),
+        ("Graph calls per linked reply with a PDF", _fmt(f, "attached_calls_per_linked", ".3f"),
+         f"without {_fmt(f, 'plain_calls_per_linked', '.3f')} ({_fmt(f, 'attached_calls_ratio', '.1f')}x; ideal 2x: "
+         f"one more $batch per 20); p95 to kept {_fmt(f, 'attached_p95_s', '.2f', ' s')}, without "
+         f"{_fmt(f, 'plain_p95_s', '.2f', ' s')}", ""),
         ("Graph calls per linked", _fmt(f, "graph_calls_per_linked", ".3f"),
          f"floor 0.100 here (replies come 10 per mailbox at a time); polling "
          f"{_fmt(f, 'polling_calls_per_linked', '.3f')}", "graph_calls_per_linked"),

@@ -56,8 +56,11 @@ class Delivered:
 
 
 def deliver(emulator: Emulator, workload: Workload, mailboxes: list[Mailbox], tag: str, *,
-            time_scale: float = 1.0, on_burst: Callable[[int], None] | None = None) -> dict[str, Delivered]:
-    """Play the workload into the emulator's mailboxes, ``time_scale`` times faster than real time."""
+            time_scale: float = 1.0, on_burst: Callable[[int], None] | None = None,
+            attachment: bytes | None = None) -> dict[str, Delivered]:
+    """Play the workload into the emulator's mailboxes, ``time_scale`` times faster than real time;
+    with ``attachment``, each reply carries it as a PDF."""
+    attachments = [{"name": "form.pdf", "content_type": "application/pdf", "content": attachment}] if attachment else []
     delivered: dict[str, Delivered] = {}
     start = time.time() + 0.05
     for number in range(workload.bursts):
@@ -70,7 +73,7 @@ def deliver(emulator: Emulator, workload: Workload, mailboxes: list[Mailbox], ta
                 mailbox.user_id, subject=f"RE: Onboarding documents {mailbox.index}",
                 body=f"Reply {message_id}: one more form attached.", sender=VENDOR, to=[mailbox.email],
                 in_reply_to=mailbox.first_message_id, references=[mailbox.first_message_id],
-                internet_message_id=message_id)
+                internet_message_id=message_id, attachments=attachments)
             delivered[message_id] = Delivered(mailbox.index, at)
         if on_burst is not None:
             on_burst(number)
