@@ -8,6 +8,7 @@ already sent → just record it. Nothing is ever sent twice.
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import secrets
@@ -18,7 +19,7 @@ from sqlite_utils import Database
 
 from app.core.queue import Job
 from app.microsoft.failures import FAILURES, GraphError, Kind, NotFound, Throttled, classify
-from app.microsoft.graph import MESSAGE_SELECT, GraphClient
+from app.microsoft.graph import MESSAGE_SELECT, UPLOAD_SESSION_BYTES, GraphClient
 from app.records import outbox
 from app.records.connections import mark_reconnect_required, unusable_reason
 from app.records.services import Services
@@ -28,6 +29,8 @@ from handlers.failures import job_error
 log = logging.getLogger(__name__)
 
 DOMAIN = socket.getfqdn() or "outlook-integration.local"
+# A file attachment's own properties need the type cast in $select (https://learn.microsoft.com/graph/api/attachment-get).
+ATTACHMENT_MARKER_SELECT = "id,microsoft.graph.fileAttachment/contentId"
 
 
 def mint_message_id(record_id: int) -> str:
@@ -102,6 +105,32 @@ def _existing_draft(graph: GraphClient, row: dict[str, Any]) -> dict[str, Any] |
     return next(graph.find_messages(f"internetMessageId eq '{quoted}'", MESSAGE_SELECT, top=1), None)
 
 
+def _attachment_marker(outbox_id: int, position: int) -> str:
+    """The ``contentId`` a send's attachment carries on its draft, so a retry sees it is there."""
+    return f"outbox{outbox_id}.{position}@{DOMAIN}"
+
+
+def _attach(db: Database, graph: GraphClient, row: dict[str, Any], draft_id: str) -> None:
+    """Put the send's files on its draft, each once: a retry after a crash first asks the draft
+    which it already carries (an upload cut off between two ranges left no attachment, so that one
+    is uploaded again, whole)."""
+    files = row["request"].get("attachments") or []
+    if not files:
+        return
+    present = {a.get("contentId") for a in graph.list_attachments(draft_id, ATTACHMENT_MARKER_SELECT)}
+    for position, file in enumerate(files):
+        marker = _attachment_marker(row["id"], position)
+        if marker in present:
+            continue
+        content = outbox.attachment_content(db, row["id"], position)
+        item = {"name": file["name"], "contentType": file["content_type"], "isInline": False, "contentId": marker}
+        if len(content) < UPLOAD_SESSION_BYTES:
+            graph.add_attachment(draft_id, {"@odata.type": "#microsoft.graph.fileAttachment", **item,
+                                            "contentBytes": base64.b64encode(content).decode()})
+        else:
+            graph.upload_attachment(draft_id, item, content)
+
+
 def _delete_own_draft(graph: GraphClient, draft_id: str) -> None:
     """Delete our own unsent draft, the one mailbox item the service may delete. If that fails too,
     the send's own failure is still the one that counts (a throttled delete must not turn a refused
@@ -130,6 +159,7 @@ def send(services: Services, db: Database, outbox_id: int) -> None:
         draft = _compose(db, graph, row, row["request"], row["email"] or "")
         outbox.remember_draft(db, outbox_id, draft["id"])
     if draft.get("isDraft", True):
+        _attach(db, graph, row, draft["id"])
         try:
             graph.send_draft(draft["id"])
         except GraphError as e:

@@ -427,6 +427,22 @@ def m009_attachments(db: Database) -> None:
     )
 
 
+@migrations(name="m010_outbox_attachments")
+def m010_outbox_attachments(db: Database) -> None:
+    _run(
+        db,
+        """
+        -- The files a send request attaches (app.records.outbox), in the order its request lists them.
+        CREATE TABLE outbox_attachments (
+            outbox_id INTEGER NOT NULL REFERENCES outbox(id),
+            position INTEGER NOT NULL,
+            content BLOB NOT NULL,
+            PRIMARY KEY (outbox_id, position)
+        )
+        """
+    )
+
+
 def migrate(db: Database) -> list[str]:
     """Apply pending migrations; return the names applied."""
     dialect = dialect_of(db)

@@ -38,6 +38,10 @@ MESSAGE_SELECT = ",".join((
 # https://learn.microsoft.com/graph/api/resources/attachment
 ATTACHMENTS_EXPAND = "attachments($select=id,name,contentType,size,isInline)"
 CONTENT_CHUNK_BYTES = 256 * 1024
+# Files from this size on go to a draft through an upload session; smaller ones in one POST.
+# https://learn.microsoft.com/graph/outlook-large-attachments
+UPLOAD_SESSION_BYTES = 3 * 1024 * 1024
+UPLOAD_CHUNK_BYTES = 4 * 1024 * 1024
 
 _limiters: dict[str, "MailboxLimiter"] = {}
 _limiters_lock = threading.Lock()
@@ -117,9 +121,12 @@ class GraphClient:
         if remaining > 0:
             raise Throttled(429, "held_off", f"{operation} waits for the mailbox's Retry-After", remaining)
 
-    def _send(self, operation: str, method: str, url: str, token: str, **kwargs: Any) -> requests.Response:
+    def _send(self, operation: str, method: str, url: str, token: str | None, **kwargs: Any) -> requests.Response:
+        """One request to the mailbox, within its limits; ``token`` None for a URL that carries its
+        own authorization (an upload session's)."""
         self._check_not_blocked(operation)
-        headers = {"Authorization": f"Bearer {token}", "Prefer": IMMUTABLE_IDS, **kwargs.pop("headers", {})}
+        headers = {"Prefer": IMMUTABLE_IDS, **({"Authorization": f"Bearer {token}"} if token else {}),
+                   **kwargs.pop("headers", {})}
         slots = kwargs.pop("slots", 1)
         try:
             with self._limiter.hold(slots), self._hold_shared(slots):
@@ -202,6 +209,34 @@ class GraphClient:
 
     def get_message(self, message_id: str, select: str) -> dict:
         return self.request("get_message", "GET", f"/me/messages/{message_id}", params={"$select": select})
+
+    def list_attachments(self, message_id: str, select: str) -> list[dict]:
+        """A message's attachments (``$select``-ed: no bytes)."""
+        body = self.request("list_attachments", "GET", f"/me/messages/{message_id}/attachments",
+                            params={"$select": select})
+        return body.get("value", []) if isinstance(body, dict) else []
+
+    def add_attachment(self, message_id: str, attachment: dict[str, Any]) -> dict:
+        """Attach a file of under 3 MB to a draft in one request
+        (https://learn.microsoft.com/graph/api/message-post-attachments)."""
+        return self.request("add_attachment", "POST", f"/me/messages/{message_id}/attachments", json=attachment)
+
+    def upload_attachment(self, message_id: str, item: dict[str, Any], content: bytes) -> None:
+        """Attach a large file to a draft through an upload session: ranges of at most
+        :data:`UPLOAD_CHUNK_BYTES`, in order, to the session's own URL, which carries its own
+        authorization and refuses a bearer token
+        (https://learn.microsoft.com/graph/outlook-large-attachments)."""
+        session = self.request("create_upload_session", "POST",
+                               f"/me/messages/{message_id}/attachments/createUploadSession",
+                               json={"AttachmentItem": {**item, "attachmentType": "file", "size": len(content)}})
+        url = session["uploadUrl"]
+        for start in range(0, len(content), UPLOAD_CHUNK_BYTES):
+            chunk = content[start:start + UPLOAD_CHUNK_BYTES]
+            headers = {"Content-Type": "application/octet-stream", "Content-Length": str(len(chunk)),
+                       "Content-Range": f"bytes {start}-{start + len(chunk) - 1}/{len(content)}"}
+            rv = self._send("upload_attachment", "PUT", url, None, data=chunk, headers=headers)
+            if rv.status_code >= 400:
+                raise error_from(rv.status_code, _json(rv), rv.headers)
 
     def create_draft(self, message: dict[str, Any]) -> dict:
         return self.request("create_draft", "POST", "/me/messages", json=message)

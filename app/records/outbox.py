@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from typing import Any
 
@@ -64,7 +65,11 @@ def queue_send(db: Database, queue: JobQueue, record_id: int, send: dict[str, An
     a different request raises :class:`Conflict`. The caller wakes the workers when ``created``.
     """
     check_connection(db, send["connection_id"], record_id, sender)
-    stored = json.dumps(send, sort_keys=True)
+    files = send.get("attachments") or []
+    described = [{"name": f["name"], "content_type": f["content_type"], "size": len(f["content"]),
+                  "sha256": hashlib.sha256(f["content"]).hexdigest()} for f in files]
+    request_ = {key: value for key, value in send.items() if key != "attachments"}
+    stored = json.dumps({**request_, "attachments": described} if files else request_, sort_keys=True)
     now = now_iso()
     with db.atomic():
         rows = list(db.query(
@@ -74,6 +79,9 @@ def queue_send(db: Database, queue: JobQueue, record_id: int, send: dict[str, An
             VALUES (?, ?, ?, ?, ?, 'queued', ?, ?) ON CONFLICT (idempotency_key) DO NOTHING RETURNING id
             """, [idempotency_key, record_id, send["connection_id"], stored, int(send["automated"]), now, now]))
         if rows:
+            for position, file in enumerate(files):
+                db.execute("INSERT INTO outbox_attachments (outbox_id, position, content) VALUES (?, ?, ?)",
+                           [rows[0]["id"], position, file["content"]])
             queue.enqueue("send", {"outbox_id": rows[0]["id"]}, dedupe_key=f"send|{rows[0]['id']}",
                           connection_id=send["connection_id"])
     if rows:
@@ -133,6 +141,13 @@ def start_sending(db: Database, send: dict[str, Any], message_id: str) -> None:
         _update(db, send["id"], status="sending", internet_message_id=message_id)
         threads.add_message_id(db, send["record_id"], message_id, generated=True)
     send["internet_message_id"] = message_id
+
+
+def attachment_content(db: Database, outbox_id: int, position: int) -> bytes:
+    """The bytes of the send's attachment number ``position`` (its request lists them in order)."""
+    row = db.execute("SELECT content FROM outbox_attachments WHERE outbox_id = ? AND position = ?",
+                     [outbox_id, position]).fetchone()
+    return bytes(row[0])
 
 
 def remember_draft(db: Database, outbox_id: int, draft_id: str) -> None:

@@ -6,17 +6,22 @@ compose form can point at it and the API can say it.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hmac
 import re
 from typing import Any
 
 from flask import current_app, request
 
+from app.records.attachments import clean_content_type, clean_name
 from app.web.errors import MAX_ROW_ID, APIError
 
 EMAIL = re.compile(r"^[^@\s<>,;\"]+@[^@\s<>,;\"]+\.[^@\s<>,;\"]+$")
 MAX_RECIPIENTS = 100
 MAX_BODY = 1_000_000
+MAX_ATTACHMENTS = 20
+MAX_MESSAGE_BYTES = 35 * 1024 * 1024  # Exchange Online's default message size limit
 
 
 def require_api_token() -> None:
@@ -107,6 +112,33 @@ def _subject(body: dict[str, Any]) -> str | None:
     return subject
 
 
+def _attachments(body: dict[str, Any]) -> list[dict[str, Any]]:
+    """``attachments``: files as ``{"name", "content_type"?, "content_base64"}``, decoded."""
+    value = body.get("attachments")
+    if value is None:
+        return []
+    if not isinstance(value, list) or len(value) > MAX_ATTACHMENTS:
+        raise _invalid("attachments", f"must be a list of at most {MAX_ATTACHMENTS} files.")
+    files = []
+    for number, item in enumerate(value, start=1):
+        if not isinstance(item, dict):
+            raise _invalid("attachments", f"item {number} must be an object with name and content_base64.")
+        name = required_string(item, "name", max_length=255)
+        content_type = optional_string(item, "content_type", max_length=255) or "application/octet-stream"
+        encoded = item.get("content_base64")
+        try:
+            content = base64.b64decode(encoded, validate=True) if isinstance(encoded, str) else None
+        except (binascii.Error, ValueError):
+            content = None
+        if content is None:
+            raise _invalid("attachments", f"item {number} ({name!r}) needs its bytes as base64 in content_base64.")
+        files.append({"name": clean_name(name), "content_type": clean_content_type(content_type), "content": content})
+    if sum(len(f["content"]) for f in files) > MAX_MESSAGE_BYTES:
+        raise _invalid("attachments", f"are over {MAX_MESSAGE_BYTES // (1024 * 1024)} MB together, more than "
+                       "Exchange Online accepts in one message by default.", "message_too_large")
+    return files
+
+
 def parse_send_request(body: dict[str, Any]) -> dict[str, Any]:
     """The validated send request, normalised; raises :class:`APIError` (422) naming the field."""
     connection_id = body.get("connection_id")
@@ -127,6 +159,7 @@ def parse_send_request(body: dict[str, Any]) -> dict[str, Any]:
         "body_type": body_type,
         "reply": reply,
         "automated": _flag(body, "automated"),
+        "attachments": _attachments(body),
     }
     if not reply and not request_["to"]:
         raise _invalid("to", "needs at least one address for a new message.", "missing_field")

@@ -1,0 +1,43 @@
+"""A send request's attachments are checked before anything is queued: base64 bytes, at most 20 files,
+and no more together than Exchange Online accepts in one message."""
+
+from __future__ import annotations
+
+import base64
+
+import pytest
+
+from app.web import validation
+from app.web.validation import parse_send_request
+
+REQUEST = {"connection_id": 1, "to": ["dana@acme.example"], "body": "Attached."}
+
+
+def test_files_are_decoded_and_their_names_made_safe():
+    parsed = parse_send_request({**REQUEST, "attachments": [
+        {"name": "../W-9.pdf", "content_type": "application/pdf", "content_base64": base64.b64encode(b"%PDF").decode()},
+        {"name": "notes.txt", "content_base64": ""}]})
+    assert parsed["attachments"] == [{"name": "W-9.pdf", "content_type": "application/pdf", "content": b"%PDF"},
+                                     {"name": "notes.txt", "content_type": "application/octet-stream", "content": b""}]
+
+
+@pytest.mark.parametrize(("attachments", "code"), [
+    ("not a list", "invalid_field"),
+    ([{"name": "a.pdf", "content_base64": "not base64!"}], "invalid_field"),
+    ([{"name": "a.pdf"}], "invalid_field"),
+    ([{"content_base64": "AAAA"}], "missing_field"),
+    (["a.pdf"], "invalid_field"),
+    ([{"name": f"{n}.txt", "content_base64": ""} for n in range(21)], "invalid_field"),
+])
+def test_malformed_attachments_are_refused_naming_the_field(attachments, code):
+    with pytest.raises(validation.APIError) as refused:
+        parse_send_request({**REQUEST, "attachments": attachments})
+    assert refused.value.code == code and refused.value.status == 422
+
+
+def test_files_over_exchanges_message_size_limit_together_are_refused(monkeypatch):
+    monkeypatch.setattr(validation, "MAX_MESSAGE_BYTES", 10)
+    six = base64.b64encode(b"123456").decode()
+    with pytest.raises(validation.APIError) as refused:
+        parse_send_request({**REQUEST, "attachments": [{"name": "a", "content_base64": six}] * 2})
+    assert refused.value.code == "message_too_large"
