@@ -159,8 +159,8 @@ def send(services: Services, db: Database, outbox_id: int) -> None:
         draft = _compose(db, graph, row, row["request"], row["email"] or "")
         outbox.remember_draft(db, outbox_id, draft["id"])
     if draft.get("isDraft", True):
-        _attach(db, graph, row, draft["id"])
-        try:
+        try:  # a refusal of the attachments (the message too large) or of the send leaves no draft
+            _attach(db, graph, row, draft["id"])
             graph.send_draft(draft["id"])
         except GraphError as e:
             if not isinstance(e, Throttled) and e.status < 500:

@@ -145,27 +145,3 @@ def _never_deletes_mail(service):
     deletes = [r for r in service.emulator.requests(method="DELETE") if "/messages/" in r["path"]]
     assert deletes == []
 
-
-def test_a_send_carries_its_attachments_small_ones_posted_a_large_one_uploaded_in_ranges(service, api, megan,
-                                                                                      connected):
-    import base64
-
-    small, large = b"%PDF-1.4 invoice " * 3000, bytes(range(256)) * (5 * 4096)  # 51 KB and 5 MB
-    rv = post_send(service, connected["record"]["id"], {
-        "connection_id": connection_id(connected), "to": ["dana@acme.example"], "subject": "Signed contract",
-        "body": "Both documents attached.", "attachments": [
-            {"name": "invoice.pdf", "content_type": "application/pdf",
-             "content_base64": base64.b64encode(small).decode()},
-            {"name": "contract scan.tif", "content_type": "image/tiff",
-             "content_base64": base64.b64encode(large).decode()}]}, "attach-1")
-    assert rv.status_code == 202, rv.text
-    outbox = wait_sent(api, rv.json()["id"])
-    [sent] = sent_copies(service, megan)
-    assert [a["name"] for a in sent["attachments"]] == ["invoice.pdf", "contract scan.tif"]
-    [copy] = service.emulator.mail.mailbox(megan).by_internet_id(outbox["internet_message_id"])
-    assert [a.content for a in copy.attachments] == [small, large]
-    uploads = [r for r in service.emulator.requests(method="PUT") if "AttachmentSessions" in r["path"]]
-    assert len(uploads) == 2  # 5 MB in ranges of at most 4 MB
-    posted = [r for r in service.emulator.requests(method="POST") if r["path"].endswith("/attachments")]
-    assert len(posted) == 1
-
