@@ -8,12 +8,14 @@ redirects (303) back to the record with a status message.
 
 from __future__ import annotations
 
+import base64
 import re
 import secrets
 from typing import Any
 
 from flask import Blueprint, Response, abort, flash, jsonify, redirect, render_template, request, url_for
 from sqlite_utils import Database
+from werkzeug.datastructures import FileStorage
 
 from app.core.errors import DomainError, Forbidden, NotFound
 from app.core.timeutil import parse_iso
@@ -35,7 +37,8 @@ bp = Blueprint("pages", __name__)
 
 FORM_KEY_PREFIX = "page:"  # keeps the form's idempotency keys apart from API callers' keys
 MAX_FORM_KEY = 100
-FIELD_LABELS = {"connection_id": "From", "to": "To", "cc": "Cc", "subject": "Subject", "body": "Message"}
+FIELD_LABELS = {"connection_id": "From", "to": "To", "cc": "Cc", "subject": "Subject", "body": "Message",
+                "attachments": "Attachments"}
 
 
 @bp.app_template_filter("when")
@@ -123,6 +126,12 @@ def _new_compose(messages: list[dict[str, Any]]) -> dict[str, Any]:
 
 def _split_addresses(text: str) -> list[str]:
     return [part.strip() for part in re.split(r"[,;\n]", text) if part.strip()]
+
+
+def attachments_from_form(files: list[FileStorage]) -> list[dict[str, str]]:
+    """The compose form's chosen files in the API's shape (a browser sends an empty part when none is chosen)."""
+    return [{"name": file.filename or "attachment", "content_type": file.mimetype or "application/octet-stream",
+             "content_base64": base64.b64encode(file.read()).decode()} for file in files if file.filename]
 
 
 def send_request_from_form(form: dict[str, str]) -> dict[str, Any]:
@@ -239,7 +248,8 @@ def compose(record_id: int):
     values = {**form, "idempotency_key": key}
     person = current_person()
     try:
-        send = parse_send_request(send_request_from_form(form))
+        send = parse_send_request({**send_request_from_form(form),
+                                   "attachments": attachments_from_form(request.files.getlist("attachments"))})
         queued = queue_send(get_db(), current_services().queue, record_id, send, FORM_KEY_PREFIX + key,
                             sender=(person.tenant_id, person.user_id))
     except (APIError, DomainError) as e:

@@ -9,6 +9,7 @@ import pytest
 
 from app.web import validation
 from app.web.validation import parse_send_request
+from tests.web.test_pages import connected, megan_signed_in, record  # noqa: F401  (fixtures)
 
 REQUEST = {"connection_id": 1, "to": ["dana@acme.example"], "body": "Attached."}
 
@@ -41,3 +42,34 @@ def test_files_over_exchanges_message_size_limit_together_are_refused(monkeypatc
     with pytest.raises(validation.APIError) as refused:
         parse_send_request({**REQUEST, "attachments": [{"name": "a", "content_base64": six}] * 2})
     assert refused.value.code == "message_too_large"
+
+
+def test_the_compose_form_sends_the_chosen_files(client, db, connected):
+    import io
+    import json
+
+    from tests.tables import table
+    from tests.web.test_pages import open_form, post
+
+    form = open_form(client, connected["id"])
+    rv = post(client, connected["id"], form, attachments=[(io.BytesIO(b"%PDF-1.4 W-9"), "W-9.pdf", "application/pdf"),
+                                                          (io.BytesIO(b"IBAN"), "bank.txt", "text/plain")])
+    assert rv.status_code == 303
+    [send] = list(table(db, "outbox").rows)
+    assert [(a["name"], a["content_type"], a["size"]) for a in json.loads(send["request"])["attachments"]] == [
+        ("W-9.pdf", "application/pdf", 12), ("bank.txt", "text/plain", 4)]
+    stored = [bytes(row["content"]) for row in db.query("SELECT content FROM outbox_attachments ORDER BY position")]
+    assert stored == [b"%PDF-1.4 W-9", b"IBAN"]
+
+
+def test_the_compose_form_without_files_sends_none(client, db, connected):
+    import io
+    import json
+
+    from tests.tables import table
+    from tests.web.test_pages import open_form, post
+
+    form = open_form(client, connected["id"])
+    assert post(client, connected["id"], form, attachments=(io.BytesIO(b""), "")).status_code == 303
+    [send] = list(table(db, "outbox").rows)
+    assert "attachments" not in json.loads(send["request"])
