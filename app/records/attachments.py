@@ -142,6 +142,17 @@ def listed(db: Database, message_ids: Sequence[int]) -> dict[int, list[dict[str,
     return found
 
 
+def of_record(db: Database, record_id: int) -> list[dict[str, Any]]:
+    """Every attachment of the record's thread, oldest entry first, each with the entry it is on: the
+    record's view of what was kept and what was not, and why."""
+    rows = db.query(
+        "SELECT a.*, c.attachment_id IS NOT NULL AS kept, m.internet_message_id FROM attachments a"
+        " JOIN messages m ON m.id = a.message_id LEFT JOIN attachment_content c ON c.attachment_id = a.id"
+        " WHERE m.record_id = ? ORDER BY COALESCE(m.sent_at, m.created_at), m.id, a.id", [record_id])
+    return [{**_listing(row), "message_id": row["message_id"], "internet_message_id": row["internet_message_id"]}
+            for row in rows]
+
+
 def _listing(row: dict[str, Any]) -> dict[str, Any]:
     return {"id": row["id"], "name": row["name"], "content_type": row["content_type"], "size": row["size"],
             "inline": bool(row["inline"]), "kind": row["kind"], "content_id": row["content_id"],

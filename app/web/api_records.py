@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, current_app, jsonify, request
 
+from app.records import attachments
 from app.records.organizations import DEFAULT_ID
 from app.records.records import create_record, get_record
 from app.records.rfc822 import InvalidEmail
@@ -48,6 +49,15 @@ def upload_email(record_id: int):
     except InvalidEmail as e:
         raise APIError(422, "invalid_email", e.reason) from None
     return jsonify(message), 201
+
+
+@bp.get("/records/<id:record_id>/attachments")
+def list_attachments(record_id: int):
+    """Every attachment of the record's thread, and how many of them are not kept (and why, each)."""
+    get_record(get_db(), record_id)
+    found = attachments.of_record(get_db(), record_id)
+    return jsonify({"record_id": record_id, "attachments": found,
+                    "not_kept": sum(1 for attachment in found if not attachment["kept"])})
 
 
 @bp.get("/records/<id:record_id>/attachments/<id:attachment_id>")

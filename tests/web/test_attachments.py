@@ -115,3 +115,17 @@ def test_the_record_page_lists_attachments_and_a_signed_in_person_downloads_them
     download = client.get(pdf_path)
     assert download.status_code == 200 and download.data == PDF
     assert download.headers["Content-Disposition"].startswith("attachment;")
+
+
+def test_the_records_attachments_list_says_which_are_not_kept_and_why(api, app):
+    app.config["ATTACHMENT_MAX_BYTES"] = len(PNG) - 1  # the logo is the largest
+    record = api.create_record()
+    api.post(f"/api/records/{record['id']}/emails", data=bytes(email_with_attachments()),
+             content_type="message/rfc822")
+    listed = api.get(f"/api/records/{record['id']}/attachments").get_json()
+    assert listed["not_kept"] == 1
+    assert [(a["name"], a["kept"], a["skipped_reason"], a["internet_message_id"]) for a in listed["attachments"]] == [
+        ("attachment-1", False, "too_large", "<docs-1@vendor.example>"),
+        ("W-9 Formular ü.pdf", True, None, "<docs-1@vendor.example>"),
+        ("banking.txt", True, None, "<docs-1@vendor.example>")]
+    assert api.get("/api/records/999/attachments").status_code == 404
