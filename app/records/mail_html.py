@@ -66,7 +66,9 @@ _GENERIC_ATTRIBUTES = frozenset({"lang", "title"})
 _URL_SCHEMES = nh3.ALLOWED_URL_SCHEMES | {"cid"}
 
 
-_REMOTE_IMAGE = re.compile(r"<img\b[^>]*\bsrc\s*=\s*[\"']?\s*(?:https?:)?//", re.IGNORECASE)
+# An img tag's attributes stop at the next "<", as _TAG's do, so each tag is scanned once: linear.
+_IMG_TAG = re.compile(r"<img\b([^<>]*)", re.IGNORECASE)
+_REMOTE_SOURCE = re.compile(r"\bsrc\s*=\s*[\"']?\s*(?:https?:)?//", re.IGNORECASE)
 _CID_SOURCE = re.compile(r'(<img\b[^>]*?\s)src="cid:([^"]*)"', re.IGNORECASE)
 _BLOCKQUOTE_TAG = re.compile(r"<(/?)blockquote\b[^>]*>", re.IGNORECASE)
 _QUOTE_START = re.compile(r"^(?:>|-{2,}\s*Original Message\s*-{2,}|From: .*\n(?:Sent|Date): |On .{1,200} wrote:\s*$)",
@@ -92,8 +94,11 @@ def sanitized_html(markup: str, *, remote_images: bool = False) -> str:
 
 
 def has_remote_images(markup: str) -> bool:
-    """Whether ``markup`` names an image on the network (so a "show images" switch is worth offering)."""
-    return bool(_REMOTE_IMAGE.search(markup))
+    """Whether ``markup`` names an image on the network (so a "show images" switch is worth offering).
+    A body rendered as text (:data:`MAX_RICH_MARKUP`) shows no images at all."""
+    if markup.count("<") > MAX_RICH_MARKUP:
+        return False
+    return any(_REMOTE_SOURCE.search(tag.group(1)) for tag in _IMG_TAG.finditer(markup))
 
 
 def resolve_cids(sanitized: str, urls: Mapping[str, str]) -> str:

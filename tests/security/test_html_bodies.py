@@ -8,7 +8,7 @@ from html.parser import HTMLParser
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from app.records.mail_html import sanitized_html
+from app.records.mail_html import has_remote_images, sanitized_html
 from tests.security.mail_support import graph_message, linked, upload  # noqa: F401 (linked: a fixture)
 
 HOSTILE_HTML = (
@@ -91,6 +91,18 @@ def test_sanitizing_hostile_structure_takes_linear_time():
         out = sanitized_html(markup)
         assert time.perf_counter() - start < 1.0
         assert unsafe_parts(out) == []
+
+
+def test_looking_for_remote_images_takes_linear_time():
+    """Every thread listing asks it of each HTML body; unclosed img tags once made it quadratic (a
+    100 KB body took 15 s)."""
+    size = 1024 * 1024
+    for markup in ("<img " * (size // 5), "<img " * 9_000 + "x" * (size - 45_000),
+                   "<img alt=" + "a" * size, '<img src="cid:logo">' * 9_000 + "x" * 800_000):
+        start = time.perf_counter()
+        assert has_remote_images(markup) is False
+        assert time.perf_counter() - start < 1.0
+    assert has_remote_images('<p>Hi</p><img alt="pixel" src="https://tracker.example/p.gif">')
 
 
 _html_pieces = st.sampled_from([
