@@ -29,7 +29,7 @@ from waitress.adjustments import Adjustments
 from waitress.channel import HTTPChannel
 from waitress.server import TcpWSGIServer
 
-from app import MAX_REQUEST_BYTES
+from app.web.validation import MAX_SEND_REQUEST_BYTES
 
 log = logging.getLogger(__name__)
 
@@ -170,8 +170,9 @@ def build_server(app: Any, host: str, port: int, threads: int, *, max_connection
     It raises the open-file limit to what ``max_connections`` needs, holds as many connections as
     that limit then allows, and sets the interpreter's thread switch interval
     (:data:`SWITCH_INTERVAL`). Waitress buffers a body before the application sees it (in a
-    temporary file past 512 KiB), by default up to 1 GiB: a body over the application's own limit
-    is refused by waitress itself (413, as plain text), before it can fill the disk.
+    temporary file past 512 KiB), by default up to 1 GiB: a body over the largest the application
+    accepts anywhere (a send with its attachments) is refused by waitress itself (413, as plain
+    text), before it can fill the disk. Smaller routes are held to their own limit by Flask.
     """
     sys.setswitchinterval(SWITCH_INTERVAL)
     fd_limit = raise_fd_limit(max_connections + FD_RESERVE)
@@ -184,7 +185,7 @@ def build_server(app: Any, host: str, port: int, threads: int, *, max_connection
         adjustments = Adjustments(
             host=host, port=port, threads=threads, ident="outlook-integration", asyncore_use_poll=True,
             connection_limit=limit, channel_timeout=client_timeout, cleanup_interval=CLEANUP_INTERVAL_SECONDS,
-            max_request_body_size=MAX_REQUEST_BYTES, send_bytes=SEND_BYTES)
+            max_request_body_size=MAX_SEND_REQUEST_BYTES, send_bytes=SEND_BYTES)
     if len(adjustments.listen) > 1:
         log.warning("Server: HOST %s has several addresses; listening on the first only", host)
     return Server(app, map={}, adj=adjustments)

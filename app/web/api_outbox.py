@@ -13,7 +13,7 @@ from app.records import outbox
 from app.records.records import get_record
 from app.web.context import current_services, get_db
 from app.web.errors import APIError
-from app.web.validation import json_body, parse_send_request, require_api_token
+from app.web.validation import allow_send_sized_body, json_body, parse_send_request, require_api_token
 
 bp = Blueprint("api_outbox", __name__, url_prefix="/api")
 bp.before_request(require_api_token)
@@ -25,6 +25,7 @@ def send_message(record_id: int):
     if not key or len(key) > 200:
         raise APIError(400, "missing_idempotency_key", "Send requests need an Idempotency-Key header (1-200 chars).")
     get_record(get_db(), record_id)
+    allow_send_sized_body()
     send = parse_send_request(json_body())
     services = current_services()
     queued = outbox.queue_send(get_db(), services.queue, record_id, send, key)

@@ -16,6 +16,10 @@ reserved thread always stays free to answer Graph, and to refuse the other reque
 ``503`` and ``Retry-After`` (JSON ``{"error": {"code": "busy", ...}}`` for API callers, a short page
 for browsers). Were every reserved thread allowed to wait, requests queued in the server ahead of a
 delivery would each take their turn waiting, and the delivery would wait for all of them.
+
+A body larger than :data:`app.MAX_REQUEST_BYTES` (only a send carrying files may be one) costs about
+five times its size in memory while it is decoded and checked, so at most :data:`LARGE_BODIES_AT_ONCE`
+run at once; another is refused the same way rather than let a few large sends exhaust memory.
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ WAIT_SECONDS = 0.5  # long enough to ride out a burst of ordinary requests, shor
 RETRY_AFTER_SECONDS = 1
 BUSY_MESSAGE = "The service is busy with other requests; retry shortly."
 WARNING_INTERVAL_SECONDS = 60.0
+LARGE_BODIES_AT_ONCE = 2
 
 
 def reserved_threads(threads: int) -> int:
@@ -55,8 +60,9 @@ class CapacityLimit:
     in memory, and waitress hands it to its I/O thread, so sending it holds no request thread.
     """
 
-    def __init__(self, next_app: WSGIApplication, threads: int, *, wait: float = WAIT_SECONDS,
-                 headers: Iterable[tuple[str, str]] = ()) -> None:
+    def __init__(self, next_app: WSGIApplication, threads: int, *, large_body_bytes: int,
+                 wait: float = WAIT_SECONDS, headers: Iterable[tuple[str, str]] = ()) -> None:
+        """``large_body_bytes``: a body over this many bytes counts against :data:`LARGE_BODIES_AT_ONCE`."""
         reserved = reserved_threads(threads)
         self._headers = tuple(headers)  # the security headers every answer carries (Flask adds them to its own)
         self.limit = threads - reserved
@@ -64,17 +70,32 @@ class CapacityLimit:
         self._wait = wait
         self._running = threading.BoundedSemaphore(self.limit)
         self._waiting = threading.BoundedSemaphore(max(0, reserved - 1))
+        self._large_body_bytes = large_body_bytes
+        self._large_bodies = threading.BoundedSemaphore(LARGE_BODIES_AT_ONCE)
         self._next_warning = 0.0
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         if environ.get("PATH_INFO") in UNCOUNTED_PATHS:
             return self._next_app(environ, start_response)
-        if not self._admit():
+        large = self._is_large(environ)
+        if large and not self._large_bodies.acquire(blocking=False):
             return self._busy(environ, start_response)
         try:
-            return self._next_app(environ, start_response)
+            if not self._admit():
+                return self._busy(environ, start_response)
+            try:
+                return self._next_app(environ, start_response)
+            finally:
+                self._running.release()
         finally:
-            self._running.release()
+            if large:
+                self._large_bodies.release()
+
+    def _is_large(self, environ: WSGIEnvironment) -> bool:
+        try:
+            return int(environ.get("CONTENT_LENGTH") or 0) > self._large_body_bytes
+        except ValueError:  # Flask answers a malformed length
+            return False
 
     def _admit(self) -> bool:
         if self._running.acquire(blocking=False):

@@ -31,7 +31,7 @@ from app.web.csrf import csrf_token, csrf_valid
 from app.web.errors import APIError, http_status
 from app.web.message_body import body_document
 from app.web.people import Person, current_person, person_required, sign_in_redirect
-from app.web.validation import parse_send_request
+from app.web.validation import allow_send_sized_body, parse_send_request
 
 bp = Blueprint("pages", __name__)
 
@@ -236,6 +236,7 @@ def message_body(record_id: int, entry_id: int):
 
 @bp.post("/records/<id:record_id>/compose")
 def compose(record_id: int):
+    allow_send_sized_body()
     if current_person() is None:
         return sign_in_redirect(url_for("pages.record", record_id=record_id))
     record_ = _get_record(record_id)

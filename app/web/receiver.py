@@ -176,5 +176,6 @@ def mount(app: Flask, services: Services, headers: Iterable[tuple[str, str]]) ->
     """Put the receiver in front of ``app``'s Flask pipeline (see the module docstring), and of the
     capacity limit that keeps request threads free for Graph, which the receiver's requests bypass."""
     directory = SubscriptionDirectory(store_location(app.config), services.cipher)
-    limited = CapacityLimit(app.wsgi_app, app.config["WEB_THREADS"], headers=headers)
+    limited = CapacityLimit(app.wsgi_app, app.config["WEB_THREADS"], large_body_bytes=app.config["MAX_CONTENT_LENGTH"],
+                            headers=headers)
     app.wsgi_app = NotificationReceiver(services, directory, limited, headers=headers)  # type: ignore[method-assign]

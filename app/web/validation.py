@@ -22,6 +22,9 @@ MAX_RECIPIENTS = 100
 MAX_BODY = 1_000_000
 MAX_ATTACHMENTS = 20
 MAX_MESSAGE_BYTES = 35 * 1024 * 1024  # Exchange Online's default message size limit
+# A send's JSON carries its files as base64 (4 bytes for every 3), beside a body of at most MAX_BODY
+# characters (at most 6 bytes each when JSON escapes them) and its recipients.
+MAX_SEND_REQUEST_BYTES = MAX_MESSAGE_BYTES * 4 // 3 + 6 * MAX_BODY + 1024 * 1024
 
 
 def require_api_token() -> None:
@@ -33,6 +36,17 @@ def require_api_token() -> None:
     expected = current_app.config["API_TOKEN"]
     if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), expected.encode()):
         raise APIError(401, "unauthorized", "Missing or wrong bearer token in the Authorization header.")
+
+
+def allow_send_sized_body() -> None:
+    """Let this request's body be as large as a send with its attachments may be.
+
+    Every other route keeps the application's ``MAX_CONTENT_LENGTH``. Called before the body is read;
+    the compose form's message field may then hold ``MAX_BODY`` characters too (Flask's default for a
+    form field is 500 kB).
+    """
+    request.max_content_length = MAX_SEND_REQUEST_BYTES
+    request.max_form_memory_size = 4 * MAX_BODY  # UTF-8
 
 
 def json_body() -> dict[str, Any]:

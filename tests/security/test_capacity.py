@@ -102,7 +102,8 @@ def test_a_request_over_the_limit_waits_briefly_for_a_slot_and_only_one_waits_at
         start_response("200 OK", [("Content-Type", "text/plain")])
         return [b"done"]
 
-    client = Client(CapacityLimit(app, threads=4, wait=2.0, headers=[("X-Content-Type-Options", "nosniff")]))
+    client = Client(CapacityLimit(app, threads=4, large_body_bytes=1000, wait=2.0,
+                                  headers=[("X-Content-Type-Options", "nosniff")]))
     answers: list[tuple[str, float, TestResponse]] = []
 
     def call(path: str) -> None:
@@ -128,3 +129,36 @@ def test_a_request_over_the_limit_waits_briefly_for_a_slot_and_only_one_waits_at
     assert refused.json["error"]["code"] == "busy" and refused.headers["Retry-After"] == "1"
     assert refused.headers["X-Content-Type-Options"] == "nosniff"  # the security headers, as on every answer
     assert [answer.status_code for path, _, answer in answers if path == "/slow"] == [200, 200]
+
+
+def test_only_two_large_bodies_are_taken_in_at_once_and_a_third_is_told_to_retry():
+    """A send carrying files costs several times its size in memory while it is checked: a third large
+    body waits its turn (503, Retry-After) while small requests still run."""
+    entered, release = threading.Semaphore(0), threading.Event()
+
+    def app(environ, start_response):
+        environ["wsgi.input"].read()
+        if environ["PATH_INFO"] == "/slow":
+            entered.release()
+            release.wait(5)
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"done"]
+
+    client = Client(CapacityLimit(app, threads=16, large_body_bytes=1000))
+    answers: dict[str, int] = {}
+
+    def call(name: str, path: str, size: int) -> None:
+        answers[name] = client.post(path, data=b"x" * size, headers={"Accept": "application/json"}).status_code
+
+    large = [threading.Thread(target=call, args=(f"large{n}", "/slow", 5000)) for n in range(2)]
+    for caller in large:
+        caller.start()
+    assert entered.acquire(timeout=5) and entered.acquire(timeout=5)  # two large bodies being taken in
+    call("third large", "/fast", 5000)
+    call("small", "/fast", 500)
+    release.set()
+    for caller in large:
+        caller.join(5)
+    assert answers == {"large0": 200, "large1": 200, "third large": 503, "small": 200}
+    call("large again", "/fast", 5000)
+    assert answers["large again"] == 200  # the places were given back
