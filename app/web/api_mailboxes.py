@@ -7,6 +7,7 @@ from flask import Blueprint, jsonify
 from app.core.errors import NotFound
 from app.records.organizations import DEFAULT_ID
 from app.web.context import current_services, get_db
+from app.web.openapi import documented
 from app.web.validation import require_api_token
 from subscriptions.manager import disconnect
 
@@ -24,17 +25,20 @@ def _connection(connection_id: int) -> dict:
 
 
 @bp.get("/connections")
+@documented("Connected mailboxes.", answers={200: "Connections"})
 def list_connections():
     rows = get_db().query(f"SELECT {CONNECTION_FIELDS} FROM connections ORDER BY id")
     return jsonify({"connections": list(rows)})
 
 
 @bp.get("/connections/<id:connection_id>")
+@documented("A connected mailbox.", answers={200: "Connection"})
 def show_connection(connection_id: int):
     return jsonify(_connection(connection_id))
 
 
 @bp.delete("/connections/<id:connection_id>")
+@documented("Disconnect a mailbox; the records keep its history.", answers={200: "Connection"})
 def delete_connection(connection_id: int):
     """Disconnect: delete the Graph subscriptions, wipe the tokens, keep the records' history."""
     if _connection(connection_id)["status"] != "disconnected":
@@ -43,6 +47,7 @@ def delete_connection(connection_id: int):
 
 
 @bp.get("/subscriptions")
+@documented("Graph subscriptions held for connected mailboxes.", answers={200: "Subscriptions"})
 def list_subscriptions():
     rows = get_db().query(
         "SELECT id, connection_id, resource, expires_at, status, renewed_at, last_error FROM subscriptions "
@@ -51,6 +56,7 @@ def list_subscriptions():
 
 
 @bp.get("/tenants")
+@documented("Each tenant's consent state, its connected people and the scopes granted.", answers={200: "Tenants"})
 def list_tenants():
     """Per tenant: consent state, connected users, and the scopes their latest token carries."""
     db = get_db()

@@ -9,6 +9,7 @@ from flask import Blueprint, jsonify
 from app.records import organizations
 from app.web.context import get_db
 from app.web.errors import APIError
+from app.web.openapi import documented
 from app.web.validation import json_body, require_api_token, required_string
 
 bp = Blueprint("api_organizations", __name__, url_prefix="/api")
@@ -27,6 +28,8 @@ def _tenant_ids(body: dict[str, Any], *, required: bool) -> list[str] | None:
 
 
 @bp.post("/organizations")
+@documented("Create an organization owning some tenants.", takes="NewOrganization", answers={201: "Organization"},
+            errors={409})
 def create():
     body = json_body()
     name = required_string(body, "name", max_length=organizations.MAX_NAME_LENGTH).strip()
@@ -34,16 +37,20 @@ def create():
 
 
 @bp.get("/organizations")
+@documented("Every organization.", answers={200: "Organizations"})
 def list_all():
     return jsonify({"organizations": organizations.all_(get_db())})
 
 
 @bp.get("/organizations/<id:organization_id>")
+@documented("An organization.", answers={200: "Organization"})
 def show(organization_id: int):
     return jsonify(organizations.get(get_db(), organization_id))
 
 
 @bp.patch("/organizations/<id:organization_id>")
+@documented("Rename an organization or change its tenants.", takes="OrganizationChange",
+            answers={200: "Organization"}, errors={409})
 def update(organization_id: int):
     body = json_body()
     name = required_string(body, "name", max_length=organizations.MAX_NAME_LENGTH).strip() if "name" in body else None

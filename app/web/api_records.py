@@ -12,6 +12,7 @@ from app.records.threads import store_upload, thread
 from app.web.attachments import attachment_response
 from app.web.context import get_db
 from app.web.errors import MAX_ROW_ID, APIError
+from app.web.openapi import documented
 from app.web.validation import json_body, optional_string, require_api_token, required_string
 
 bp = Blueprint("api_records", __name__, url_prefix="/api")
@@ -21,6 +22,7 @@ MAX_TITLE_LENGTH = 500
 
 
 @bp.post("/records")
+@documented("Create a record.", takes="NewRecord", answers={201: "Record"}, errors={404})
 def create():
     body = json_body()
     title = required_string(body, "title", max_length=MAX_TITLE_LENGTH)
@@ -33,11 +35,14 @@ def create():
 
 
 @bp.get("/records/<id:record_id>")
+@documented("A record.", answers={200: "Record"})
 def show(record_id: int):
     return jsonify(get_record(get_db(), record_id))
 
 
 @bp.post("/records/<id:record_id>/emails")
+@documented("Attach an uploaded email (raw RFC 822) to the record.", answers={201: "ThreadEntry"},
+            body={"message/rfc822": {"type": "string", "contentMediaType": "message/rfc822"}})
 def upload_email(record_id: int):
     """Attach an uploaded email (raw RFC 822, ``Content-Type: message/rfc822``) to the record."""
     get_record(get_db(), record_id)
@@ -52,6 +57,7 @@ def upload_email(record_id: int):
 
 
 @bp.get("/records/<id:record_id>/attachments")
+@documented("The attachments of the record's thread, kept or not.", answers={200: "RecordAttachments"})
 def list_attachments(record_id: int):
     """Every attachment of the record's thread, and how many of them are not kept (and why, each)."""
     get_record(get_db(), record_id)
@@ -61,6 +67,8 @@ def list_attachments(record_id: int):
 
 
 @bp.get("/records/<id:record_id>/attachments/<id:attachment_id>")
+@documented("An attachment's bytes, as a download in its own content type.",
+            answers={200: ("*/*", {"type": "string", "contentMediaType": "application/octet-stream"})})
 def download_attachment(record_id: int, attachment_id: int):
     """The bytes of one of the record's attachments, as a download."""
     get_record(get_db(), record_id)
@@ -68,6 +76,7 @@ def download_attachment(record_id: int, attachment_id: int):
 
 
 @bp.get("/records/<id:record_id>/thread")
+@documented("The record's conversation, oldest first.", answers={200: "Thread"})
 def show_thread(record_id: int):
     get_record(get_db(), record_id)
     return jsonify({"record_id": record_id, "messages": thread(get_db(), record_id)})

@@ -17,8 +17,25 @@ log = logging.getLogger(__name__)
 MAX_ROW_ID = 2**63 - 1  # SQLite's integer range; a larger id cannot name a row
 
 
+def _digits_at_most(bound: str) -> str:
+    """A regular expression for the numbers of ``len(bound)`` digits (no leading zero) not above ``bound``."""
+    options = []
+    for position, digit in enumerate(bound):
+        lowest = 1 if position == 0 else 0
+        if int(digit) > lowest:
+            options.append(f"{bound[:position]}[{lowest}-{int(digit) - 1}]\\d{{{len(bound) - position - 1}}}")
+    return "|".join([*options, bound])
+
+
 class RowIdConverter(IntegerConverter):
-    """``<id:name>`` in a route: a positive integer SQLite can hold (anything else is a 404)."""
+    """``<id:name>`` in a route: a positive integer SQLite can hold (anything else is a 404).
+
+    The range is in the pattern rather than only checked after matching: Werkzeug notes a rule whose
+    pattern matched for another method before it converts, so ``DELETE /api/connections/0`` would
+    answer 405 (the GET rule matched) instead of 404.
+    """
+
+    regex = rf"(?:[1-9]\d{{0,{len(str(MAX_ROW_ID)) - 2}}}|{_digits_at_most(str(MAX_ROW_ID))})"
 
     def __init__(self, url_map, *args, **kwargs) -> None:
         super().__init__(url_map, min=1, max=MAX_ROW_ID)

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import pytest
-import requests
 
 from app.core.db import store_location, thread_db
-from tests.conftest import API_TOKEN
-from tests.e2e.harness import Browser, ServiceServer
+from tests.e2e.harness import Browser, PlatformApi, ServiceServer
 from tests.e2e.mail import MEGAN, VENDOR, linked_copies, thread, upload
 from tests.e2e.waiting import wait_for
 
@@ -25,30 +23,9 @@ def browser(service) -> Browser:
 
 
 @pytest.fixture
-def api(service):
+def api(service) -> PlatformApi:
     """The records platform calling the service's API over HTTP."""
-    session = requests.Session()
-    session.headers["Authorization"] = f"Bearer {API_TOKEN}"
-
-    class Api:
-        def get(self, path, **kwargs):
-            return session.get(service.url(path), timeout=30, **kwargs)
-
-        def post(self, path, **kwargs):
-            return session.post(service.url(path), timeout=30, **kwargs)
-
-        def delete(self, path, **kwargs):
-            return session.delete(service.url(path), timeout=30, **kwargs)
-
-        def patch(self, path, **kwargs):
-            return session.patch(service.url(path), timeout=30, **kwargs)
-
-        def create_record(self, title="Acme vendor file", **fields):
-            rv = self.post("/api/records", json={"title": title, **fields})
-            assert rv.status_code == 201, rv.text
-            return rv.json()
-
-    return Api()
+    return PlatformApi(service)
 
 
 @pytest.fixture

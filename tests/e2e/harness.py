@@ -15,6 +15,7 @@ from app import create_app
 from app.runtime import Runtime
 from app.web.context import services_of
 from emulator import Emulator
+from tests.conftest import API_TOKEN
 from tests.forms import connect_form
 
 
@@ -40,6 +41,35 @@ def emulated_app(emulator: Emulator, config: dict[str, Any], public_base_url: st
         "GRAPH_ENDPOINT": emulator.graph_endpoint,
         "REQUESTS_CA_BUNDLE": emulator.ca_file,
     }), demo
+
+
+class PlatformApi:
+    """The records platform's backend: the service's API over HTTP, with the bearer token."""
+
+    def __init__(self, service: ServiceServer) -> None:
+        self._service = service
+        self._session = requests.Session()
+        self._session.headers["Authorization"] = f"Bearer {API_TOKEN}"
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+        return self._session.request(method, self._service.url(path), timeout=30, **kwargs)
+
+    def get(self, path: str, **kwargs: Any) -> requests.Response:
+        return self._call("GET", path, **kwargs)
+
+    def post(self, path: str, **kwargs: Any) -> requests.Response:
+        return self._call("POST", path, **kwargs)
+
+    def delete(self, path: str, **kwargs: Any) -> requests.Response:
+        return self._call("DELETE", path, **kwargs)
+
+    def patch(self, path: str, **kwargs: Any) -> requests.Response:
+        return self._call("PATCH", path, **kwargs)
+
+    def create_record(self, title: str = "Acme vendor file", **fields: Any) -> dict[str, Any]:
+        rv = self.post("/api/records", json={"title": title, **fields})
+        assert rv.status_code == 201, rv.text
+        return rv.json()
 
 
 class ServiceServer:

@@ -293,6 +293,14 @@ def test_ids_beyond_64_bits_are_a_4xx(app, client, method, path, body):
     assert_rejected(rv, app, before)
 
 
+@pytest.mark.parametrize("id_", ["0", str(2**63), str(2**64), "9300000000000000000", "0007"])
+@pytest.mark.parametrize("method", ["get", "delete"])
+def test_an_id_that_cannot_name_a_row_is_404_whatever_the_method(client, method, id_):
+    """Not 405: Werkzeug would report the GET route's pattern as matched for a DELETE whose id failed."""
+    rv = getattr(client, method)(f"/api/connections/{id_}", headers=AUTH)
+    assert rv.status_code == 404 and rv.get_json()["error"]["code"] == "not_found"
+
+
 @pytest.mark.parametrize("field", ["to", "cc"])
 def test_an_address_with_a_lone_surrogate_is_a_422(app, client, field):
     body = {"connection_id": ACTIVE, "to": ["a@x.example"], "body": "hello", field: ["b\udc80@x.example"]}
