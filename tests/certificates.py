@@ -9,12 +9,13 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
 from cryptography.x509.oid import NameOID
 
 
 @dataclass(frozen=True)
 class Certificate:
-    key: rsa.RSAPrivateKey
+    key: CertificateIssuerPrivateKeyTypes
     certificate: x509.Certificate
 
     @property
@@ -32,7 +33,7 @@ class Certificate:
         return str(path)
 
 
-def make_certificate(*, days: float = 365, key: rsa.RSAPrivateKey | None = None,
+def make_certificate(*, days: float = 365, key: CertificateIssuerPrivateKeyTypes | None = None,
                      name: str = "outlook-integration") -> Certificate:
     """A certificate that expires ``days`` from now (negative: expired that long ago), valid since a day before."""
     key = key or rsa.generate_private_key(public_exponent=65537, key_size=2048)
