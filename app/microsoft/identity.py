@@ -38,6 +38,7 @@ MICROSOFT_AUTHORITY_HOSTS = {"login.microsoftonline.com", "login.microsoft.com",
 EARLY_EXPIRY_SECONDS = 300  # msal itself treats an access token with < 5 min left as expired
 TOKEN_LOCK_TTL = 30.0
 
+
 def _msal_credential(credential: str | ClientCertificate) -> str | dict[str, str]:
     """What msal takes as ``client_credential``: the secret, or the certificate's key and PEM.
 
@@ -49,9 +50,6 @@ def _msal_credential(credential: str | ClientCertificate) -> str | dict[str, str
     """
     if isinstance(credential, str):
         return credential
-    log.info("Identity: authenticating with the certificate %s (thumbprint %s), valid until %s",
-             credential.path, credential.sha1_thumbprint, credential.not_after.isoformat())
-    CLIENT_CERTIFICATE_EXPIRY.set(credential.not_after.timestamp())
     return {"private_key": credential.private_key_pem, "public_certificate": credential.certificate_pem}
 
 
@@ -107,6 +105,10 @@ class Identity:
                  db_factory: Callable[[], Database]) -> None:
         self.client_id = client_id
         self._credential = _msal_credential(credential)
+        if isinstance(credential, ClientCertificate):  # the thumbprint is the one the portal lists
+            log.info("Identity: authenticating with the certificate %s (thumbprint %s), valid until %s",
+                     credential.path, credential.sha1_thumbprint, credential.not_after.isoformat())
+            CLIENT_CERTIFICATE_EXPIRY.set(credential.not_after.timestamp())
         self.authority = f"{authority_host.rstrip('/')}/organizations"
         self._instance_discovery = None if urlsplit(authority_host).hostname in MICROSOFT_AUTHORITY_HOSTS else False
         self._token_caches = token_caches
