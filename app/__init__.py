@@ -55,7 +55,8 @@ def build_services(config: Mapping[str, Any]) -> Services:
     cipher = Cipher(config["TOKEN_ENCRYPTION_KEYS"])
     database = store_location(config)
     identity = Identity(
-        client_id=config["AZURE_CLIENT_ID"] or "", client_secret=config["AZURE_CLIENT_SECRET"] or "",
+        client_id=config["AZURE_CLIENT_ID"] or "",
+        credential=config["AZURE_CLIENT_CERTIFICATE_PATH"] or config["AZURE_CLIENT_SECRET"] or "",
         authority_host=config["AZURE_AUTHORITY_HOST"], verify=verify,
         token_caches=TokenCacheStore(lambda: thread_db(database), cipher), db_factory=lambda: thread_db(database),
     )

@@ -30,7 +30,9 @@ def start_sandbox(settings: dict[str, Any], environ: dict[str, str]) -> tuple[Em
     """Start the emulator and return it with the settings that point the service at it."""
     emulator = Emulator().start()
     base = settings["PUBLIC_BASE_URL"]
-    demo = emulator.seed_demo([f"{base}/auth/callback", f"{base}/admin/consent/callback"])
+    certificate = settings["AZURE_CLIENT_CERTIFICATE_PATH"]  # the demo app is registered with it, to try one out
+    demo = emulator.seed_demo([f"{base}/auth/callback", f"{base}/admin/consent/callback"],
+                              certificate_pem=certificate.certificate_pem if certificate else None)
     database = settings["DATABASE_PATH"]
     if "DATABASE_PATH" not in environ:
         database = SANDBOX_DATABASE
@@ -41,7 +43,7 @@ def start_sandbox(settings: dict[str, Any], environ: dict[str, str]) -> tuple[Em
         "SANDBOX_DEMO": demo,
         "DATABASE_PATH": database,
         "AZURE_CLIENT_ID": demo["client_id"],
-        "AZURE_CLIENT_SECRET": demo["client_secret"],
+        "AZURE_CLIENT_SECRET": "" if certificate else demo["client_secret"],
         "AZURE_AUTHORITY_HOST": environ.get("AZURE_AUTHORITY_HOST") or emulator.authority_host,
         "GRAPH_ENDPOINT": environ.get("GRAPH_ENDPOINT") or emulator.graph_endpoint,
         "REQUESTS_CA_BUNDLE": _trust_bundle(environ.get("REQUESTS_CA_BUNDLE"), emulator),

@@ -1,7 +1,12 @@
 """AADSTS errors: the codes the emulator returns, and their token-endpoint and redirect shapes.
 
 Descriptions follow https://learn.microsoft.com/entra/identity-platform/reference-error-codes
-and messages observed in the wild (see ../shared/reference/msal-consent.md §3-4). The
+and messages observed in the wild (see ../shared/reference/msal-consent.md §3-4). The client
+assertion codes (700021, 700023, 700024, 700027, 50027) are as the Azure SDK documents them
+(https://learn.microsoft.com/azure/developer/java/sdk/troubleshooting-authentication-service-principal)
+with the texts Entra answered in AzureAD/microsoft-authentication-library-for-dotnet#4951 (700024),
+#2746 (700023), #124 (50027) and Azure/azure-sdk-for-net#29007 (700027, key not found); msal's
+``client_credential`` documentation quotes 700027's signature mismatch. The
 ``error`` string is what clients should react to; the code and text are for people.
 The token endpoint answers ``{"error", "error_description", "error_codes", "timestamp",
 "trace_id", "correlation_id", "error_uri", "suberror"?}``; descriptions end, as Entra's do,
@@ -13,6 +18,8 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 from typing import Any, NamedTuple
+
+CERTIFICATE_DOCS = "https://learn.microsoft.com/entra/identity-platform/certificate-credentials"
 
 
 class Entry(NamedTuple):
@@ -28,6 +35,7 @@ CATALOGUE: dict[int, Entry] = {
                  "match the redirect URIs configured for the application '{client_id}'."),
     50020: Entry("invalid_request", "User account '{user}' from identity provider does not exist in "
                  "tenant '{tenant}' and cannot access the application '{client_id}' in that tenant."),
+    50027: Entry("invalid_client", "Invalid JWT token. {reason}", 401),
     50057: Entry("invalid_grant", "The user account is disabled."),
     50058: Entry("login_required", "A silent sign-in request was sent but no user is signed in."),
     50173: Entry("invalid_grant", "The provided grant has expired due to it being revoked, a fresh auth "
@@ -51,6 +59,8 @@ CATALOGUE: dict[int, Entry] = {
                  "tenant ID and are signing into the correct cloud."),
     90033: Entry("temporarily_unavailable", "A transient error has occurred. Please try again.", 503),
     90055: Entry("temporarily_unavailable", "There are too many incoming requests. Please try again later.", 429),
+    90014: Entry("invalid_request", "The required field '{field}' is missing from the credential. Ensure that you "
+                 "have all the necessary parameters for the login request."),
     90093: Entry("access_denied", "Calling principal cannot consent due to lack of permissions."),
     90094: Entry("access_denied", "The grant requires admin permission."),
     90095: Entry("access_denied", "Admin consent is required for the permissions requested by this "
@@ -68,6 +78,16 @@ CATALOGUE: dict[int, Entry] = {
     700016: Entry("unauthorized_client", "Application with identifier '{client_id}' was not found in the "
                   "directory '{tenant}'. This can happen if the application has not been installed by the "
                   "administrator of the tenant or consented to by any user in the tenant."),
+    700021: Entry("invalid_client", "Client assertion application identifier doesn't match 'client_id' parameter. "
+                  f"Review the documentation at {CERTIFICATE_DOCS} .", 401),
+    700023: Entry("invalid_client", f"Client assertion audience claim does not match Realm issuer. Review the "
+                  f"documentation at {CERTIFICATE_DOCS} .", 401),
+    700024: Entry("invalid_client", "Client assertion is not within its valid time range. Current time: {now}, "
+                  "assertion valid from {valid_from}, expiry time of assertion {expires}. Review the documentation "
+                  f"at {CERTIFICATE_DOCS} .", 401),
+    700027: Entry("invalid_client", "Client assertion contains an invalid signature. [Reason - {reason}, Thumbprint of "
+                  "key used by client: '{thumbprint}'{found}, Please visit the Azure Portal, Graph Explorer or "
+                  "directly use MS Graph to see configured keys for app Id '{client_id}'.]", 401),
     700051: Entry("unsupported_response_type", "response_type '{response_type}' is not enabled for the "
                   "application."),
     700082: Entry("invalid_grant", "The refresh token has expired due to inactivity. The token was issued "

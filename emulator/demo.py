@@ -41,16 +41,19 @@ W9_PDF = one_page_pdf("Form W-9: Acme Corp",
 W9_ATTACHMENT = {"name": "W-9.pdf", "content_type": "application/pdf", "content": W9_PDF}
 
 
-def seed_demo(emulator: "Emulator", redirect_uri: str | Sequence[str]) -> dict[str, Any]:
+def seed_demo(emulator: "Emulator", redirect_uri: str | Sequence[str], *,
+              certificate_pem: str | bytes | None = None) -> dict[str, Any]:
     """Create the demo tenants, users and app registration; return their ids and credentials.
 
     Contoso lets users consent to the mail scopes themselves and has an admin
     (admin@contoso.example) and a user (megan@contoso.example). Fabrikam does not allow user
     consent but has the admin consent workflow, so its user (alex@fabrikam.example) meets the
-    "Approval required" page; its admin (admin@fabrikam.example) can grant for everyone.
+    "Approval required" page; its admin (admin@fabrikam.example) can grant for everyone. With
+    ``certificate_pem`` the app also has that certificate, so a client assertion signed with its key works.
     """
     redirect_uris = [redirect_uri] if isinstance(redirect_uri, str) else list(redirect_uri)
-    client_id, client_secret = emulator.register_app(redirect_uris=redirect_uris, directory_role_claims=True)
+    client_id, client_secret = emulator.register_app(redirect_uris=redirect_uris, directory_role_claims=True,
+                                                     certificate_pem=certificate_pem)
     contoso = emulator.add_tenant("Contoso")
     fabrikam = emulator.add_tenant("Fabrikam", user_consent_allowed=False, admin_consent_workflow=True)
     return {

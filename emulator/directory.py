@@ -13,6 +13,7 @@ import threading
 import uuid
 from datetime import datetime, timedelta
 
+from .client_assertions import KeyCredential
 from .clock import Clock
 from .entities import App, ApprovalRequest, AuthCode, Grant, Principal, RefreshToken, Tenant, User
 from .identity_faults import InjectedFailures
@@ -101,10 +102,12 @@ class Directory:
 
     def register_app(self, client_id: str | None = None, client_secret: str | None = None,
                      redirect_uris: tuple[str, ...] | list[str] = (), *, display_name: str = "Outlook Integration",
-                     permissions: frozenset[str] = DEFAULT_PERMISSIONS, directory_role_claims: bool = False) -> App:
+                     permissions: frozenset[str] = DEFAULT_PERMISSIONS, directory_role_claims: bool = False,
+                     certificate_pem: str | bytes | None = None) -> App:
+        """An app with a client secret, plus the certificate ``certificate_pem`` (public part) when given."""
         app = App(client_id or str(uuid.uuid4()), client_secret or _new_secret(),
                   self.clock.now() + SECRET_LIFETIME, tuple(redirect_uris), display_name, frozenset(permissions),
-                  directory_role_claims)
+                  (KeyCredential.from_pem(certificate_pem),) if certificate_pem else (), directory_role_claims)
         with self.lock:
             if app.client_id in self._apps:
                 raise ValueError(f"app {app.client_id} exists")

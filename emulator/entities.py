@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from .client_assertions import KeyCredential
 from .scopes import Scopes
 
 
@@ -45,6 +46,8 @@ class App:
     display_name: str
     permissions: frozenset[str]
     """The statically configured Graph permissions, what ``.default`` stands for."""
+    key_credentials: tuple[KeyCredential, ...] = ()
+    """Certificates uploaded to the registration: a client assertion signed with one authenticates the app."""
     directory_role_claims: bool = False
     """The manifest's ``groupMembershipClaims`` includes directory roles ("Token configuration > Add groups
     claim > Directory roles"), so tokens carry the ``wids`` claim; off by default, as in Entra

@@ -146,7 +146,7 @@ def _token_form() -> dict[str, str]:
 def _discovery_document(base: str, tenant: str, issuer_tenant: str) -> dict:
     return {
         "token_endpoint": f"{base}/{tenant}/oauth2/v2.0/token",
-        "token_endpoint_auth_methods_supported": ["client_secret_post", "client_secret_basic"],
+        "token_endpoint_auth_methods_supported": ["client_secret_post", "private_key_jwt", "client_secret_basic"],
         "jwks_uri": f"{base}/{tenant}/discovery/v2.0/keys",
         "response_modes_supported": ["query"],
         "subject_types_supported": ["pairwise"],

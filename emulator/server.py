@@ -137,11 +137,14 @@ class Emulator:
 
     def register_app(self, client_id: str | None = None, client_secret: str | None = None,
                      redirect_uris: tuple[str, ...] | list[str] = (), *,
-                     directory_role_claims: bool = False) -> tuple[str, str]:
+                     directory_role_claims: bool = False,
+                     certificate_pem: str | bytes | None = None) -> tuple[str, str]:
         """Register a multi-tenant app; returns (client_id, client_secret). ``directory_role_claims``: its
-        tokens carry the user's directory roles (``wids``)."""
+        tokens carry the user's directory roles (``wids``). ``certificate_pem``: a certificate uploaded to it,
+        so client assertions signed with its key authenticate the app as well as the secret does."""
         app = self.directory.register_app(client_id, client_secret, redirect_uris,
-                                          directory_role_claims=directory_role_claims)
+                                          directory_role_claims=directory_role_claims,
+                                          certificate_pem=certificate_pem)
         return app.client_id, app.client_secret
 
     def add_tenant(self, name: str, *, tenant_id: str | None = None, user_consent_allowed: bool = True,
@@ -196,9 +199,9 @@ class Emulator:
         """Act as the browser at an ``/adminconsent`` URL; returns the final redirect URL."""
         return AdminConsentFlow(self.directory, self.base_url).run(url, user_id, accept=accept)
 
-    def seed_demo(self, redirect_uri: str) -> dict[str, Any]:
+    def seed_demo(self, redirect_uri: str | list[str], *, certificate_pem: str | bytes | None = None) -> dict[str, Any]:
         """Contoso (admin + user), Fabrikam (no user consent) and an app; see :func:`emulator.demo.seed_demo`."""
-        return seed_demo(self, redirect_uri)
+        return seed_demo(self, redirect_uri, certificate_pem=certificate_pem)
 
     # -- Graph half ------------------------------------------------------------------------------
 

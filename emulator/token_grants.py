@@ -1,4 +1,5 @@
-"""The token endpoint's decisions: client authentication, code redemption, refresh.
+"""The token endpoint's decisions: client authentication (a secret or a certificate's assertion), code
+redemption, refresh.
 
 Each check raises :class:`~emulator.aadsts.AadstsError` with the code Entra uses; the
 checks run in the order Entra appears to run them (client first, then the grant).
@@ -13,6 +14,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from .aadsts import AadstsError
+from .client_assertions import JWT_BEARER, verify_client_assertion
 from .directory import Directory
 from .entities import App, AuthCode, RefreshToken, User
 from .flow import GENERIC_TENANTS
@@ -33,7 +35,7 @@ class TokenGrants:
 
     def exchange(self, form: Mapping[str, str], *, authority: str, base_url: str) -> dict[str, Any]:
         """Handle ``grant_type=authorization_code`` or ``refresh_token`` posted to ``/{authority}/...``."""
-        app = self._authenticate_client(form, authority)
+        app = self._authenticate_client(form, authority, f"{base_url}/{authority}/oauth2/v2.0/token")
         grant_type = _required(form, "grant_type")
         with self._directory.lock:
             if grant_type == "authorization_code":
@@ -42,11 +44,19 @@ class TokenGrants:
                 return self._refresh(app, form, base_url)
         raise AadstsError(70003, grant_type=grant_type)
 
-    def _authenticate_client(self, form: Mapping[str, str], authority: str) -> App:
+    def _authenticate_client(self, form: Mapping[str, str], authority: str, token_endpoint: str) -> App:
+        """The app the request authenticates as: by ``client_assertion`` (RFC 7523) when it carries one,
+        else by ``client_secret``."""
         client_id = _required(form, "client_id")
         app = self._directory.find_app(client_id)
         if app is None:
             raise AadstsError(700016, client_id=client_id, tenant=authority)
+        if form.get("client_assertion"):
+            if form.get("client_assertion_type") != JWT_BEARER:
+                raise AadstsError(900144, parameter="client_assertion_type")
+            verify_client_assertion(form["client_assertion"], client_id=client_id, key_credentials=app.key_credentials,
+                                    audience=token_endpoint, now=self._clock.now())
+            return app
         secret = form.get("client_secret")
         if not secret:
             raise AadstsError(7000218)

@@ -17,6 +17,7 @@ from typing import Any, NamedTuple
 
 from cryptography.fernet import Fernet
 
+from app.core.client_certificate import ClientCertificate, load_client_certificate
 from app.core.db import is_postgres
 
 
@@ -50,6 +51,16 @@ def _postgres_url(name: str, raw: Any) -> str | None:
     if not is_postgres(value):
         raise ConfigError(f"{name} must be a postgresql:// URL, got a value starting {value[:12]!r}")
     return value
+
+
+def _client_certificate(name: str, raw: Any) -> ClientCertificate | None:
+    path = str(raw).strip()
+    if not path:
+        return None
+    try:
+        return load_client_certificate(path)
+    except ValueError as e:
+        raise ConfigError(f"{name}: {e}") from None
 
 
 def _positive_int(name: str, raw: Any) -> int:
@@ -115,6 +126,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("AZURE_CLIENT_ID", None, "The Entra ID app registration's client id. When unset the service "
             "runs in sandbox mode against the embedded emulator.", _text),
     Setting("AZURE_CLIENT_SECRET", None, "The app registration's client secret.", _text),
+    Setting("AZURE_CLIENT_CERTIFICATE_PATH", None, "A PEM file with the app registration's certificate and its "
+            "unencrypted private key, used instead of `AZURE_CLIENT_SECRET` (Microsoft's recommendation for "
+            "production).", _client_certificate),
     Setting("AZURE_AUTHORITY_HOST", "https://login.microsoftonline.com",
             "Identity platform base URL; the authority is `{host}/organizations`.", _url),
     Setting("GRAPH_ENDPOINT", "https://graph.microsoft.com",
@@ -195,8 +209,7 @@ def load_settings(environ: Mapping[str, Any], overrides: Mapping[str, Any] | Non
     missing = [s.name for s in SETTINGS if s.required_outside_sandbox and settings[s.name] is None]
     if missing and not settings["SANDBOX"]:
         raise ConfigError(f"{missing[0]} is required outside sandbox mode (AZURE_CLIENT_ID is set)")
-    if not settings["SANDBOX"] and not settings["AZURE_CLIENT_SECRET"]:
-        raise ConfigError("AZURE_CLIENT_SECRET is required when AZURE_CLIENT_ID is set")
+    _check_one_credential(settings)
     if missing:
         generated = _sandbox_secrets(Path(settings["DATABASE_PATH"]).parent)
         for name in missing:
@@ -204,6 +217,17 @@ def load_settings(environ: Mapping[str, Any], overrides: Mapping[str, Any] | Non
     if settings["PUBLIC_BASE_URL"] is None:
         settings["PUBLIC_BASE_URL"] = f"http://127.0.0.1:{settings['PORT']}"
     return settings
+
+
+def _check_one_credential(settings: dict[str, Any]) -> None:
+    """The app registration authenticates with a secret or with a certificate: exactly one outside sandbox."""
+    secret, certificate = settings["AZURE_CLIENT_SECRET"], settings["AZURE_CLIENT_CERTIFICATE_PATH"]
+    if secret and certificate:
+        raise ConfigError("AZURE_CLIENT_SECRET and AZURE_CLIENT_CERTIFICATE_PATH are both set; set only one "
+                          "(the certificate is the one Microsoft recommends)")
+    if not settings["SANDBOX"] and not (secret or certificate):
+        raise ConfigError("AZURE_CLIENT_SECRET or AZURE_CLIENT_CERTIFICATE_PATH is required when AZURE_CLIENT_ID "
+                          "is set")
 
 
 def _sandbox_secrets(directory: Path) -> dict[str, str]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -22,6 +22,9 @@ JOB_OUTCOMES = Counter("outlook_jobs", "Jobs finished by the workers, by kind an
 RENEWALS = Counter("outlook_subscription_renewals", "Subscription renewals by outcome.", ["outcome"])
 REQUESTS_BUSY = Counter("outlook_requests_busy", "Requests answered 503 busy: the request threads not reserved "
                         "for Graph's deliveries were all taken.")
+CLIENT_CERTIFICATE_EXPIRY = Gauge("outlook_client_certificate_expiry_timestamp_seconds",
+                                  "When the app registration's certificate (AZURE_CLIENT_CERTIFICATE_PATH) expires, "
+                                  "as a Unix time; 0 when the service authenticates with a secret.")
 NOTIFICATION_TO_LINKED = Histogram(
     "outlook_notification_to_linked_seconds", "From receiving a notification to the message linked.",
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300),

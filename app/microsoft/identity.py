@@ -3,6 +3,9 @@
 msal binds a token cache to an application object, so each use builds a
 ``ConfidentialClientApplication`` around that connection's cache; one ``http_cache`` shared by the
 process means discovery happens once. This is the only module that imports msal.
+
+The app registration's credential is a client secret or a certificate (:class:`ClientCertificate`); every
+msal client (sign-in, Connect Outlook, background refresh) is built by :meth:`Identity._msal` with it.
 """
 
 from __future__ import annotations
@@ -20,8 +23,10 @@ import requests
 from sqlite_utils import Database
 
 from app.core import app_errors
+from app.core.client_certificate import ClientCertificate
 from app.core.leases import acquire_lease, release_lease
 from app.core.logs import redact_library_logs
+from app.core.metrics import CLIENT_CERTIFICATE_EXPIRY
 from app.microsoft.failures import IdentityConfigError, IdentityUnavailable, ReconnectRequired, classify_token_error
 from app.microsoft.http import Session
 
@@ -32,6 +37,21 @@ MICROSOFT_AUTHORITY_HOSTS = {"login.microsoftonline.com", "login.microsoft.com",
                              "login.microsoftonline.us", "login.partner.microsoftonline.cn"}
 EARLY_EXPIRY_SECONDS = 300  # msal itself treats an access token with < 5 min left as expired
 TOKEN_LOCK_TTL = 30.0
+
+
+def _msal_credential(credential: str | ClientCertificate) -> str | dict[str, str]:
+    """What msal takes as ``client_credential``: the secret, or the certificate's key and PEM.
+
+    Without a ``thumbprint`` msal (1.35+) computes the certificate's SHA-256 thumbprint and signs the
+    assertion with PS256 under ``x5t#S256``, the format Microsoft documents today
+    (https://learn.microsoft.com/entra/identity-platform/certificate-credentials); a SHA-1 ``thumbprint``
+    would select the older RS256/``x5t`` form msal calls deprecated. msal also sends the certificate as
+    ``x5c``, which Entra reads only for Subject Name/Issuer authentication.
+    """
+    if isinstance(credential, str):
+        return credential
+    return {"private_key": credential.private_key_pem, "public_certificate": credential.certificate_pem}
+
 
 class SignInError(Exception):
     """A sign-in redirect could not be redeemed (state mismatch, replay, nonce, error from Entra)."""
@@ -80,11 +100,15 @@ class SignIn:
 class Identity:
     """The service's app registration as msal sees it."""
 
-    def __init__(self, *, client_id: str, client_secret: str, authority_host: str,
+    def __init__(self, *, client_id: str, credential: str | ClientCertificate, authority_host: str,
                  verify: str | bool = True, token_caches: TokenCaches,
                  db_factory: Callable[[], Database]) -> None:
         self.client_id = client_id
-        self._secret = client_secret
+        self._credential = _msal_credential(credential)
+        if isinstance(credential, ClientCertificate):  # the thumbprint is the one the portal lists
+            log.info("Identity: authenticating with the certificate %s (thumbprint %s), valid until %s",
+                     credential.path, credential.sha1_thumbprint, credential.not_after.isoformat())
+            CLIENT_CERTIFICATE_EXPIRY.set(credential.not_after.timestamp())
         self.authority = f"{authority_host.rstrip('/')}/organizations"
         self._instance_discovery = None if urlsplit(authority_host).hostname in MICROSOFT_AUTHORITY_HOSTS else False
         self._token_caches = token_caches
@@ -99,7 +123,7 @@ class Identity:
     def _msal(self, cache: msal.SerializableTokenCache | None = None) -> msal.ConfidentialClientApplication:
         try:
             return msal.ConfidentialClientApplication(
-                self.client_id, client_credential=self._secret, authority=self.authority,
+                self.client_id, client_credential=self._credential, authority=self.authority,
                 token_cache=cache, http_cache=self._http_cache, instance_discovery=self._instance_discovery,
                 http_client=self._session,
             )
@@ -136,8 +160,10 @@ class Identity:
         if "error" in result:
             error = classify_token_error(result)
             if isinstance(error, IdentityConfigError):
+                self._record_config_error(self._db_factory(), error)
                 raise error
             raise SignInError(result["error"], result.get("error_description", ""))
+        app_errors.clear(self._db_factory())
         claims = result.get("id_token_claims") or {}
         if not claims.get("tid") or not claims.get("oid"):
             raise SignInError("invalid_id_token", "the ID token carries no tenant or object id")

@@ -118,7 +118,7 @@ def status():
             "SELECT s.id, s.connection_id, c.email, s.status, s.expires_at, s.renewed_at, s.last_error "
             "FROM subscriptions s LEFT JOIN connections c ON c.id = s.connection_id "
             "WHERE s.status IN ('active', 'replaced') ORDER BY s.expires_at")),
-        checks=run_checks(db),
+        checks=run_checks(db, certificate=current_app.config["AZURE_CLIENT_CERTIFICATE_PATH"]),
         queue=[{"kind": kind, "state": state, "n": n}  # the inbox's jobs count as queued
                for kind, states in sorted(JobQueue(db).stats().by_kind.items()) for state, n in states.items() if n],
         dead=[{**row, "payload": json.loads(row["payload"])} for row in db.query(

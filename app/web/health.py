@@ -20,7 +20,7 @@ def healthz():
 
 @bp.get("/readyz")
 def readyz():
-    checks = run_checks(get_db())
+    checks = run_checks(get_db(), certificate=current_app.config["AZURE_CLIENT_CERTIFICATE_PATH"])
     ready = all(check["ok"] for check in checks.values())
     return jsonify({"status": "ready" if ready else "not_ready", "checks": checks}), 200 if ready else 503
 

@@ -1,4 +1,8 @@
-"""Readiness checks: each returns ``(ok, reason)``; ``/readyz`` is 503 when any fails."""
+"""Readiness checks: each returns ``(ok, reason)``; ``/readyz`` is 503 when any fails.
+
+A check that passes but needs an operator soon (the client certificate nearing its expiry) adds
+``"warning": true`` to its result; a warning alone keeps the service ready.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ from datetime import datetime, timedelta, timezone
 from sqlite_utils import Database
 
 from app.core import app_errors, heartbeats, leases
+from app.core.client_certificate import ClientCertificate
 from app.core.queue import JobQueue
 from app.core.timeutil import iso
 from subscriptions.leader import LEASE_NAME
@@ -17,6 +22,7 @@ HEARTBEAT_FRESH_SECONDS = 90.0
 QUEUE_LAG_LIMIT_SECONDS = 300.0
 SUBSCRIBE_GRACE = timedelta(minutes=10)
 EXPIRY_WARNING = timedelta(hours=1)
+CERTIFICATE_WARNING = timedelta(days=30)
 
 Check = Callable[[Database, float], tuple[bool, str]]
 
@@ -76,6 +82,22 @@ def configuration_sound(db: Database, now: float) -> tuple[bool, str]:
     return True, "no configuration error reported"
 
 
+def certificate_current(certificate: ClientCertificate, now: float) -> dict[str, object]:
+    """The app registration's certificate: failing once expired (Entra refuses assertions it signs), a
+    warning in its last 30 days, which is time to upload its successor beside it and switch files."""
+    left = certificate.not_after - datetime.fromtimestamp(now, timezone.utc)
+    until = iso(certificate.not_after)
+    if left <= timedelta():
+        return {"ok": False, "reason": f"the client certificate (AZURE_CLIENT_CERTIFICATE_PATH, thumbprint "
+                                       f"{certificate.sha1_thumbprint}) expired at {until}"}
+    if left <= CERTIFICATE_WARNING:
+        return {"ok": True, "warning": True,
+                "reason": f"the client certificate (thumbprint {certificate.sha1_thumbprint}) expires in "
+                          f"{left.days} day(s), at {until}: upload a new one to the app registration and "
+                          "point AZURE_CLIENT_CERTIFICATE_PATH at it"}
+    return {"ok": True, "reason": f"the client certificate is valid until {until}"}
+
+
 CHECKS: dict[str, Check] = {
     "database": database_writable,
     "workers": workers_alive,
@@ -86,7 +108,9 @@ CHECKS: dict[str, Check] = {
 }
 
 
-def run_checks(db: Database, now: float | None = None) -> dict[str, dict[str, object]]:
+def run_checks(db: Database, now: float | None = None, *,
+               certificate: ClientCertificate | None = None) -> dict[str, dict[str, object]]:
+    """Every check's result by name; ``certificate`` (the configured one, if any) adds the certificate check."""
     now = time.time() if now is None else now
     results = {}
     for name, check in CHECKS.items():
@@ -95,4 +119,6 @@ def run_checks(db: Database, now: float | None = None) -> dict[str, dict[str, ob
         except Exception as e:  # a failing check is a result, not a crash of the probe
             ok, reason = False, f"check failed: {type(e).__name__}: {e}"
         results[name] = {"ok": ok, "reason": reason}
+    if certificate is not None:
+        results["certificate"] = certificate_current(certificate, now)
     return results

@@ -28,15 +28,18 @@ class _LateApp:
         return self.target(environ, start_response)
 
 
-def emulated_app(emulator: Emulator, config: dict[str, Any], public_base_url: str) -> tuple[Flask, dict[str, Any]]:
+def emulated_app(emulator: Emulator, config: dict[str, Any], public_base_url: str, *,
+                 registered_certificate: bytes | None = None) -> tuple[Flask, dict[str, Any]]:
     """The service configured against ``emulator``, reachable at ``public_base_url``, and the emulator's
-    demo (seeded with that URL's redirect URIs)."""
-    demo = emulator.seed_demo([f"{public_base_url}/auth/callback", f"{public_base_url}/admin/consent/callback"])
+    demo (seeded with that URL's redirect URIs, and with ``registered_certificate`` uploaded to its app).
+    The service authenticates with the demo's secret unless ``config`` names a certificate."""
+    demo = emulator.seed_demo([f"{public_base_url}/auth/callback", f"{public_base_url}/admin/consent/callback"],
+                              certificate_pem=registered_certificate)
     return create_app({
         **config,
         "PUBLIC_BASE_URL": public_base_url,
         "AZURE_CLIENT_ID": demo["client_id"],
-        "AZURE_CLIENT_SECRET": demo["client_secret"],
+        "AZURE_CLIENT_SECRET": None if config.get("AZURE_CLIENT_CERTIFICATE_PATH") else demo["client_secret"],
         "AZURE_AUTHORITY_HOST": emulator.authority_host,
         "GRAPH_ENDPOINT": emulator.graph_endpoint,
         "REQUESTS_CA_BUNDLE": emulator.ca_file,
@@ -76,12 +79,13 @@ class ServiceServer:
     """The service, configured against ``emulator``, served at ``base_url``."""
 
     def __init__(self, emulator: Emulator, config: dict[str, Any], *, workers: int = 2,
-                 scheduler: bool = False) -> None:
+                 scheduler: bool = False, registered_certificate: bytes | None = None) -> None:
         self._late = _LateApp()
         self._server = create_server(self._late, host="127.0.0.1", port=0, threads=8)
         self.base_url = f"http://127.0.0.1:{self._server.effective_port}"
         self.emulator = emulator
-        self.app, self.demo = emulated_app(emulator, config, self.base_url)
+        self.app, self.demo = emulated_app(emulator, config, self.base_url,
+                                           registered_certificate=registered_certificate)
         self._late.target = self.app
         self.runtime = Runtime(self.app, workers=workers, scheduler=scheduler)
         self._thread = threading.Thread(target=self._server.run, name="service", daemon=True)

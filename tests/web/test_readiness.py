@@ -1,13 +1,16 @@
 """/readyz says what is wrong, and /metrics exposes the counters and gauges operators graph."""
 
+import re
 import time
 from datetime import datetime, timedelta, timezone
 
 import pytest
 
+from app import create_app
 from app.core.timeutil import iso
 from app.web.context import services_of
 from subscriptions.leader import LEASE_NAME, acquire_lease
+from tests.certificates import make_certificate
 from tests.tables import table
 
 pytestmark = pytest.mark.both_engines
@@ -85,3 +88,44 @@ def test_metrics_expose_counters_and_database_gauges(client, healthy):
     assert 'outlook_connections{status="active"} 1.0' in text
     assert "outlook_queue_oldest_pending_seconds" in text
     assert "outlook_notification_to_linked_seconds_bucket" in text
+
+
+@pytest.fixture
+def with_certificate(app_config, tmp_path):
+    """A test client of the service authenticating with a certificate that expires in ``days``."""
+    def make(days: float):
+        path = make_certificate(days=days).write(tmp_path / f"app-{days}.pem")
+        return create_app({**app_config, "AZURE_CLIENT_CERTIFICATE_PATH": path}).test_client()
+    return make
+
+
+def test_a_certificate_far_from_expiry_is_fine(with_certificate, healthy):
+    status, checks = readiness(with_certificate(days=200))
+    assert status == 200 and checks["certificate"]["ok"] and "warning" not in checks["certificate"]
+    assert checks["certificate"]["reason"].startswith("the client certificate is valid until ")
+
+
+def test_a_certificate_in_its_last_30_days_warns_but_stays_ready(with_certificate, healthy):
+    status, checks = readiness(with_certificate(days=12.5))
+    assert status == 200
+    assert checks["certificate"]["ok"] and checks["certificate"]["warning"] is True
+    assert "expires in 12 day(s)" in checks["certificate"]["reason"]
+
+
+def test_an_expired_certificate_makes_it_unready(with_certificate, healthy):
+    status, checks = readiness(with_certificate(days=-1))
+    assert status == 503 and not checks["certificate"]["ok"]
+    assert "AZURE_CLIENT_CERTIFICATE_PATH" in checks["certificate"]["reason"] and "expired at" in \
+        checks["certificate"]["reason"]
+
+
+def test_a_secret_has_no_certificate_check(client, healthy):
+    assert "certificate" not in readiness(client)[1]
+
+
+def test_metrics_expose_the_certificate_expiry(app_config, tmp_path, healthy):
+    certificate = make_certificate(days=40)
+    app = create_app({**app_config, "AZURE_CLIENT_CERTIFICATE_PATH": certificate.write(tmp_path / "app.pem")})
+    text = app.test_client().get("/metrics").get_data(as_text=True)
+    value = re.search(r"^outlook_client_certificate_expiry_timestamp_seconds (\S+)$", text, re.MULTILINE).group(1)
+    assert float(value) == certificate.certificate.not_valid_after_utc.timestamp()
