@@ -20,10 +20,10 @@ from werkzeug.datastructures import FileStorage
 from app.core.errors import DomainError, Forbidden, NotFound
 from app.core.timeutil import parse_iso
 from app.records import attachments
+from app.records.consent import ConsentProblem
 from app.records.live import record_version
 from app.records.mail_html import split_quoted_text
 from app.records.outbox import queue_send, recent_sends
-from app.records.consent import ConsentProblem
 from app.records.records import record_for_tenant
 from app.records.threads import stored_body, thread
 from app.web.attachments import attachment_response
