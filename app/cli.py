@@ -20,7 +20,7 @@ from app.records.connections import reencrypt_tokens
 from app.records.subscription_rows import reencrypt_client_states
 from app.web.context import get_db, services_of
 
-db_group = AppGroup("db", help="Database schema commands.")
+db_group = AppGroup("db", help="Database commands: schema upgrade, copy to PostgreSQL, backup.")
 keys_group = AppGroup("keys", help="Token-encryption key commands.")
 
 
