@@ -3,21 +3,24 @@
 from __future__ import annotations
 
 import re
+import sqlite3
+from pathlib import Path
 
 import click
 from flask import Flask, current_app
 from flask.cli import AppGroup
 
 from app import cli_ops
+from app.core.backup import backup, pg_dump_command
 from app.core.copy import CopyRefused, copy_store
 from app.core.crypto import DecryptionError
-from app.core.db import is_postgres, open_db, write_transaction
+from app.core.db import is_postgres, open_db, store_location, write_transaction
 from app.core.migrations import migrate
 from app.records.connections import reencrypt_tokens
 from app.records.subscription_rows import reencrypt_client_states
 from app.web.context import get_db, services_of
 
-db_group = AppGroup("db", help="Database schema commands.")
+db_group = AppGroup("db", help="Database commands: schema upgrade, copy to PostgreSQL, backup.")
 keys_group = AppGroup("keys", help="Token-encryption key commands.")
 
 
@@ -46,6 +49,28 @@ def db_copy_command(url: str) -> None:
         click.echo(f"{table}: {rows}")
     click.echo(f"copied {sum(copied.values())} rows to {shown}; set DATABASE_URL to it and restart the service"
                " (tokens and subscriptions moved encrypted as they were: keep TOKEN_ENCRYPTION_KEYS)")
+
+
+@db_group.command("backup")
+@click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--force", is_flag=True, help="Replace PATH if it exists.")
+def db_backup_command(path: Path, force: bool) -> None:
+    """Write a consistent copy of the SQLite database to PATH, safely while the service runs.
+
+    Restore by stopping the service and putting the copy in place of DATABASE_PATH; then run
+    `subscriptions resync`. On PostgreSQL use pg_dump (the command says how).
+    """
+    if is_postgres(store_location(current_app.config)):
+        raise click.ClickException("the service stores its data in PostgreSQL (DATABASE_URL): back it up with "
+                                   + pg_dump_command(str(path)))
+    try:
+        size = backup(get_db(), path, replace=force)
+    except FileExistsError:
+        raise click.ClickException(f"{path} exists; nothing was written (--force replaces it)") from None
+    except (OSError, sqlite3.Error) as e:
+        raise click.ClickException(f"cannot write {path}: {getattr(e, 'strerror', None) or e}; nothing was written"
+                                   ) from None
+    click.echo(f"backed up {store_location(current_app.config)} to {path} ({size:,} bytes)")
 
 
 @keys_group.command("rotate")

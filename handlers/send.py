@@ -152,9 +152,10 @@ def send(services: Services, db: Database, outbox_id: int) -> None:
     graph = services.graph_for(row["connection_id"])
     if row["internet_message_id"]:  # an earlier attempt got this far: its draft may exist
         draft = _existing_draft(graph, row)
-    else:  # the first attempt: no draft can carry a Message-ID minted only now
-        outbox.start_sending(db, row, mint_message_id(row["record_id"]))
+    elif outbox.start_sending(db, row, mint_message_id(row["record_id"])):  # the first attempt: no draft yet
         draft = None
+    else:  # its record was purged after the request was read: it must not go out
+        return
     if draft is None:
         draft = _compose(db, graph, row, row["request"], row["email"] or "")
         outbox.remember_draft(db, outbox_id, draft["id"])

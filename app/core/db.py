@@ -134,6 +134,28 @@ def write_transaction(db: Database) -> Iterator[Database]:
     db.conn.execute("COMMIT")
 
 
+@contextlib.contextmanager
+def erasing(db: Database) -> Iterator[Database]:
+    """Rows deleted inside leave no bytes of theirs in the SQLite file (``PRAGMA secure_delete``).
+
+    SQLite otherwise only marks a deleted row's space as free: its text stays in the page, or in the
+    freed page, readable in the file until the space is reused, so purged mail could still be found
+    by reading the file. With secure_delete the space is overwritten with zeros as it is freed (in the
+    WAL first, in the database file at the next checkpoint). Every freed page is then written once
+    more, so it is on only inside this block, not for the queue's constant deletes. On PostgreSQL a
+    deleted row is gone for every query at once, and autovacuum reclaims its space.
+    """
+    if isinstance(db, postgres.PostgresDatabase):
+        yield db
+        return
+    before = db.conn.execute("PRAGMA secure_delete").fetchone()[0]
+    db.conn.execute("PRAGMA secure_delete = ON")
+    try:
+        yield db
+    finally:
+        db.conn.execute(f"PRAGMA secure_delete = {int(before)}")
+
+
 def thread_db(path: str | Path) -> Database:
     """This thread's connection to ``path``, opened on first use (SQLite connections are per thread);
     for a ``postgresql://`` URL, the process's one pooled store."""

@@ -13,6 +13,7 @@ The bytes live in the database by default (one thing to back up, on either engin
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ from typing import Any, Protocol
 from sqlite_utils import Database
 
 from app.core.config import SETTINGS_BY_NAME
+from app.core.dialects import dialect_of
 from app.core.timeutil import now_iso
 
 DEFAULT_MAX_BYTES: int = SETTINGS_BY_NAME["ATTACHMENT_MAX_BYTES"].default
@@ -60,6 +62,8 @@ class ContentStore(Protocol):
 
     def load(self, db: Database, attachment_id: int) -> bytes | None: ...
 
+    def delete(self, db: Database, attachment_ids: Sequence[int]) -> None: ...
+
 
 class DatabaseContent:
     """The bytes in the ``attachment_content`` table, in the transaction of the attachment's row."""
@@ -71,6 +75,11 @@ class DatabaseContent:
     def load(self, db: Database, attachment_id: int) -> bytes | None:
         rows = list(db.query("SELECT content FROM attachment_content WHERE attachment_id = ?", [attachment_id]))
         return bytes(rows[0]["content"]) if rows else None
+
+    def delete(self, db: Database, attachment_ids: Sequence[int]) -> None:
+        db.execute(f"DELETE FROM attachment_content WHERE attachment_id IN"
+                   f" (SELECT CAST(value AS INTEGER) FROM {dialect_of(db).json_values('?')})",
+                   [json.dumps(list(attachment_ids))])
 
 
 CONTENT: ContentStore = DatabaseContent()
@@ -158,6 +167,18 @@ def _listing(row: dict[str, Any]) -> dict[str, Any]:
             "inline": bool(row["inline"]), "kind": row["kind"], "content_id": row["content_id"],
             "source_url": row["source_url"], "kept": bool(row["kept"]),
             "skipped_reason": None if row["kept"] else row["skipped_reason"]}
+
+
+def purge_record(db: Database, record_id: int) -> int:
+    """Delete the attachments of the record's thread entries and their kept bytes (a record's purge,
+    :mod:`app.records.purge`, calls this inside its transaction); return how many there were."""
+    ids = [row["id"] for row in db.query("SELECT a.id FROM attachments a JOIN messages m ON m.id = a.message_id"
+                                         " WHERE m.record_id = ?", [record_id])]
+    if ids:
+        CONTENT.delete(db, ids)
+        db.execute("DELETE FROM attachments WHERE message_id IN (SELECT id FROM messages WHERE record_id = ?)",
+                   [record_id])
+    return len(ids)
 
 
 def download(db: Database, record_id: int, attachment_id: int) -> tuple[dict[str, Any], bytes] | None:

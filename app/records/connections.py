@@ -98,6 +98,12 @@ def mark_disconnected(db: Database, connection_id: int) -> None:
         announce_change(db)  # receivers stop trusting its subscriptions now, not when their cache lapses
 
 
+def unlink_record(db: Database, record_id: int) -> None:
+    """Forget which mailboxes were connected from the record (a purge): the connections themselves stay,
+    as they are their owners' mailboxes and may serve other records."""
+    db.execute("DELETE FROM record_connections WHERE record_id = ?", [record_id])
+
+
 def unusable_reason(status: str, reason: str | None) -> str:
     """Why mail of a connection in ``status`` cannot be sent, as the outbox shows it."""
     return f"{status}: {reason}"

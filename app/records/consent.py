@@ -96,12 +96,17 @@ def record_consent_problem(db: Database, record_id: int | None, error: str, desc
     outcome = consent_outcome(error, description)
     codes = aadsts_codes(description)
     with db.atomic():
-        db.execute("DELETE FROM consent_requests WHERE record_id = ?", [record_id])
+        forget_record(db, record_id)
         db.execute(
             "INSERT INTO consent_requests (record_id, outcome, error_code, created_at) VALUES (?, ?, ?, ?)",
             [record_id, outcome, f"AADSTS{min(codes)}" if codes else error[:64], now_iso()],
         )
     return consent_problem(outcome)
+
+
+def forget_record(db: Database, record_id: int | None) -> None:
+    """Drop the consent attempts remembered on the record (a new outcome replaces them; a purge ends them)."""
+    db.execute("DELETE FROM consent_requests WHERE record_id = ?", [record_id])
 
 
 def canonical_tenant_id(value: str) -> str | None:

@@ -135,12 +135,18 @@ def _update(db: Database, outbox_id: int, **fields: Any) -> None:
     db.execute(f"UPDATE outbox SET {assignments}, updated_at = ? WHERE id = ?", [*fields.values(), now_iso(), outbox_id])
 
 
-def start_sending(db: Database, send: dict[str, Any], message_id: str) -> None:
-    """Store the Message-ID minted for ``send`` and make it a key of the record's thread, together."""
+def start_sending(db: Database, send: dict[str, Any], message_id: str) -> bool:
+    """Store the Message-ID minted for ``send`` and make it a key of the record's thread, together;
+    False (nothing stored) when the request is no longer queued: its record was purged meanwhile
+    (:func:`purge_record`), so it must not be sent."""
     with db.atomic():
-        _update(db, send["id"], status="sending", internet_message_id=message_id)
-        threads.add_message_id(db, send["record_id"], message_id, generated=True)
+        started = db.execute("UPDATE outbox SET status = 'sending', internet_message_id = ?, updated_at = ?"
+                             " WHERE id = ? AND status = 'queued' RETURNING id",
+                             [message_id, now_iso(), send["id"]]).fetchall()
+        if started:
+            threads.add_message_id(db, send["record_id"], message_id, generated=True)
     send["internet_message_id"] = message_id
+    return bool(started)
 
 
 def attachment_content(db: Database, outbox_id: int, position: int) -> bytes:
@@ -173,6 +179,27 @@ def fail_pending(db: Database, connection_id: int, error: str) -> None:
     """Every unsent request of a mailbox that may no longer be used (revoked, disconnected) fails with ``error``."""
     db.execute("UPDATE outbox SET status = 'failed', error = ?, updated_at = ? "
                "WHERE connection_id = ? AND status IN ('queued', 'sending')", [error, now_iso(), connection_id])
+
+
+def purge_record(db: Database, record_id: int) -> int:
+    """Delete the record's send requests and the files they carry, inside the purge's transaction
+    (:mod:`app.records.purge`); return how many there were.
+
+    A ``queued`` request goes with the rest: its job then finds nothing to do (:func:`pending`), and a
+    worker that read it just before cannot start it (:func:`start_sending` starts only a queued
+    request). One that is ``sending`` cannot be called back: its draft may be in the mailbox and on its
+    way out this very moment, and its sent copy would then have no record to land on. The purge is
+    refused (:class:`Conflict` ``send_in_flight``) until it is sent or failed.
+    """
+    db.execute("DELETE FROM outbox_attachments WHERE outbox_id IN"
+               " (SELECT id FROM outbox WHERE record_id = ? AND status <> 'sending')", [record_id])
+    # The status is tested on the row itself: on PostgreSQL a send that started meanwhile is seen and kept.
+    removed = db.execute("DELETE FROM outbox WHERE record_id = ? AND status <> 'sending'", [record_id]).rowcount
+    sending = [row["id"] for row in db.query("SELECT id FROM outbox WHERE record_id = ?", [record_id])]
+    if sending:
+        raise Conflict("send_in_flight", f"Record {record_id} has a message being sent (send request {sending[0]});"
+                       " delete the record once that send is sent or failed.")
+    return removed
 
 
 def give_up(db: Database, outbox_id: int, reason: str | None) -> None:

@@ -43,3 +43,10 @@ def record_for_tenant(db: Database, record_id: int, tenant_id: str) -> dict[str,
         raise Forbidden("other_organization_record",
                         f"Record {record_id} belongs to another organization than tenant {tenant_id}'s.")
     return record
+
+
+def delete_record(db: Database, record_id: int) -> None:
+    """Delete the record's own row, once nothing refers to it (:mod:`app.records.purge` sees to that);
+    :class:`NotFound` when there is none."""
+    if not db.execute("DELETE FROM records WHERE id = ?", [record_id]).rowcount:
+        raise NotFound("record_not_found", f"Record {record_id} does not exist.")

@@ -345,6 +345,20 @@ def store_upload(db: Database, record_id: int, raw: bytes, *,
     return entry(row, attachments.listed(db, [row["id"]])[row["id"]])
 
 
+def purge_record(db: Database, record_id: int) -> int:
+    """Delete the record's thread: its entries with their attachments, their mailbox copies and the
+    thread keys (known Message-IDs, conversations), so that no later message can find its way to the
+    record. Call inside the purge's transaction (:mod:`app.records.purge`); return how many entries there were.
+    """
+    attachments.purge_record(db, record_id)
+    db.execute("DELETE FROM message_copies WHERE message_id IN (SELECT id FROM messages WHERE record_id = ?)",
+               [record_id])
+    entries = db.execute("DELETE FROM messages WHERE record_id = ?", [record_id]).rowcount
+    db.execute("DELETE FROM thread_message_ids WHERE record_id = ?", [record_id])
+    db.execute("DELETE FROM thread_conversations WHERE record_id = ?", [record_id])
+    return entries
+
+
 def mark_automated(db: Database, entry_id: int) -> None:
     """The entry was sent by the platform's automation, not typed by a person."""
     db.execute("UPDATE messages SET automated = 1 WHERE id = ?", [entry_id])

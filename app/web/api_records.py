@@ -1,4 +1,4 @@
-"""``/api/records``: create a record, attach uploaded emails, read its thread."""
+"""``/api/records``: create a record, attach uploaded emails, read its thread, delete it with its mail."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from flask import Blueprint, current_app, jsonify, request
 
 from app.records import attachments
 from app.records.organizations import DEFAULT_ID
+from app.records.purge import purge_record
 from app.records.records import create_record, get_record
 from app.records.rfc822 import InvalidEmail
 from app.records.threads import store_upload, thread
@@ -38,6 +39,16 @@ def create():
 @documented("A record.", answers={200: "Record"})
 def show(record_id: int):
     return jsonify(get_record(get_db(), record_id))
+
+
+@bp.delete("/records/<id:record_id>")
+def delete(record_id: int):
+    """Delete the record and its mail: thread entries, mailbox copies, thread keys, attachments and their
+    bytes, send requests and their files (:mod:`app.records.purge`); its connections stay. 204; 404 for
+    an unknown record (a repeated DELETE too); 409 ``send_in_flight`` while one of its sends is being
+    carried out (it cannot be called back): try again once ``GET /api/outbox/{id}`` says sent or failed."""
+    purge_record(get_db(), record_id)
+    return "", 204
 
 
 @bp.post("/records/<id:record_id>/emails")

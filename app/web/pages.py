@@ -20,6 +20,7 @@ from werkzeug.datastructures import FileStorage
 from app.core.errors import DomainError, Forbidden, NotFound
 from app.core.timeutil import parse_iso
 from app.records import attachments
+from app.records.consent import ConsentProblem
 from app.records.live import record_version
 from app.records.mail_html import split_quoted_text
 from app.records.outbox import queue_send, recent_sends
@@ -31,7 +32,9 @@ from app.web.csrf import csrf_token, csrf_valid
 from app.web.errors import APIError, http_status
 from app.web.message_body import body_document
 from app.web.people import Person, current_person, person_required, sign_in_redirect
+from app.web.problems import render_problem
 from app.web.validation import allow_send_sized_body, parse_send_request
+from subscriptions.manager import disconnect
 
 bp = Blueprint("pages", __name__)
 
@@ -268,3 +271,29 @@ def compose(record_id: int):
     else:
         flash("That message had already been submitted, so it was not sent again.", "ok")
     return redirect(url_for("pages.record", record_id=record_id, _anchor="sends"), 303)
+
+
+@bp.post("/records/<id:record_id>/connections/<id:connection_id>/disconnect")
+def disconnect_mailbox(record_id: int, connection_id: int):
+    """The record page's Disconnect button: a person disconnects their own mailbox, as
+    ``DELETE /api/connections/{id}`` does (subscriptions deleted, tokens wiped, unsent mail failed; the
+    records keep their history). Someone else's mailbox on the record is refused (403)."""
+    if current_person() is None:
+        return sign_in_redirect(url_for("pages.record", record_id=record_id))
+    _get_record(record_id)
+    if not csrf_valid():
+        return render_problem(ConsentProblem(
+            "form_expired", "This form had expired", "The Disconnect form was too old or came from another site, "
+            "so your mailbox is still connected.", "Go back to the record and press Disconnect again."),
+            400, record_id=record_id)
+    mailbox = next((c for c in mailbox_state(get_db(), record_id, current_person())["mailboxes"]
+                    if c["id"] == connection_id), None)
+    if mailbox is None:
+        abort(404, "This record has no such mailbox.")
+    if not current_person().owns(mailbox):
+        abort(403, "Only its owner can disconnect a mailbox.")
+    if mailbox["status"] != "disconnected":
+        disconnect(current_services(), connection_id)
+    flash(f"Your mailbox {mailbox['email']} is disconnected: the service no longer reads or sends its mail. "
+          "The messages already on the record stay.", "ok")
+    return redirect(url_for("pages.record", record_id=record_id, _anchor="mailbox"), 303)

@@ -10,6 +10,7 @@ from app.microsoft.failures import AuthExpired, GraphError, IdentityConfigError,
 from app.records import outbox, threads
 from app.records.connections import mark_disconnected
 from app.records.linking import link_graph_message, load_connection
+from app.records.purge import purge_record
 from handlers.errors import Deferred, PermanentError, RetryLater
 from handlers.send import handle_send
 from tests.fake_graph import FIRST_ID, NOW, VENDOR, connection, graph, graph_message, job, record, services  # noqa: F401  (fixtures)
@@ -170,3 +171,10 @@ def test_disconnecting_fails_the_mailbox_s_unsent_mail_at_once(services, graph, 
     mark_disconnected(services.db(), connection)
     row = outbox.entry(services.db(), outbox_id)
     assert (row["status"], row["error"]) == ("failed", "disconnected: disconnected by the user")
+
+
+def test_a_queued_send_of_a_purged_record_is_never_sent(services, graph, record, connection):
+    outbox_id = request_send(services, record, connection)
+    purge_record(services.db(), record)
+    run(services, connection, outbox_id)
+    assert not graph.calls_of("create_draft") and not graph.calls_of("send_draft")

@@ -198,3 +198,52 @@ def test_a_browser_gets_a_styled_page_for_a_missing_record_and_an_api_client_jso
     assert client.get("/nowhere", headers={"Accept": "application/json"}).get_json()["error"]["code"] == "not_found"
     refused = client.put("/records/999", headers={"Accept": "text/html"})
     assert refused.status_code == 405 and refused.headers["Allow"] and "app.css" in refused.get_data(as_text=True)
+
+
+# -- Disconnect ---------------------------------------------------------------------------------------
+
+def disconnect_form(client, record_id) -> tuple[str, str]:
+    """The Disconnect form on the record page: its action and CSRF token."""
+    html = client.get(f"/records/{record_id}").get_data(as_text=True)
+    [action] = re.findall(r'action="([^"]*/disconnect)"', html)
+    return action, hidden(html, "csrf_token")
+
+
+def test_a_person_disconnects_their_own_mailbox_from_the_record_page(client, db, connected):
+    table(db, "connections").update(3, {"token_cache": b"encrypted"})
+    action, token = disconnect_form(client, connected["id"])
+    assert action == f"/records/{connected['id']}/connections/3/disconnect"
+    rv = client.post(action, data={"csrf_token": token})
+    assert rv.status_code == 303 and rv.headers["Location"].endswith(f"/records/{connected['id']}#mailbox")
+    row = table(db, "connections").get(3)
+    assert (row["status"], row["token_cache"]) == ("disconnected", None)
+    page = client.get(rv.headers["Location"]).get_data(as_text=True)
+    assert "megan@contoso.example is disconnected" in page and "/disconnect" not in page
+    assert "Connect Outlook" in page
+
+
+def test_disconnect_without_the_csrf_token_is_refused(client, db, connected):
+    action, _ = disconnect_form(client, connected["id"])
+    for data in ({}, {"csrf_token": "forged"}):
+        rv = client.post(action, data=data)
+        assert rv.status_code == 400 and "still connected" in rv.get_data(as_text=True)
+    assert table(db, "connections").get(3)["status"] == "active"
+
+
+def test_only_the_owner_is_offered_disconnect_and_another_persons_mailbox_cannot_be_disconnected(
+        client, db, connected):
+    add_connection(db, connected["id"], 4, "adele@contoso.example")  # a colleague's mailbox on the same record
+    html = client.get(f"/records/{connected['id']}").get_data(as_text=True)
+    assert "adele@contoso.example" in html and "/connections/4/disconnect" not in html
+    _, token = disconnect_form(client, connected["id"])
+    rv = client.post(f"/records/{connected['id']}/connections/4/disconnect", data={"csrf_token": token})
+    assert rv.status_code == 403
+    assert client.post(f"/records/{connected['id']}/connections/99/disconnect",
+                       data={"csrf_token": token}).status_code == 404
+    assert table(db, "connections").get(4)["status"] == "active"
+
+
+def test_disconnect_needs_a_signed_in_person(client, connected):
+    client.post("/logout", data={"csrf_token": hidden(client.get(f"/records/{connected['id']}").text, "csrf_token")})
+    rv = client.post(f"/records/{connected['id']}/connections/3/disconnect")
+    assert rv.status_code == 302 and "/login" in rv.headers["Location"]
