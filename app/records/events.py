@@ -84,11 +84,12 @@ def encoded(row: dict[str, Any]) -> bytes:
     return _JSON(body(row)).encode()
 
 
-def page(db: Database, *, after: int, limit: int) -> list[dict[str, Any]]:
-    """Up to ``limit`` events after id ``after``, oldest first, each with ``id`` (its webhook-id) and ``seq``."""
-    rows = db.query("SELECT id, webhook_id, type, organization_id, data, created_at FROM events WHERE id > ?"
-                    " ORDER BY id LIMIT ?", [after, limit])
-    return [{"id": row["webhook_id"], **body(row), "seq": row["id"]} for row in rows]
+def page(db: Database, *, after: int, limit: int) -> tuple[list[dict[str, Any]], int]:
+    """Up to ``limit`` events after id ``after``, oldest first, each with its ``id`` (its webhook-id, so
+    a platform that also takes the POSTs can tell them apart), and the id to read on from."""
+    rows = list(db.query("SELECT id, webhook_id, type, organization_id, data, created_at FROM events WHERE id > ?"
+                         " ORDER BY id LIMIT ?", [after, limit]))
+    return [{"id": row["webhook_id"], **body(row)} for row in rows], rows[-1]["id"] if rows else after
 
 
 def claim(db: Database, owner: str, *, lease_seconds: float, limit: int, now: float) -> list[dict[str, Any]]:
