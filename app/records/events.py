@@ -55,7 +55,7 @@ class EventStats(NamedTuple):
     """Seconds the oldest pending event has waited since it happened (0.0 when none is): the delivery lag."""
 
 
-def emit(db: Database, events: Iterable[Event], *, now: float | None = None) -> None:
+def emit(db: Database, events: Iterable[Event]) -> None:
     """Write ``events`` in one statement, in the caller's transaction (call it as its last write)."""
     rows = list(events)
     if not rows:
@@ -64,7 +64,7 @@ def emit(db: Database, events: Iterable[Event], *, now: float | None = None) -> 
     if unknown:
         raise ValueError(f"unknown event type {unknown[0]!r}")
     dialect_of(db).lock_until_commit(db, COMMIT_ORDER_LOCK)
-    stamp, due = now_iso(), time.time() if now is None else now
+    stamp, due = now_iso(), time.time()
     values = ", ".join(["(?, ?, coalesce(?, (SELECT organization_id FROM records WHERE id = ?)), ?, ?, ?)"] * len(rows))
     db.execute(
         f"INSERT INTO events (webhook_id, type, organization_id, data, created_at, next_attempt_at) VALUES {values}",
@@ -161,7 +161,7 @@ def stats(db: Database, *, now: float | None = None) -> EventStats:
         "SELECT coalesce(sum(CASE WHEN state = 'pending' THEN 1 ELSE 0 END), 0),"
         " coalesce(sum(CASE WHEN state = 'pending' AND attempts > 0 THEN 1 ELSE 0 END), 0),"
         " coalesce(sum(CASE WHEN state = 'dead' THEN 1 ELSE 0 END), 0),"
-        " min(CASE WHEN state = 'pending' THEN created_at END) FROM events WHERE state <> 'delivered'").fetchone()
+        " min(CASE WHEN state = 'pending' THEN created_at END) FROM events WHERE state IN ('pending', 'dead')").fetchone()
     oldest = row[3]
     now = time.time() if now is None else now
     age = 0.0 if oldest is None else max(0.0, now - parse_iso(oldest).timestamp())
