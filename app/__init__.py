@@ -29,6 +29,7 @@ from app.records.connections import TokenCacheStore
 from app.records.services import Services
 from app.web import (
     admin,
+    api_events,
     api_mailboxes,
     api_organizations,
     api_outbox,
@@ -45,8 +46,8 @@ from app.web.errors import RowIdConverter, register_error_handlers
 from app.web.request_ids import init_request_ids
 
 MAX_REQUEST_BYTES = 10 * 1024 * 1024  # every route but a send, which allows its files (validation.MAX_SEND_REQUEST_BYTES)
-BLUEPRINTS = (health.bp, openapi.bp, api_records.bp, api_outbox.bp, api_mailboxes.bp, api_organizations.bp, auth.bp, pages.bp,
-              admin.bp)
+BLUEPRINTS = (health.bp, openapi.bp, api_records.bp, api_outbox.bp, api_mailboxes.bp, api_organizations.bp,
+              api_events.bp, auth.bp, pages.bp, admin.bp)
 
 
 def build_services(config: Mapping[str, Any]) -> Services:

@@ -1,4 +1,4 @@
-"""Operator commands for mailboxes, the queue, subscriptions and the background worker."""
+"""Operator commands for mailboxes, the queue, events, subscriptions and the background worker."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from flask import Flask, current_app
 from flask.cli import AppGroup, with_appcontext
 
 from app.core.logs import configure_logging
+from app.records import events
 from app.runtime import Runtime
 from app.web.context import get_db, services_of
 from subscriptions.reconcile import reconcile
@@ -18,6 +19,7 @@ from subscriptions.renewal import renew_one
 connections_group = AppGroup("connections", help="Connected mailboxes.")
 queue_group = AppGroup("queue", help="The durable work queue.")
 subscriptions_group = AppGroup("subscriptions", help="Graph change-notification subscriptions.")
+events_group = AppGroup("events", help="Events for the records platform (EVENTS_URL, GET /api/events).")
 
 
 def _services():
@@ -55,6 +57,26 @@ def queue_retry_dead_command(ids: tuple[int, ...]) -> None:
             click.echo(f"  job {job.id} ({job.kind}): {job.last_error}")
     count = queue.retry_dead(list(ids) or None)
     click.echo(f"re-queued {count} dead job(s)")
+
+
+@events_group.command("stats")
+def events_stats_command() -> None:
+    """Show pending, failing and dead events, the delivery lag, and the dead ones."""
+    db = get_db()
+    stats = events.stats(db)
+    click.echo(f"pending={stats.pending} (failing={stats.failing})  dead={stats.dead}  "
+               f"oldest pending: {stats.oldest_pending_age:.1f} s")
+    for row in events.dead(db):
+        click.echo(f"  {row['id']:>7}  {row['webhook_id']}  {row['type']:<30} {row['attempts']} attempt(s): "
+                   f"{row['last_error']}")
+
+
+@events_group.command("retry")
+@click.argument("ids", nargs=-1)
+def events_retry_command(ids: tuple[str, ...]) -> None:
+    """Make dead events pending again (ids or webhook-ids; default: every dead one), to be delivered afresh."""
+    count = events.retry_dead(get_db(), list(ids) or None)
+    click.echo(f"{count} dead event(s) pending again")
 
 
 def _subscriptions(connection_id: int | None) -> list[dict]:
@@ -127,5 +149,5 @@ def worker_command(threads: int | None, no_scheduler: bool) -> None:
 
 
 def init_app(app: Flask) -> None:
-    for command in (connections_group, queue_group, subscriptions_group, worker_command):
+    for command in (connections_group, queue_group, events_group, subscriptions_group, worker_command):
         app.cli.add_command(command)

@@ -1,11 +1,12 @@
-"""The scheduler's housekeeping: the reconcile backstop, catching up after downtime, pruning the queue."""
+"""The scheduler's housekeeping: the reconcile backstop, catching up after downtime, pruning the queue and events."""
 
 from __future__ import annotations
 
 import time
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 
 from app.core.timeutil import iso
+from app.records import events
 from app.records.services import Services
 from subscriptions.reconcile import enqueue_reconcile
 
@@ -36,6 +37,9 @@ def reconcile_all(services: Services) -> int:
 
 
 def prune(services: Services, now: float | None = None) -> int:
-    """Drop finished jobs after a day (dead letters after two weeks)."""
+    """Drop finished jobs after a day (dead letters after two weeks), and events after
+    :data:`app.records.events.RETENTION_DAYS` (dead ones stay until retried)."""
     now = time.time() if now is None else now
-    return services.queue.prune(DONE_RETENTION_SECONDS, dead_older_than=DEAD_RETENTION_SECONDS, now=now)
+    cutoff = iso(datetime.fromtimestamp(now, timezone.utc) - timedelta(days=events.RETENTION_DAYS))
+    return (services.queue.prune(DONE_RETENTION_SECONDS, dead_older_than=DEAD_RETENTION_SECONDS, now=now)
+            + events.prune(services.db(), older_than=cutoff))

@@ -8,6 +8,8 @@ environment (plus an optional ``.env`` file and the test mapping) into typed val
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import os
 import secrets
@@ -19,6 +21,8 @@ from cryptography.fernet import Fernet
 
 from app.core.client_certificate import ClientCertificate, load_client_certificate
 from app.core.db import is_postgres
+
+WEBHOOK_SECRET_PREFIX = "whsec_"
 
 
 class ConfigError(Exception):
@@ -37,11 +41,17 @@ def _text(name: str, raw: Any) -> str:
     return str(raw).strip()
 
 
-def _url(name: str, raw: Any) -> str:
-    value = str(raw).strip().rstrip("/")
+def _endpoint(name: str, raw: Any) -> str:
+    """An http(s) URL used as it is (a receiver may tell ``/hook`` from ``/hook/``)."""
+    value = str(raw).strip()
     if not value.startswith(("http://", "https://")):
         raise ConfigError(f"{name} must be an http(s) URL, got {value!r}")
     return value
+
+
+def _url(name: str, raw: Any) -> str:
+    """A base URL, which paths are appended to: without its trailing slash."""
+    return _endpoint(name, raw).rstrip("/")
 
 
 def _postgres_url(name: str, raw: Any) -> str | None:
@@ -112,6 +122,21 @@ def _fernet_keys(name: str, raw: Any) -> tuple[str, ...]:
     return keys
 
 
+def _webhook_secret(name: str, raw: Any) -> str:
+    """A Standard Webhooks secret: ``whsec_`` and the key in base64 (as Svix and the spec print them)."""
+    value = str(raw).strip()
+    key = value.removeprefix(WEBHOOK_SECRET_PREFIX)
+    try:
+        decoded = base64.b64decode(key + "=" * (-len(key) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        decoded = b""
+    if not value.startswith(WEBHOOK_SECRET_PREFIX) or not decoded:
+        raise ConfigError(f"{name} must be {WEBHOOK_SECRET_PREFIX} followed by a base64-encoded key (generate one "
+                          "with: python -c 'import base64, secrets; "
+                          "print(\"whsec_\" + base64.b64encode(secrets.token_bytes(32)).decode())')")
+    return value
+
+
 def _choice(*allowed: str) -> Callable[[str, Any], str]:
     def parse(name: str, raw: Any) -> str:
         value = str(raw).strip().lower()
@@ -169,6 +194,10 @@ SETTINGS: tuple[Setting, ...] = (
             "is dead-lettered; a pause Graph asked for (429 with Retry-After) does not count.", _positive_int),
     Setting("JOB_RETRY_MAX_DELAY_SECONDS", 900, "The longest wait between a job's attempts; waits double from 2 s "
             "up to it. With the defaults a failing job is retried for up to 47 minutes.", _at_least(2)),
+    Setting("EVENTS_URL", None, "Where the service POSTs events for the records platform (Standard Webhooks, "
+            "signed with `EVENTS_SECRET`); unset: nothing is delivered, `GET /api/events` still lists them.", _endpoint),
+    Setting("EVENTS_SECRET", None, "The Standard Webhooks secret (`whsec_` and a base64 key) that signs each event "
+            "delivery; required with `EVENTS_URL`.", _webhook_secret),
     Setting("LOG_LEVEL", "INFO", "Logging level: DEBUG, INFO, WARNING or ERROR.",
             lambda name, raw: _choice("debug", "info", "warning", "error")(name, raw).upper()),
     Setting("LOG_FORMAT", "text", "`text` for readable lines, `json` for one JSON object per line.",
@@ -210,6 +239,8 @@ def load_settings(environ: Mapping[str, Any], overrides: Mapping[str, Any] | Non
     if missing and not settings["SANDBOX"]:
         raise ConfigError(f"{missing[0]} is required outside sandbox mode (AZURE_CLIENT_ID is set)")
     _check_one_credential(settings)
+    if settings["EVENTS_URL"] and not settings["EVENTS_SECRET"]:
+        raise ConfigError("EVENTS_SECRET is required when EVENTS_URL is set")
     if missing:
         generated = _sandbox_secrets(Path(settings["DATABASE_PATH"]).parent)
         for name in missing:

@@ -66,6 +66,13 @@ class Dialect:
         if self.name != "sqlite":
             db.execute("SELECT pg_notify(?, ?)", [channel, payload])
 
+    def lock_until_commit(self, db: Any, key: int) -> None:
+        """Take the lock ``key`` until the current transaction ends, so the transactions that take it
+        commit in the order they took it. SQLite's one writer holds its lock from the first write to
+        the commit already."""
+        if self.name != "sqlite":
+            db.execute("SELECT pg_advisory_xact_lock(?)", [key])
+
     def json_values(self, source: str) -> str:
         """A ``FROM`` item whose ``value`` column holds the elements of the JSON array ``source`` as text."""
         if self.name == "sqlite":

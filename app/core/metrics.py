@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
+from sqlite_utils import Database
 
 from app.core.db import thread_db
 from app.core.queue import JobQueue
@@ -25,6 +26,8 @@ REQUESTS_BUSY = Counter("outlook_requests_busy", "Requests answered 503 busy: th
 CLIENT_CERTIFICATE_EXPIRY = Gauge("outlook_client_certificate_expiry_timestamp_seconds",
                                   "When the app registration's certificate (AZURE_CLIENT_CERTIFICATE_PATH) expires, "
                                   "as a Unix time; 0 when the service authenticates with a secret.")
+EVENT_DELIVERIES = Counter("outlook_event_deliveries", "Attempts to deliver an event to EVENTS_URL, by outcome "
+                           "(delivered; failed, to be retried; dead, out of retries).", ["outcome"])
 NOTIFICATION_TO_LINKED = Histogram(
     "outlook_notification_to_linked_seconds", "From receiving a notification to the message linked.",
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300),
@@ -37,11 +40,16 @@ def observe_graph(operation: str, status: int) -> None:
         GRAPH_THROTTLES.labels(operation).inc()
 
 
-class DatabaseCollector(Collector):
-    """Queue depth and age, connections and outbox by status, read when Prometheus scrapes."""
+Gauges = Callable[[Database], Iterable[GaugeMetricFamily]]
 
-    def __init__(self, database: str) -> None:
+
+class DatabaseCollector(Collector):
+    """Queue depth and age, connections and outbox by status, read when Prometheus scrapes, plus the
+    ``extra`` gauges of layers above (which read tables of their own)."""
+
+    def __init__(self, database: str, extra: Sequence[Gauges] = ()) -> None:
         self.database = database
+        self.extra = tuple(extra)
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         db = thread_db(self.database)
@@ -57,17 +65,20 @@ class DatabaseCollector(Collector):
             for row in db.query(f"SELECT status, count(*) AS n FROM {table} GROUP BY status"):
                 family.add_metric([row["status"]], row["n"])
             yield family
+        for gauges in self.extra:
+            yield from gauges(db)
 
 
 _registries: dict[str, CollectorRegistry] = {}
 
 
-def registry_for(database: str) -> CollectorRegistry:
-    """The process's counters plus the database gauges of ``database`` (one registry per database)."""
+def registry_for(database: str, extra: Sequence[Gauges] = ()) -> CollectorRegistry:
+    """The process's counters plus the database gauges of ``database`` (one registry per database, made
+    on first use with that call's ``extra`` gauges)."""
     if database not in _registries:
         registry = CollectorRegistry()
         registry.register(_ProcessCounters())
-        registry.register(DatabaseCollector(database))
+        registry.register(DatabaseCollector(database, extra))
         _registries[database] = registry
     return _registries[database]
 

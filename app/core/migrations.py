@@ -1,8 +1,8 @@
 """The schema, as an ordered list of named migrations applied at start-up.
 
 Times are ISO-8601 UTC strings (``YYYY-MM-DDTHH:MM:SS.ffffff+00:00``, which sort correctly as
-text), except in the ``jobs``, ``leases``, ``rate_limits`` and ``login_sessions`` tables, whose
-hot paths compare epoch seconds.
+text), except in the ``jobs``, ``leases``, ``rate_limits`` and ``login_sessions`` tables, and the
+delivery times of ``events``, whose hot paths compare epoch seconds.
 Append new steps; never edit an applied one.
 
 The DDL is written in SQLite's types; :meth:`app.core.dialects.Dialect.ddl` spells it for
@@ -439,6 +439,35 @@ def m010_outbox_attachments(db: Database) -> None:
             content BLOB NOT NULL,
             PRIMARY KEY (outbox_id, position)
         )
+        """
+    )
+
+
+@migrations(name="m011_events")
+def m011_events(db: Database) -> None:
+    _run(
+        db,
+        """
+        -- What happened, for the records platform (app.records.events): written in the transaction of
+        -- the change it describes, POSTed to EVENTS_URL until delivered (or dead) and listed by
+        -- GET /api/events in id order, which is commit order. Delivery times are epoch seconds.
+        CREATE TABLE events (
+            id INTEGER PRIMARY KEY,
+            webhook_id TEXT NOT NULL,       -- the webhook-id header, the same on every attempt
+            type TEXT NOT NULL,
+            organization_id INTEGER NOT NULL,
+            data TEXT NOT NULL,             -- JSON of ids and states: never a body, a token or a secret
+            created_at TEXT NOT NULL,       -- the body's timestamp
+            state TEXT NOT NULL DEFAULT 'pending',  -- pending | delivered | dead
+            attempts INTEGER NOT NULL DEFAULT 0,
+            next_attempt_at REAL NOT NULL,
+            lease_owner TEXT,
+            lease_expires_at REAL,
+            last_attempt_at REAL,
+            last_error TEXT,
+            delivered_at REAL
+        );
+        CREATE INDEX events_due ON events(state, next_attempt_at)
         """
     )
 

@@ -1,7 +1,8 @@
 """Connected mailboxes: saving a sign-in, their tokens (encrypted), and their state.
 
 A connection is ``active`` (the service may touch the mailbox), ``reconnect_required`` (the grant is
-gone: :func:`mark_reconnect_required`) or ``disconnected`` (the user disconnected: tokens wiped).
+gone: :func:`mark_reconnect_required`) or ``disconnected`` (the user disconnected: tokens wiped). Each
+change emits its ``connection.*`` event in the same transaction.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from app.core.errors import Forbidden
 from app.core.queue import JobQueue
 from app.core.timeutil import now_iso
 from app.microsoft.identity import Grant, SignIn
-from app.records import consent, organizations, outbox, subscription_rows
+from app.records import consent, events, organizations, outbox, subscription_rows
 from app.records.known_subscriptions import announce_change
 from app.records.records import get_record
 from app.records.services import Services
@@ -59,7 +60,17 @@ def save_connection(db: Database, cipher: Cipher, sign_in: SignIn, record_id: in
                    [record_id, connection_id, now])
         queue.enqueue("connect", {"connection_id": connection_id, "record_id": record_id},
                       connection_id=connection_id)
+        _emit(db, "connection.connected", connection_id, sign_in.tenant_id, sign_in.email, "active",
+              record_id=record_id)
     return connection_id
+
+
+def _emit(db: Database, kind: str, connection_id: int, tenant_id: str, email: str | None, status: str,
+          **details: object) -> None:
+    """Emit ``kind`` about the connection, for the organization of its tenant (in the caller's transaction)."""
+    events.emit(db, [events.Event(kind, {"connection_id": connection_id, "tenant_id": tenant_id, "email": email,
+                                         "status": status, **details},
+                                  organization_id=organizations.of_tenant(db, tenant_id))])
 
 
 def check_same_organization(db: Database, tenant_id: str, record_id: int) -> None:
@@ -79,23 +90,31 @@ def mark_reconnect_required(services: Services, connection_id: int, reason: str)
     services.identity.forget(connection_id)
     db = services.db()
     with db.atomic():
-        db.execute("UPDATE connections SET status = 'reconnect_required', status_reason = ?, updated_at = ? "
-                   "WHERE id = ? AND status = 'active'", [reason, now_iso(), connection_id])
+        changed = db.execute("UPDATE connections SET status = 'reconnect_required', status_reason = ?, updated_at = ? "
+                             "WHERE id = ? AND status = 'active' RETURNING tenant_id, email",
+                             [reason, now_iso(), connection_id]).fetchall()
         for row in db.query("SELECT tenant_id FROM connections WHERE id = ?", [connection_id]):
             consent.note_refused_refresh(db, row["tenant_id"], reason)
-        outbox.fail_pending(db, connection_id, unusable_reason("reconnect_required", reason))
         subscription_rows.remove_all(db, connection_id)
+        outbox.fail_pending(db, connection_id, unusable_reason("reconnect_required", reason))
+        for tenant_id, email in changed:  # the event's lock comes last (app.records.events)
+            _emit(db, "connection.reconnect_required", connection_id, tenant_id, email, "reconnect_required",
+                  reason=reason)
     log.warning("Connection needs reconnecting: %s", reason, extra={"connection_id": connection_id})
 
 
 def mark_disconnected(db: Database, connection_id: int) -> None:
     """The user disconnected: wipe the tokens and fail the mailbox's unsent mail; keep the records' history."""
     with db.atomic():
-        db.execute(
+        changed = db.execute(
             "UPDATE connections SET status = 'disconnected', status_reason = ?, token_cache = NULL, updated_at = ? "
-            "WHERE id = ?", [DISCONNECTED_REASON, now_iso(), connection_id])
-        outbox.fail_pending(db, connection_id, unusable_reason("disconnected", DISCONNECTED_REASON))
+            "WHERE id = ? AND status <> 'disconnected' RETURNING tenant_id, email",
+            [DISCONNECTED_REASON, now_iso(), connection_id]).fetchall()
         announce_change(db)  # receivers stop trusting its subscriptions now, not when their cache lapses
+        outbox.fail_pending(db, connection_id, unusable_reason("disconnected", DISCONNECTED_REASON))
+        for tenant_id, email in changed:
+            _emit(db, "connection.disconnected", connection_id, tenant_id, email, "disconnected",
+                  reason=DISCONNECTED_REASON)
 
 
 def unlink_record(db: Database, record_id: int) -> None:

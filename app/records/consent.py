@@ -12,8 +12,10 @@ from dataclasses import dataclass
 
 from sqlite_utils import Database
 
+from app.core.db import write_transaction
 from app.core.timeutil import now_iso
 from app.microsoft.failures import aadsts_codes, consent_outcome
+from app.records import events
 
 
 @dataclass(frozen=True)
@@ -78,7 +80,9 @@ _PROBLEMS = {
                           "Wait a few minutes, then click Connect Outlook again."),
 }
 
+AWAITING_APPROVAL = ("approval_requested", "approval_required")  # the outcomes that wait for an admin
 TENANT_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.IGNORECASE)
+
 
 def consent_problem(code: str, detail: str = "") -> ConsentProblem:
     title, what_happened, what_next = _PROBLEMS[code]
@@ -91,16 +95,23 @@ def record_consent_problem(db: Database, record_id: int | None, error: str, desc
     """Remember a failed consent on the record (so its page can say so) and explain it.
 
     Only the latest outcome per record is kept (the page shows no more), so repeated error
-    redirects cannot grow the table.
+    redirects cannot grow the table. A record that comes to wait for an admin's approval emits
+    ``consent.awaiting_approval`` (once: a user trying again while it waits adds none). Entra's error
+    redirect names no tenant, so the event names the record.
     """
     outcome = consent_outcome(error, description)
     codes = aadsts_codes(description)
-    with db.atomic():
+    error_code = f"AADSTS{min(codes)}" if codes else error[:64]
+    with write_transaction(db):  # it reads before it writes: take the write lock first (app.core.db)
+        already_waiting = record_id is not None and waited_for_approval(db, record_id)
         forget_record(db, record_id)
         db.execute(
             "INSERT INTO consent_requests (record_id, outcome, error_code, created_at) VALUES (?, ?, ?, ?)",
-            [record_id, outcome, f"AADSTS{min(codes)}" if codes else error[:64], now_iso()],
+            [record_id, outcome, error_code, now_iso()],
         )
+        if record_id is not None and outcome in AWAITING_APPROVAL and not already_waiting:
+            events.emit(db, [events.Event("consent.awaiting_approval",
+                                          {"record_id": record_id, "outcome": outcome, "error_code": error_code})])
     return consent_problem(outcome)
 
 
@@ -188,4 +199,4 @@ def waited_for_approval(db: Database, record_id: int) -> bool:
     """Whether the record's latest consent attempt ended at "admin approval required"."""
     rows = list(db.query("SELECT outcome FROM consent_requests WHERE record_id = ? ORDER BY id DESC LIMIT 1",
                          [record_id]))
-    return bool(rows) and rows[0]["outcome"] in ("approval_requested", "approval_required")
+    return bool(rows) and rows[0]["outcome"] in AWAITING_APPROVAL

@@ -6,6 +6,7 @@
   :func:`remember_draft` the draft's immutable id before it is sent (``handlers.send`` relies on
   both to never send twice);
 - :func:`mark_sent` puts the sent message on the record in the same transaction;
+- each request that ends emits ``send.sent`` or ``send.failed`` (:mod:`app.records.events`) with the change;
 - a failure is kept on the row: :func:`note_retrying` while the worker retries, :func:`fail` when it
   cannot be sent, :func:`fail_pending` when the mailbox may no longer be used (its grant is gone, or
   the user disconnected it), :func:`give_up` when the worker ran out of attempts.
@@ -22,7 +23,7 @@ from sqlite_utils import Database
 from app.core.errors import Conflict, Forbidden, Invalid, NotFound
 from app.core.queue import JobQueue
 from app.core.timeutil import now_iso
-from app.records import linking, organizations, threads
+from app.records import events, linking, organizations, threads
 
 FINISHED = ("sent", "failed")
 
@@ -161,10 +162,13 @@ def remember_draft(db: Database, outbox_id: int, draft_id: str) -> None:
 
 
 def mark_sent(db: Database, send: dict[str, Any], draft: dict[str, Any]) -> None:
-    """Sent: the row says so and the message is on the record, in one transaction."""
+    """Sent: the row says so, the message is on the record and ``send.sent`` is emitted, in one transaction."""
     with db.atomic():
         _update(db, send["id"], status="sent", error=None, sent_at=now_iso())
         linking.link_sent_message(db, send, draft)
+        events.emit(db, [events.Event("send.sent", {
+            "outbox_id": send["id"], "record_id": send["record_id"], "connection_id": send["connection_id"],
+            "internet_message_id": send["internet_message_id"]})])
 
 
 def note_retrying(db: Database, outbox_id: int, detail: str) -> None:
@@ -172,13 +176,13 @@ def note_retrying(db: Database, outbox_id: int, detail: str) -> None:
 
 
 def fail(db: Database, outbox_id: int, reason: str) -> None:
-    _update(db, outbox_id, status="failed", error=reason[:500])
+    """The request cannot be sent: it fails with ``reason`` (once: a finished request stays as it is)."""
+    _fail(db, "id = ?", [outbox_id], "?", [reason[:500]])
 
 
 def fail_pending(db: Database, connection_id: int, error: str) -> None:
     """Every unsent request of a mailbox that may no longer be used (revoked, disconnected) fails with ``error``."""
-    db.execute("UPDATE outbox SET status = 'failed', error = ?, updated_at = ? "
-               "WHERE connection_id = ? AND status IN ('queued', 'sending')", [error, now_iso(), connection_id])
+    _fail(db, "connection_id = ?", [connection_id], "?", [error])
 
 
 def purge_record(db: Database, record_id: int) -> int:
@@ -204,5 +208,17 @@ def purge_record(db: Database, record_id: int) -> int:
 
 def give_up(db: Database, outbox_id: int, reason: str | None) -> None:
     """The worker ran out of attempts: fail visibly, keeping the last error it noted."""
-    db.execute("UPDATE outbox SET status = 'failed', error = COALESCE(error, ?), updated_at = ? "
-               "WHERE id = ? AND status NOT IN ('sent', 'failed')", [f"gave up: {reason}", now_iso(), outbox_id])
+    _fail(db, "id = ?", [outbox_id], "COALESCE(error, ?)", [f"gave up: {reason}"])
+
+
+def _fail(db: Database, where: str, params: list[Any], error: str, error_params: list[Any]) -> None:
+    """Fail the unfinished requests ``where`` selects, with the error the SQL expression ``error``
+    gives, and emit ``send.failed`` for each, in one transaction."""
+    with db.atomic():
+        rows = db.execute(
+            f"UPDATE outbox SET status = 'failed', error = {error}, updated_at = ?"
+            f" WHERE {where} AND status NOT IN ('sent', 'failed') RETURNING id, record_id, connection_id, error",
+            [*error_params, now_iso(), *params]).fetchall()
+        events.emit(db, [events.Event("send.failed", {"outbox_id": outbox_id, "record_id": record_id,
+                                                      "connection_id": connection_id, "error": error_text})
+                         for outbox_id, record_id, connection_id, error_text in sorted(rows)])

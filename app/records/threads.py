@@ -29,7 +29,7 @@ from sqlite_utils import Database
 from app.core.db import write_transaction
 from app.core.dialects import dialect_of
 from app.core.timeutil import iso, now_iso, parse_iso, utcnow
-from app.records import attachments
+from app.records import attachments, events
 from app.records.mail_html import has_remote_images, sanitized_html
 from app.records.matching import CandidateMessage, KnownId
 from app.records.rfc822 import Address, ParsedEmail, bounded_body, parse_email
@@ -97,11 +97,15 @@ def link_messages(db: Database, connection_id: int, links: Sequence[Link], *, ma
     Idempotent: linking the same message again updates the one row (subject, body, recipients...)
     and clears any deletion mark, since the message is evidently in the mailbox. ``direction``,
     ``source`` and ``created_at`` keep their first values. ``reason`` (the match rule) is logged only.
+    A message new on a record emits ``message.linked``; one whose stored fields (or deletion mark)
+    change emits ``message.updated``; a repeat that changes nothing emits nothing, nor touches the row.
 
     One transaction writes them all, each table in one statement of many rows: a worker's batch of
     20 messages costs a handful of round trips to PostgreSQL, and one commit, instead of six of each
-    per message. Rows go in key order, so two batches sharing a key (one email in two connected
-    mailboxes) lock it in the same order and never deadlock.
+    per message. New messages, the usual case, take one statement (``ON CONFLICT DO NOTHING``, whose
+    ``RETURNING`` names exactly the rows this transaction added, on either engine); only known ones
+    take the refresh and the look-up of what it left as it was. Rows go in key order, so two batches
+    sharing a key (one email in two connected mailboxes) lock it in the same order and never deadlock.
     """
     if not links:
         return []
@@ -111,8 +115,12 @@ def link_messages(db: Database, connection_id: int, links: Sequence[Link], *, ma
         **_message_fields(link.message, c), "record_id": link.record_id, "source": source, "created_at": stamp,
         "updated_at": stamp, "direction": message_direction(link.message, mailbox_address)} for link, c in candidates}
     with db.atomic():
-        entries = {(record_id, internet_message_id): entry_id for entry_id, record_id, internet_message_id
-                   in _write(db, _UPSERT_MESSAGES, _MESSAGE_INSERT_COLUMNS, messages)}
+        added = _entries(_write(db, _INSERT_MESSAGES, _MESSAGE_INSERT_COLUMNS, messages))
+        known = {key: row for key, row in messages.items() if key not in added}
+        refreshed = _entries(_write(db, _REFRESH_MESSAGES, _MESSAGE_INSERT_COLUMNS, known))
+        unchanged = _entries(_write(db, _FIND_MESSAGES, ("record_id", "internet_message_id"),
+                                    {key: row for key, row in known.items() if key not in refreshed}))
+        entries = {**added, **refreshed, **unchanged}
         linked = [entries[(link.record_id, c.internet_message_id)] for link, c in candidates]
         copies = {(connection_id, c.graph_id, entry_id): {
             "connection_id": connection_id, "graph_id": c.graph_id, "message_id": entry_id,
@@ -127,6 +135,11 @@ def link_messages(db: Database, connection_id: int, links: Sequence[Link], *, ma
                {(connection_id, c.conversation_id, link.record_id): {
                    "connection_id": connection_id, "conversation_id": c.conversation_id, "record_id": link.record_id}
                 for link, c in candidates if c.conversation_id})
+        events.emit(db, [*(_message_event("message.linked", key, entry_id, connection_id,
+                                          direction=messages[key]["direction"], source=source)
+                           for key, entry_id in added.items()),
+                         *(_message_event("message.updated", key, entry_id, connection_id)
+                           for key, entry_id in refreshed.items())])
     for (link, c), entry_id in zip(candidates, linked):
         log.info("Linked message %s (connection %s) to record %s as entry %s: %s",
                  c.graph_id, connection_id, link.record_id, entry_id, link.reason)
@@ -160,6 +173,18 @@ def _write(db: Database, statement: str, columns: Sequence[str],
     return db.execute(sql, [row[column] for row in ordered for column in columns]).fetchall()
 
 
+def _entries(rows: Sequence[tuple[Any, ...]]) -> dict[tuple[int, str], int]:
+    """``(record_id, internet_message_id)`` → entry id, of rows ``(id, record_id, internet_message_id)``."""
+    return {(record_id, internet_message_id): entry_id for entry_id, record_id, internet_message_id in rows}
+
+
+def _message_event(kind: str, key: tuple[int, str], entry_id: int, connection_id: int | None,
+                   **details: str) -> events.Event:
+    """An event about the record entry ``entry_id`` (``key``: its record and Message-ID)."""
+    return events.Event(kind, {"record_id": key[0], "entry_id": entry_id, "internet_message_id": key[1],
+                               "connection_id": connection_id, **details})
+
+
 def entries_of_copies(db: Database, connection_id: int, graph_ids: Sequence[str]) -> dict[str, list[int]]:
     """The thread entries each of a mailbox's messages (by Graph id) is on."""
     found: dict[str, list[int]] = {}
@@ -184,13 +209,16 @@ def mark_deleted(db: Database, connection_id: int, graph_id: str, *, now: dateti
             " WHERE connection_id = :connection_id AND graph_id = :graph_id RETURNING message_id",
             {"connection_id": connection_id, "graph_id": graph_id, "now": stamp},
         ).fetchall()
-        db.execute(
+        gone = db.execute(
             "UPDATE messages SET deleted_at = :now, updated_at = :now"
             " WHERE id IN (SELECT message_id FROM message_copies WHERE connection_id = :connection_id"
             " AND graph_id = :graph_id) AND deleted_at IS NULL AND NOT EXISTS"
-            " (SELECT 1 FROM message_copies c WHERE c.message_id = messages.id AND c.deleted_at IS NULL)",
+            " (SELECT 1 FROM message_copies c WHERE c.message_id = messages.id AND c.deleted_at IS NULL)"
+            " RETURNING id, record_id, internet_message_id",
             {"connection_id": connection_id, "graph_id": graph_id, "now": stamp},
-        )
+        ).fetchall()
+        events.emit(db, [_message_event("message.deleted", (record_id, internet_message_id), entry_id, connection_id)
+                         for entry_id, record_id, internet_message_id in sorted(gone)])
     return bool(copies)
 
 
@@ -198,13 +226,22 @@ _MESSAGE_COLUMNS = ("subject", "from_address", "from_name", "to_addresses", "cc_
                     "in_reply_to", "references_ids", "body_type", "body", "body_truncated", "body_preview")
 _MESSAGE_INSERT_COLUMNS = ("record_id", "internet_message_id", "direction", "source", "created_at", "updated_at",
                            *_MESSAGE_COLUMNS)
-_UPSERT_MESSAGES = f"""
+_INSERT_MESSAGES = """
+    INSERT INTO messages ({columns}) VALUES {values}
+    ON CONFLICT (record_id, internet_message_id) DO NOTHING
+    RETURNING id, record_id, internet_message_id
+"""
+_REFRESH_MESSAGES = f"""
     INSERT INTO messages ({{columns}}) VALUES {{values}}
     ON CONFLICT (record_id, internet_message_id) DO UPDATE SET
         {", ".join(f"{column} = excluded.{column}" for column in _MESSAGE_COLUMNS)},
         deleted_at = NULL, updated_at = excluded.updated_at
+    WHERE messages.deleted_at IS NOT NULL
+        OR {" OR ".join(f"messages.{column} IS DISTINCT FROM excluded.{column}" for column in _MESSAGE_COLUMNS)}
     RETURNING id, record_id, internet_message_id
 """
+_FIND_MESSAGES = ("SELECT id, record_id, internet_message_id FROM messages"
+                  " WHERE ({columns}) IN (VALUES {values})")
 
 _COPY_COLUMNS = ("connection_id", "graph_id", "message_id", "conversation_id", "change_key", "received_at",
                  "updated_at")

@@ -20,7 +20,7 @@ from werkzeug.datastructures import FileStorage
 from app.core.errors import DomainError, Forbidden, NotFound
 from app.core.timeutil import parse_iso
 from app.records import attachments
-from app.records.consent import ConsentProblem
+from app.records.consent import AWAITING_APPROVAL, ConsentProblem
 from app.records.live import record_version
 from app.records.mail_html import split_quoted_text
 from app.records.outbox import queue_send, recent_sends
@@ -114,7 +114,7 @@ def mailbox_state(db: Database, record_id: int, person: Person) -> dict[str, Any
     requests_ = list(db.query(
         "SELECT outcome, error_code, created_at FROM consent_requests WHERE record_id = ? AND created_at > ? "
         "ORDER BY id DESC LIMIT 1", [record_id, last_seen]))
-    if requests_ and requests_[0]["outcome"] in ("approval_requested", "approval_required"):
+    if requests_ and requests_[0]["outcome"] in AWAITING_APPROVAL:
         return {**shown, "state": "awaiting_approval", "request": requests_[0]}
     return {**shown, "state": "not_connected"}
 

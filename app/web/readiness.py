@@ -1,7 +1,10 @@
 """Readiness checks: each returns ``(ok, reason)``; ``/readyz`` is 503 when any fails.
 
-A check that passes but needs an operator soon (the client certificate nearing its expiry) adds
-``"warning": true`` to its result; a warning alone keeps the service ready.
+A check that passes but needs an operator soon adds ``"warning": true`` to its result; a warning alone
+keeps the service ready. The client certificate nearing its expiry is one. The advisory checks
+(:data:`ADVISORIES`) only ever warn: events waiting for the records platform's receiver say nothing
+about whether this service can take Graph's deliveries, and a load balancer that took it out of
+rotation for them would only add to the backlog.
 """
 
 from __future__ import annotations
@@ -16,10 +19,12 @@ from app.core import app_errors, heartbeats, leases
 from app.core.client_certificate import ClientCertificate
 from app.core.queue import JobQueue
 from app.core.timeutil import iso
+from app.records import events
 from subscriptions.leader import LEASE_NAME
 
 HEARTBEAT_FRESH_SECONDS = 90.0
 QUEUE_LAG_LIMIT_SECONDS = 300.0
+EVENTS_LAG_LIMIT_SECONDS = 300.0  # the first retries (5 s, 5 min) fit in it: a lag past it is an outage
 SUBSCRIBE_GRACE = timedelta(minutes=10)
 EXPIRY_WARNING = timedelta(hours=1)
 CERTIFICATE_WARNING = timedelta(days=30)
@@ -98,6 +103,16 @@ def certificate_current(certificate: ClientCertificate, now: float) -> dict[str,
     return {"ok": True, "reason": f"the client certificate is valid until {until}"}
 
 
+def events_delivered(db: Database, now: float) -> tuple[bool, str]:
+    stats = events.stats(db, now=now)
+    summary = (f"{stats.pending} pending ({stats.failing} after a failed attempt), {stats.dead} dead, "
+               f"oldest pending waited {stats.oldest_pending_age:.0f} s")
+    problems = [*([f"{stats.dead} event(s) dead after every retry (flask --app wsgi events retry)"] if stats.dead else []),
+                *([f"oldest pending event has waited {stats.oldest_pending_age:.0f} s"]
+                  if stats.oldest_pending_age > EVENTS_LAG_LIMIT_SECONDS else [])]
+    return not problems, "; ".join([*problems, summary]) if problems else summary
+
+
 CHECKS: dict[str, Check] = {
     "database": database_writable,
     "workers": workers_alive,
@@ -108,17 +123,30 @@ CHECKS: dict[str, Check] = {
 }
 
 
-def run_checks(db: Database, now: float | None = None, *,
-               certificate: ClientCertificate | None = None) -> dict[str, dict[str, object]]:
-    """Every check's result by name; ``certificate`` (the configured one, if any) adds the certificate check."""
+ADVISORIES: dict[str, Check] = {"events": events_delivered}
+EVENTS_OFF = "EVENTS_URL is unset: events are not delivered (GET /api/events lists them)"
+
+
+def run_checks(db: Database, now: float | None = None, *, certificate: ClientCertificate | None = None,
+               events_delivery: bool = False) -> dict[str, dict[str, object]]:
+    """Every check's ``{"ok", "reason"}``; an advisory's is ``{"ok": true, "warning", "reason"}``.
+
+    ``certificate``: the configured one, if any, which adds its check; ``events_delivery``: whether
+    ``EVENTS_URL`` is set (else nothing is delivered, nor late).
+    """
     now = time.time() if now is None else now
-    results = {}
-    for name, check in CHECKS.items():
-        try:
-            ok, reason = check(db, now)
-        except Exception as e:  # a failing check is a result, not a crash of the probe
-            ok, reason = False, f"check failed: {type(e).__name__}: {e}"
-        results[name] = {"ok": ok, "reason": reason}
+    results = {name: _run(check, db, now) for name, check in CHECKS.items()}
+    for name, check in ADVISORIES.items():
+        ok, reason = _run(check, db, now).values() if events_delivery else (True, EVENTS_OFF)
+        results[name] = {"ok": True, "warning": not ok, "reason": reason}
     if certificate is not None:
         results["certificate"] = certificate_current(certificate, now)
     return results
+
+
+def _run(check: Check, db: Database, now: float) -> dict[str, object]:
+    try:
+        ok, reason = check(db, now)
+    except Exception as e:  # a failing check is a result, not a crash of the probe
+        ok, reason = False, f"check failed: {type(e).__name__}: {e}"
+    return {"ok": ok, "reason": reason}

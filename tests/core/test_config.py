@@ -64,12 +64,25 @@ def test_sandbox_honours_values_that_are_set(tmp_path):
         ("LOG_FORMAT", "xml", "LOG_FORMAT must be one of text, json"),
         ("JOB_MAX_ATTEMPTS", "0", "JOB_MAX_ATTEMPTS must be greater than 0"),
         ("JOB_RETRY_MAX_DELAY_SECONDS", "1", "JOB_RETRY_MAX_DELAY_SECONDS must be at least 2"),
+        ("EVENTS_URL", "hooks.example/events", "EVENTS_URL must be an http(s) URL"),
+        ("EVENTS_SECRET", "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "EVENTS_SECRET must be whsec_ followed by a base64"),
+        ("EVENTS_SECRET", "whsec_not base64!", "EVENTS_SECRET must be whsec_ followed by a base64"),
+        ("EVENTS_SECRET", "whsec_", "EVENTS_SECRET must be whsec_ followed by a base64"),
     ],
 )
 def test_malformed_values_name_the_variable(name, value, message):
     with pytest.raises(ConfigError) as excinfo:
         load_settings({**PRODUCTION, name: value})
     assert str(excinfo.value).startswith(message)
+
+
+def test_events_need_a_secret_and_keep_their_url_as_given():
+    with pytest.raises(ConfigError, match="^EVENTS_SECRET is required when EVENTS_URL is set"):
+        load_settings({**PRODUCTION, "EVENTS_URL": "https://platform.example/hooks/"})
+    settings = load_settings({**PRODUCTION, "EVENTS_URL": "https://platform.example/hooks/",
+                              "EVENTS_SECRET": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"})
+    assert settings["EVENTS_URL"] == "https://platform.example/hooks/"
+    assert load_settings(PRODUCTION)["EVENTS_URL"] is None
 
 
 def test_key_list_keeps_order_newest_first():

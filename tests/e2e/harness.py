@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from typing import Any
 from urllib.parse import quote, urljoin
 
@@ -15,6 +16,7 @@ from app import create_app
 from app.runtime import Runtime
 from app.web.context import services_of
 from emulator import Emulator
+from handlers.event_delivery import RETRY_DELAYS
 from tests.conftest import API_TOKEN
 from tests.forms import connect_form
 
@@ -79,7 +81,8 @@ class ServiceServer:
     """The service, configured against ``emulator``, served at ``base_url``."""
 
     def __init__(self, emulator: Emulator, config: dict[str, Any], *, workers: int = 2,
-                 scheduler: bool = False, registered_certificate: bytes | None = None) -> None:
+                 scheduler: bool = False, registered_certificate: bytes | None = None,
+                 event_delays: Sequence[float] = RETRY_DELAYS) -> None:
         self._late = _LateApp()
         self._server = create_server(self._late, host="127.0.0.1", port=0, threads=8)
         self.base_url = f"http://127.0.0.1:{self._server.effective_port}"
@@ -87,7 +90,7 @@ class ServiceServer:
         self.app, self.demo = emulated_app(emulator, config, self.base_url,
                                            registered_certificate=registered_certificate)
         self._late.target = self.app
-        self.runtime = Runtime(self.app, workers=workers, scheduler=scheduler)
+        self.runtime = Runtime(self.app, workers=workers, scheduler=scheduler, event_delays=event_delays)
         self._thread = threading.Thread(target=self._server.run, name="service", daemon=True)
 
     @property
