@@ -45,7 +45,7 @@ from app.web import (
 from app.web.errors import RowIdConverter, register_error_handlers
 from app.web.request_ids import init_request_ids
 
-MAX_REQUEST_BYTES = 10 * 1024 * 1024  # every route but a send, which allows its files (validation.MAX_SEND_REQUEST_BYTES)
+MAX_REQUEST_BYTES = 10 * 1024 * 1024  # every route but a send, which takes its files (MAX_SEND_REQUEST_BYTES)
 BLUEPRINTS = (health.bp, openapi.bp, api_records.bp, api_outbox.bp, api_mailboxes.bp, api_organizations.bp,
               api_events.bp, auth.bp, pages.bp, admin.bp)
 

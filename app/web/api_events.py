@@ -15,6 +15,7 @@ from flask import Blueprint, jsonify, request
 from app.records import events
 from app.web.context import get_db
 from app.web.errors import MAX_ROW_ID, APIError
+from app.web.openapi import documented
 from app.web.validation import require_api_token
 
 bp = Blueprint("api_events", __name__, url_prefix="/api")
@@ -36,6 +37,11 @@ def _number(name: str, default: int, maximum: int) -> int | None:
 
 
 @bp.get("/events")
+@documented("Events, oldest first: the same the service POSTs to EVENTS_URL.", answers={200: "Events"}, query=[
+    {"name": "after", "in": "query", "required": False, "description": "A `next_cursor` from an earlier page; "
+     "0 or absent: from the start.", "schema": {"type": "string", "pattern": "^[0-9]{1,19}$"}},
+    {"name": "limit", "in": "query", "required": False,
+     "schema": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": DEFAULT_LIMIT}}], errors={422})
 def list_events():
     after = _number("after", 0, MAX_ROW_ID)
     if after is None:

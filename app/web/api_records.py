@@ -42,6 +42,8 @@ def show(record_id: int):
 
 
 @bp.delete("/records/<id:record_id>")
+@documented("Delete the record with its mail, attachments, thread keys and sends; its connections stay.",
+            answers={204: None}, errors={409})
 def delete(record_id: int):
     """Delete the record and its mail: thread entries, mailbox copies, thread keys, attachments and their
     bytes, send requests and their files (:mod:`app.records.purge`); its connections stay. 204; 404 for

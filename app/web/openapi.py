@@ -32,7 +32,8 @@ COMMON_ERRORS = {400: "The request is malformed (`invalid_json`, ...).",
                  503: "Busy or the store is unavailable; nothing was changed. Retry after `Retry-After` seconds."}
 ERROR_TEXTS = {403: "Not allowed: the connection is not the record's organization's (`connection_not_allowed`).",
                404: "No such record, attachment, send request, connection or organization.",
-               409: "A conflict with the current state; the code says which.",
+               409: "A conflict with the current state; the code says which (`tenant_taken`, "
+                    "`idempotency_key_reused`, `send_in_flight`).",
                415: "The body's Content-Type is not the one this route takes.",
                422: "A field is missing or invalid; the message names it."}
 

@@ -129,4 +129,15 @@ SCHEMAS: dict[str, Schema] = {
     "Organization": _object({"id": ID, "name": TEXT, "created_at": TIME, "updated_at": TIME,
                              "tenant_ids": {"type": "array", "items": TEXT}, "default": FLAG}),
     "Organizations": _list_of("organizations", "Organization"),
+    "Event": _object({
+        "id": {**TEXT, "description": "Its `webhook-id`, the same in every delivery of it."},
+        "type": {"enum": ["message.linked", "message.updated", "message.deleted", "send.sent", "send.failed",
+                          "connection.connected", "connection.reconnect_required", "connection.disconnected",
+                          "consent.awaiting_approval"]},
+        "timestamp": TIME, "organization_id": ID,
+        "data": {"type": "object", "description": "The ids and states the event is about (record, entry, "
+                                                  "send, connection, tenant); never a body or a secret."},
+    }),
+    "Events": _object({"events": {"type": "array", "items": ref("Event")},
+                       "next_cursor": {**TEXT, "description": "Where the next page starts (`after`)."}}),
 }

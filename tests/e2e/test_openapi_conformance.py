@@ -67,7 +67,8 @@ def _populate(service: ServiceServer) -> None:
     Browser(service).connect(record["id"], "megan")
     sent = api.post(f"/api/records/{record['id']}/messages", headers={"Idempotency-Key": "conformance-1"}, json={
         "connection_id": 1, "to": ["dana@acme.example"], "subject": "W-9", "body": "Attached.", "attachments": [
-            {"name": "w9.pdf", "content_type": "application/pdf", "content_base64": base64.b64encode(b"%PDF").decode()}]})
+            {"name": "w9.pdf", "content_type": "application/pdf",
+             "content_base64": base64.b64encode(b"%PDF").decode()}]})
     assert sent.status_code == 202, sent.text
 
 
@@ -108,6 +109,7 @@ def test_every_answer_matches_the_document_and_none_is_a_server_error(running):
     labels = {f"{method.upper()} {path}" for path, methods in document["paths"].items() for method in methods}
     assert {operation.label for operation in found} == labels - {"GET /api/openapi.json"}  # it skips its source
     runs = [(GenerationMode.POSITIVE, False), (GenerationMode.NEGATIVE, False), (GenerationMode.POSITIVE, True)]
+    found.sort(key=lambda operation: operation.method.upper() == "DELETE")  # the fixture's rows serve the rest first
     failures = [failure for operation in found for mode, existing in runs
                 if (failure := conformance_failures(running, operation, mode, existing=existing))]
     assert not failures, "\n\n".join(failures)

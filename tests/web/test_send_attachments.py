@@ -86,7 +86,8 @@ def test_the_compose_form_takes_a_large_file_and_a_long_message(client, db, conn
     # Encoded in memory: the test client would spool so large a form to a file it never closes.
     boundary, body = encode_multipart({**form, "mode": "new", "to": "vendor@acme.example", "subject": "Scan",
                                        "body": "Long letter. " * 50_000,
-                                       "attachments": FileStorage(io.BytesIO(TWELVE_MB), "scan.tif", content_type="image/tiff")})
+                                       "attachments": FileStorage(io.BytesIO(TWELVE_MB), "scan.tif",
+                                                                  content_type="image/tiff")})
     rv = client.post(f"/records/{connected['id']}/compose", data=body,
                      content_type=f"multipart/form-data; boundary={boundary}")
     assert rv.status_code == 303
