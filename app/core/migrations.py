@@ -456,6 +456,7 @@ def m011_events(db: Database) -> None:
             webhook_id TEXT NOT NULL,       -- the webhook-id header, the same on every attempt
             type TEXT NOT NULL,
             organization_id INTEGER NOT NULL,
+            record_id INTEGER,              -- the record it is about, if any: a purge of the record drops it
             data TEXT NOT NULL,             -- JSON of ids and states: never a body, a token or a secret
             created_at TEXT NOT NULL,       -- the body's timestamp
             state TEXT NOT NULL DEFAULT 'pending',  -- pending | delivered | dead
@@ -467,7 +468,8 @@ def m011_events(db: Database) -> None:
             last_error TEXT,
             delivered_at REAL
         );
-        CREATE INDEX events_due ON events(state, next_attempt_at)
+        CREATE INDEX events_due ON events(state, next_attempt_at);
+        CREATE INDEX events_record ON events(record_id)
         """
     )
 

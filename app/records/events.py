@@ -65,12 +65,21 @@ def emit(db: Database, events: Iterable[Event]) -> None:
         raise ValueError(f"unknown event type {unknown[0]!r}")
     dialect_of(db).lock_until_commit(db, COMMIT_ORDER_LOCK)
     stamp, due = now_iso(), time.time()
-    values = ", ".join(["(?, ?, coalesce(?, (SELECT organization_id FROM records WHERE id = ?)), ?, ?, ?)"] * len(rows))
+    values = ", ".join(["(?, ?, coalesce(?, (SELECT organization_id FROM records WHERE id = ?)), ?, ?, ?, ?)"]
+                       * len(rows))
     db.execute(
-        f"INSERT INTO events (webhook_id, type, organization_id, data, created_at, next_attempt_at) VALUES {values}",
+        "INSERT INTO events (webhook_id, type, organization_id, record_id, data, created_at, next_attempt_at)"
+        f" VALUES {values}",
         [value for event in rows for value in (
             f"evt_{uuid.uuid4().hex}", event.type, event.organization_id, event.data.get("record_id"),
-            _JSON(event.data), stamp, due)])
+            event.data.get("record_id"), _JSON(event.data), stamp, due)])
+
+
+def forget_record(db: Database, record_id: int) -> None:
+    """Drop the events about a record being purged (:mod:`app.records.purge`): they name its messages'
+    Message-IDs, which must go with its mail. Those not yet delivered are not delivered: the platform
+    deleted the record. A reader of ``GET /api/events`` sees a gap in positions, which it skips."""
+    db.execute("DELETE FROM events WHERE record_id = ?", [record_id])
 
 
 def body(row: dict[str, Any]) -> dict[str, Any]:
