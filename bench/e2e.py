@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import polling
-from bench.measure import cpu_seconds, free_port, latency_figures
+from bench.measure import cpu_seconds, free_port, latency_figures, percentile
 from bench.stack import (
     Mailbox,
     ServiceProcess,
@@ -183,7 +183,26 @@ def play(stack: Stack, workload: Workload, tag: str, prefix: str, *, backlog: bo
         f"{prefix}_calls_per_linked": figures[f"{prefix}_graph_calls"] / len(linked) if linked else float("nan"),
     })
     figures.update(latency_figures(prefix, [linked[m] - delivered[m].at for m in linked]))
+    if backlog:
+        figures.update(backlog_timeline(stack, prefix, meter, first))  # a backlog's messages count from its release
     return figures
+
+
+def backlog_timeline(stack: Stack, prefix: str, meter: Meter, released: float) -> dict[str, float]:
+    """Where a backlog's time goes: how long Graph took to deliver its notifications (the first to the
+    last message job queued, from the release), each delivery POST's acknowledgement, and how long a
+    job waited from queued to done (Graph's 4 requests per mailbox make a mailbox's $batches of 20 run
+    one after another: 40 replies at 50 ms a request take at least 0.5 s)."""
+    attempts = stack.emulator.subscriptions.delivery.attempts()[meter.posts:]
+    with stack.service.db() as db:
+        jobs = db.execute("SELECT created_at, finished_at FROM jobs WHERE kind = 'message' AND created_at >= ?",
+                          [released]).fetchall()
+    queued = sorted(created for created, _ in jobs)
+    return {
+        f"{prefix}_delivered_by_s": queued[-1] - released if queued else float("nan"),
+        f"{prefix}_ack_p50_ms": percentile(sorted(a.latency for a in attempts), 50) * 1000,
+        f"{prefix}_job_wait_p50_s": percentile(sorted(done - created for created, done in jobs if done), 50),
+    }
 
 
 def run_push(stack: Stack, workload: Workload) -> dict[str, Any]:

@@ -149,6 +149,10 @@ def _rows(f: Figures) -> list[tuple[str, ...]]:
          f"Graph calls per linked; {_fmt(f, 'backlog_throttled_429')} 429s", "backlog_linked_per_s"),
         ("service CPU draining the backlog", _fmt(f, "backlog_service_cpu", ".2f", " core"),
          f"emulator {_fmt(f, 'backlog_emulator_cpu', '.2f')} core", ""),
+        ("backlog: notifications all delivered after", _fmt(f, "backlog_delivered_by_s", ".2f", " s"),
+         f"4 POSTs of 20 in flight, acknowledged in {_fmt(f, 'backlog_ack_p50_ms', '.0f')} ms (median); a job "
+         f"waited {_fmt(f, 'backlog_job_wait_p50_s', '.2f', ' s')} (median) from queued to done, floor 0.25 s "
+         "(a $batch of 20 at 4 requests of 50 ms at a time)", ""),
         ("p95 notification→linked, backlog", _fmt(f, "backlog_p95_s", ".2f", " s"), "", "backlog_p95_s"),
         (f"Graph calls for one mailbox's burst of {_fmt(f, 'burst_messages')}", _fmt(f, "burst_graph_calls"),
          f"ideal {_fmt(f, 'burst_ideal_graph_calls')} ($batch of 20); POSTs of 25", "burst_graph_calls"),
