@@ -2,19 +2,27 @@
 
 Every action delegates to an :class:`~emulator.server.Emulator` facade method. Actions take a
 JSON body or an HTML form; a form submission is answered with a redirect back to the page
-(post/redirect/get), JSON with JSON. Errors are ``{"error": {"code", "message"}}``: 400 for
-bad input, 404 for unknown ids.
+(post/redirect/get, back to the page the form names in ``next``), JSON with JSON. Errors are
+``{"error": {"code", "message"}}``: 400 for bad input, 404 for unknown ids.
+
+A state-changing request a browser sends from another origin is refused (403), and so is a form
+without the page's ``csrf_token``: a page on the web must not steer a developer's emulator. Scripts
+and tests post JSON and send no ``Origin``, so they need no token.
 """
 
 from __future__ import annotations
 
 import base64
+import hmac
 import re
+import secrets
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlencode, urlsplit
 
-from flask import Blueprint, Response, jsonify, redirect, render_template, request, url_for
+from flask import Blueprint, Response, abort, jsonify, redirect, render_template, request, url_for
 
+from .control_page import PAGE_SIZE, Names, fault_lines, reply_fields, reset_faults, short_id, tenants_with_mailboxes
 from .errors import GraphError
 
 if TYPE_CHECKING:
@@ -23,17 +31,41 @@ if TYPE_CHECKING:
 RECENT = 50
 TRUE_WORDS = ("1", "true", "on", "yes")
 FALSE_WORDS = ("0", "false", "off", "no")
+SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
+PREFIX = "/_emulator"
+#: Fields every page form sends that are about the form, not the action.
+FORM_ONLY = ("csrf_token", "next")
 
 
 def create_control_blueprint(emulator: "Emulator") -> Blueprint:
-    bp = Blueprint("control", __name__, url_prefix="/_emulator")
+    bp = Blueprint("control", __name__, url_prefix=PREFIX)
+    bp.add_app_template_filter(short_id)
     _register_errors(bp)
+    _protect(bp, secrets.token_urlsafe(24))
 
     @bp.get("/")
     def page():
         recent = [_request_json(r) for r in emulator.requests()[-RECENT:]][::-1]
-        return render_template("control.html", state=_state(emulator), recent=recent,
-                               done=request.args.get("done"), failed=request.args.get("failed"))
+        return _render("control.html", emulator, state=_state(emulator), recent=recent,
+                       tenants=tenants_with_mailboxes(emulator))
+
+    @bp.get("/mailboxes/<user_id>")
+    def mailbox(user_id: str):
+        user = emulator.directory.user(user_id)
+        folder = request.args.get("folder", "inbox")
+        page_number = max(1, request.args.get("page", 1, type=int))
+        total, messages = emulator.mail.message_page(user_id, folder, (page_number - 1) * PAGE_SIZE, PAGE_SIZE)
+        return _render("control_mailbox.html", emulator, user=user, folder=folder,
+                       folders=emulator.mail.folder_counts(user_id), messages=messages, total=total,
+                       first=(page_number - 1) * PAGE_SIZE + 1, page_number=page_number, page_size=PAGE_SIZE,
+                       users=emulator.directory.users())
+
+    @bp.get("/mailboxes/<user_id>/messages/<message_id>/reply")
+    def reply_form(user_id: str, message_id: str):
+        user = emulator.directory.user(user_id)
+        message = emulator.mail.get(user_id, message_id)
+        return _render("control_reply.html", emulator, user=user, message=message,
+                       fields=reply_fields(message, user.email), users=emulator.directory.users())
 
     @bp.get("/state")
     def state():
@@ -101,6 +133,11 @@ def create_control_blueprint(emulator: "Emulator") -> Blueprint:
         emulator.approve_request(request_id)
         return _reply({"id": request_id}, 200, "Request approved: tenant-wide consent granted.")
 
+    @bp.post("/approvals/<request_id>/deny")
+    def deny(request_id: str):
+        emulator.deny_request(request_id)
+        return _reply({"id": request_id}, 200, "Request denied: nothing granted.")
+
     @bp.post("/lifecycle")
     def lifecycle():
         data = _payload()
@@ -119,6 +156,11 @@ def create_control_blueprint(emulator: "Emulator") -> Blueprint:
     def clear_faults():
         emulator.clear_faults()
         return _reply({}, 200, "Faults cleared.")
+
+    @bp.post("/faults/reset")
+    def reset_all_faults():
+        reset_faults(emulator)
+        return _reply({}, 200, "All faults reset: no injected failures, default limits and delivery.")
 
     @bp.post("/limits")
     def set_limits():
@@ -195,7 +237,34 @@ def _state(emulator: "Emulator") -> dict[str, Any]:
         "delivery": emulator.configure_delivery(),
         "limits": emulator.set_graph_limits(),
         "mail_limits": emulator.set_mail_limits(),
+        "faults": fault_lines(emulator, Names(directory)),
     }
+
+
+def _render(template: str, emulator: "Emulator", **context: Any) -> str:
+    """A page of the control blueprint, with names for ids and the outcome of the last form."""
+    return render_template(template, names=Names(emulator.directory), base_url=emulator.base_url,
+                           ca_file=emulator.ca_file, now=emulator.clock.now().isoformat(),
+                           done=request.args.get("done"), failed=request.args.get("failed"), **context)
+
+
+def _protect(bp: Blueprint, token: str) -> None:
+    """Refuse state changes from other origins, and forms without ``token`` (which every page form carries)."""
+    @bp.context_processor
+    def form_token() -> dict[str, str]:
+        return {"csrf_token": token}
+
+    @bp.before_request
+    def same_origin_only() -> None:
+        if request.method in SAFE_METHODS:
+            return
+        origin = request.headers.get("Origin")
+        if origin is not None and origin != request.host_url.rstrip("/"):
+            abort(403, f"a request from {origin} may not change the emulator")
+        if request.headers.get("Sec-Fetch-Site") in ("cross-site", "same-site"):
+            abort(403, "a request from another site may not change the emulator")
+        if _from_form() and not hmac.compare_digest(request.form.get("csrf_token", ""), token):
+            abort(403, "the form has no valid csrf_token: reload the control page and submit it again")
 
 
 def _plain(record: Any, **overrides: Any) -> dict[str, Any]:
@@ -217,7 +286,7 @@ def _request_json(entry: dict[str, Any]) -> dict[str, Any]:
 def _payload() -> dict[str, Any]:
     if request.is_json:
         return request.get_json(silent=True) or {}
-    return request.form.to_dict()
+    return {k: v for k, v in request.form.items() if k not in FORM_ONLY}
 
 
 def _text(data: dict[str, Any], name: str) -> str:
@@ -277,7 +346,7 @@ def _attachments(data: dict[str, Any]) -> list[dict[str, Any]]:
 
 def _reply(body: Any, status: int, message: str) -> Response:
     if _from_form():
-        return redirect(url_for("control.page", done=message), 303)
+        return _back(done=message)
     response = jsonify(body)
     response.status_code = status
     return response
@@ -288,15 +357,26 @@ def _from_form() -> bool:
     return request.mimetype in ("application/x-www-form-urlencoded", "multipart/form-data")
 
 
+def _back(**note: str) -> Response:
+    """Post/redirect/get: back to the control page the form names in ``next`` (the main page otherwise)."""
+    target = request.form.get("next", "")
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc or not parts.path.startswith(PREFIX + "/"):
+        target = url_for("control.page")
+    return redirect(f"{target}{'&' if '?' in target else '?'}{urlencode(note)}", 303)
+
+
 def _register_errors(bp: Blueprint) -> None:
     def handler(status: int, code: str):
         def handle(e: Exception):
             message = str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)
             if _from_form():
-                return redirect(url_for("control.page", failed=f"{code}: {message}"), 303)
+                return _back(failed=f"{code}: {message}")
             return jsonify({"error": {"code": code, "message": message}}), status
         return handle
 
+    bp.register_error_handler(403, lambda e: (jsonify({"error": {"code": "forbidden", "message": e.description}}),
+                                              403))
     bp.register_error_handler(ValueError, handler(400, "badRequest"))
     bp.register_error_handler(KeyError, handler(404, "notFound"))
     bp.register_error_handler(GraphError, lambda e: handler(e.status, e.code)(e))

@@ -193,6 +193,15 @@ class Directory:
             request = self._approvals[request_id]
             return self.grant_consent(request.tenant_id, None, request.client_id, request.scopes)
 
+    def deny_request(self, request_id: str) -> ApprovalRequest:
+        """An admin denies in the portal: nothing is granted; the user may ask again."""
+        with self.lock:
+            request = self._approvals[request_id]
+            if request.status != "pending":
+                raise ValueError(f"request {request_id} is {request.status}, not pending")
+            request.status = "denied"
+            return request
+
     def approval_requests(self, tenant_id: str | None = None) -> list[ApprovalRequest]:
         with self.lock:
             return [r for r in self._approvals.values() if tenant_id in (None, r.tenant_id)]

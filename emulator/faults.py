@@ -72,6 +72,8 @@ class Faults:
         self.rate_window = rate_window
         self.concurrency_retry_after = concurrency_retry_after
         self.retry_after_penalty = retry_after_penalty
+        #: The limits this emulator started with: what the control page's "reset all faults" restores.
+        self.initial_limits = {name: getattr(self, name) for name in LIMITS}
         self.latency: tuple[float, float] = (0.0, 0.0)
         self.rules: list[FaultRule] = []
         #: Highest number of requests seen in flight at once, per (app id, throttle key).

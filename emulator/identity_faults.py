@@ -54,6 +54,11 @@ class InjectedFailures:
     def take_token_endpoint_fault(self) -> TokenEndpointFault | None:
         return self._take(TokenEndpointFault, None)
 
+    def queued(self) -> list[tuple[AadstsError | TokenEndpointFault, str | None, int]]:
+        """Every failure still queued, oldest first: (failure, the user it waits for or None, times left)."""
+        with self._lock:
+            return [(item.value, item.user_id, item.remaining) for item in self._queue]
+
     def clear(self) -> None:
         with self._lock:
             self._queue.clear()

@@ -245,11 +245,23 @@ class MailStore:
 
     def messages(self, user_id: str, folder: str | None = None) -> list[dict]:
         """Every message of a mailbox (or one folder), newest first."""
+        return self.message_page(user_id, folder)[1]
+
+    def message_page(self, user_id: str, folder: str | None = None, offset: int = 0,
+                     limit: int | None = None) -> tuple[int, list[dict]]:
+        """(How many messages the mailbox or folder holds, the ``limit`` newest after the ``offset`` newest)."""
         mailbox = self.mailbox(user_id)
         with mailbox.lock:
             found = mailbox.messages(mailbox.folder(folder) if folder else None)
             found.sort(key=lambda m: m.received or m.created, reverse=True)
-            return [self.snapshot(mailbox, m) for m in found]
+            shown = found[offset:None if limit is None else offset + limit]
+            return len(found), [self.snapshot(mailbox, m) for m in shown]
+
+    def folder_counts(self, user_id: str) -> list[tuple[str, str, int]]:
+        """The mailbox's folders as (well-known name, display name, number of messages)."""
+        mailbox = self.mailbox(user_id)
+        with mailbox.lock:
+            return [(f.name, f.display_name, len(f.members)) for f in mailbox.folders.values()]
 
     def invalidate_sync_state(self, user_id: str | None = None) -> None:
         """Forget delta tokens (one user's, or everyone's): the next delta call gets 410 ``syncStateNotFound``."""

@@ -178,6 +178,10 @@ class Emulator:
         """An admin approves a pending admin-consent-workflow request (a tenant-wide grant)."""
         self.directory.approve_request(request_id)
 
+    def deny_request(self, request_id: str) -> None:
+        """An admin denies a pending admin-consent-workflow request."""
+        self.directory.deny_request(request_id)
+
     def fail_next_refresh(self, code: int, *, user_id: str | None = None, count: int = 1) -> None:
         self.directory.injected.fail_next_refresh(code, user_id=user_id, count=count)
 

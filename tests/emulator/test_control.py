@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timedelta
 
 import pytest
@@ -23,6 +24,12 @@ def control(emulator):
         return requests.request(method, f"{emulator.base_url}/_emulator{path}", json=json,
                                 verify=emulator.ca_file, allow_redirects=False, timeout=5, **kwargs)
     return call
+
+
+@pytest.fixture
+def token(control) -> str:
+    """The control page's form token, which every form the page sends carries."""
+    return re.search(r'name="csrf_token" value="([^"]+)"', control("GET", "/").text).group(1)
 
 
 def test_page_shows_the_directory_and_offers_forms(emulator, demo, control):
@@ -76,8 +83,9 @@ def test_add_a_tenant_user_and_app(emulator, control):
     assert emulator.directory.find_app(app.json()["client_id"]).client_secret == app.json()["client_secret"]
 
 
-def test_a_form_submission_redirects_back_to_the_page(emulator, control):
-    response = control("POST", "/tenants", data={"name": "Woodgrove", "admin_consent_workflow": "1"})
+def test_a_form_submission_redirects_back_to_the_page(emulator, control, token):
+    response = control("POST", "/tenants", data={"name": "Woodgrove", "admin_consent_workflow": "1",
+                                                 "csrf_token": token})
 
     assert response.status_code == 303 and response.headers["Location"].startswith("/_emulator/?done=")
     tenant, = emulator.directory.tenants()
@@ -92,8 +100,8 @@ def test_bad_input_and_unknown_ids(control):
     assert control("POST", "/faults", {"kind": "earthquake"}).status_code == 400
 
 
-def test_a_failed_form_submission_is_reported_on_the_page(control):
-    response = control("POST", "/users", data={"email": "a@b.example"})
+def test_a_failed_form_submission_is_reported_on_the_page(control, token):
+    response = control("POST", "/users", data={"email": "a@b.example", "csrf_token": token})
 
     assert response.status_code == 303 and "failed=" in response.headers["Location"]
 
@@ -203,8 +211,9 @@ def test_bad_delivery_knobs_are_400_and_change_nothing(emulator, control, knobs)
     assert emulator.configure_delivery() == before
 
 
-def test_the_delivery_form_sets_every_knob_it_shows(emulator, control):
-    response = control("POST", "/delivery", data={"drop_rate": "0.25", "reorder": "1", "delay": ""})
+def test_the_delivery_form_sets_every_knob_it_shows(emulator, control, token):
+    response = control("POST", "/delivery", data={"drop_rate": "0.25", "reorder": "1", "delay": "",
+                                                  "csrf_token": token})
 
     assert response.status_code == 303
     config = emulator.subscriptions.delivery.config
