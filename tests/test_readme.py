@@ -1,6 +1,8 @@
 """The README documents every setting and the two quick-start commands."""
 
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -82,3 +84,15 @@ def test_every_command_the_readme_names_exists(app):
         if result.exit_code != 0 or "Usage:" not in result.output:
             missing.append(command)
     assert not missing, f"the README names commands that do not exist: {missing}"
+
+
+def test_the_emulators_own_example_runs():
+    """The example of "The emulator on its own" signs in with msal and reads the delivered email through Graph."""
+    section = README.split("## The emulator on its own", 1)[1].split("\n## ", 1)[0]
+    [example] = re.findall(r"```python\n(.*?)```", section, re.S)
+    root = Path(__file__).resolve().parents[1]
+
+    done = subprocess.run([sys.executable, "-c", example], cwd=root, capture_output=True, text=True, timeout=60)
+
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "Hello from the emulator\n"
