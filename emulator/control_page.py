@@ -17,6 +17,7 @@ from .aadsts import AadstsError
 from .delivery import DeliveryConfig
 from .directory import Directory
 from .faults import FaultRule
+from .identity_faults import TokenEndpointFault
 from .mail_limits import MailLimits
 from .message import address_of
 
@@ -125,13 +126,13 @@ def _rule_line(rule: FaultRule) -> str:
     return f"Graph answers {rule.status}{retry} to {which}{where}{cap} (fired {rule.fired} so far)."
 
 
-def _identity_line(failure: Any, user: str | None, remaining: int) -> str:
-    times = "The next refresh" if remaining == 1 else f"The next {remaining} refreshes"
+def _identity_line(failure: AadstsError | TokenEndpointFault, user: str | None, remaining: int) -> str:
     if isinstance(failure, AadstsError):
-        return f"{times} {'of ' + user if user else 'of anyone'} fail with AADSTS{failure.code} ({failure.entry.error})."
-    requests = "The next token request gets" if remaining == 1 else f"The next {remaining} token requests get"
+        times = "The next refresh fails" if remaining == 1 else f"The next {remaining} refreshes fail"
+        return f"{times} (of {user or 'anyone'}) with AADSTS{failure.code} ({failure.entry.error})."
+    times = "The next token request gets" if remaining == 1 else f"The next {remaining} token requests get"
     retry = f" with Retry-After {failure.retry_after} s" if failure.retry_after else ""
-    return f"{requests} HTTP {failure.status}{retry}."
+    return f"{times} HTTP {failure.status}{retry}."
 
 
 def _ordinal(n: int) -> str:

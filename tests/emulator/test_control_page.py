@@ -198,7 +198,7 @@ def test_the_faults_in_force_are_listed_in_words_and_reset_at_once(emulator, dem
 
     assert "Graph answers 503 with Retry-After 7 s to the 2nd call whose path matches '/messages'" in faults
     assert "Every Graph call waits between 5 and 10 ms." in faults
-    assert "The next 2 refreshes of Megan Bowen <megan@contoso.example> fail with AADSTS50173" in faults
+    assert "The next 2 refreshes fail (of Megan Bowen <megan@contoso.example>) with AADSTS50173 (invalid_grant)." in faults
     assert "The next token request gets HTTP 429 with Retry-After 3 s." in faults
     assert "Graph throttling: concurrency limit is 1 (default 4)." in faults
     assert "Notification delivery: drop rate is 0.5 (default 0.0)." in faults
