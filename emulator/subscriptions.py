@@ -67,8 +67,10 @@ class Subscription:
 
     @property
     def duplicate_key(self) -> tuple:
-        return (self.application_id, self.creator_id, self.user_id, self.folder_id, self.change_types,
-                self.notification_url)
+        """What makes two subscriptions the same for Graph's 409: the app, the user, the resource and the
+        change types; not the notification URL ("already exists for the requested combination" of
+        changeType and resource, https://learn.microsoft.com/graph/api/subscription-post-subscriptions#response)."""
+        return (self.application_id, self.creator_id, self.user_id, self.folder_id, self.change_types)
 
     def to_graph(self) -> dict:
         return {
@@ -164,10 +166,8 @@ class SubscriptionService:
             if expires is not None:
                 subscription.expires = expires
                 heapq.heappush(self._expiries, (expires.timestamp(), subscription.id))
-            if notification_url is not None and subscription.id in self._subscriptions:
-                self._by_key.pop(subscription.duplicate_key, None)
+            if notification_url is not None:
                 subscription.notification_url = notification_url
-                self._by_key[subscription.duplicate_key] = subscription.id
         return subscription
 
     def delete(self, subscription: Subscription) -> None:
