@@ -16,7 +16,7 @@ from typing import Any
 from .aadsts import AadstsError
 from .client_assertions import JWT_BEARER, verify_client_assertion
 from .directory import Directory
-from .entities import App, AuthCode, RefreshToken, User
+from .entities import App, RefreshToken, User
 from .flow import GENERIC_TENANTS
 from .scopes import Scopes, parse_scopes
 from .signing import b64url_encode
@@ -81,7 +81,8 @@ class TokenGrants:
         redirect_uri = form.get("redirect_uri", "")
         if redirect_uri != code.redirect_uri:
             raise AadstsError(500112, redirect_uri=redirect_uri, expected=code.redirect_uri)
-        _check_verifier(code, _required(form, "code_verifier"))
+        if code.code_challenge is not None:
+            _check_verifier(code.code_challenge, _required(form, "code_verifier"))
         scopes = self._requested(form, app, code.scopes)
         user = self._usable_user(code.user_id)
         self._check_consent(app, code.tenant_id, code.user_id, scopes)
@@ -132,9 +133,11 @@ class TokenGrants:
             raise AadstsError(65001, client_id=app.client_id)
 
 
-def _check_verifier(code: AuthCode, verifier: str) -> None:
-    challenge = b64url_encode(hashlib.sha256(verifier.encode("ascii", "replace")).digest())
-    if not hmac.compare_digest(challenge.encode(), code.code_challenge.encode()):
+def _check_verifier(challenge: str, verifier: str) -> None:
+    """RFC 7636's S256 check; a code issued without a challenge has nothing to check (a ``code_verifier``
+    sent anyway is ignored: Entra documents nothing for that case)."""
+    computed = b64url_encode(hashlib.sha256(verifier.encode("ascii", "replace")).digest())
+    if not hmac.compare_digest(computed.encode(), challenge.encode()):
         raise AadstsError(501481)
 
 

@@ -469,8 +469,8 @@ def test_unknown_apps_and_unregistered_redirect_uris_are_never_redirected(emulat
 
 
 @pytest.mark.parametrize("change, error, code", [
-    ({"code_challenge": ""}, "invalid_request", 9002325),
     ({"code_challenge_method": "plain"}, "invalid_request", 9002325),
+    ({"response_mode": "fragment"}, "invalid_request", 70007),
     ({"prompt": "admin_consent"}, "invalid_request", 901001),
     ({"prompt": "none"}, "login_required", 50058),
     ({"scope": "Mail.Everything"}, "invalid_client", 650053),
@@ -485,6 +485,28 @@ def test_protocol_errors_go_back_to_the_app(emulator, demo, msal_app, change, er
 
     assert redirect["error"] == error and redirect["error_description"].startswith(f"AADSTS{code}:")
     assert redirect["state"] == flow["state"]
+
+
+def test_a_confidential_client_may_leave_out_pkce(emulator, demo, msal_app):
+    """Entra demands PKCE of single-page apps only
+    (https://learn.microsoft.com/entra/identity-platform/v2-oauth2-auth-code-flow#request-an-authorization-code)."""
+    flow = msal_app.initiate_auth_code_flow(SCOPES, redirect_uri=REDIRECT_URI)
+    parts = urlsplit(flow["auth_uri"])
+    params = {k: v for k, v in parse_qsl(parts.query) if not k.startswith("code_challenge")}
+    redirect = query(emulator.authorize(parts._replace(query=urlencode(params)).geturl(), demo["users"]["megan"]))
+
+    result = msal_app.acquire_token_by_auth_code_flow(flow, redirect)  # msal still sends its code_verifier
+
+    assert "access_token" in result, result
+
+
+def test_a_pkce_challenge_that_was_sent_is_verified(emulator, demo, msal_app):
+    flow = msal_app.initiate_auth_code_flow(SCOPES, redirect_uri=REDIRECT_URI)
+    redirect = query(emulator.authorize(flow["auth_uri"], demo["users"]["megan"]))
+
+    result = msal_app.acquire_token_by_auth_code_flow({**flow, "code_verifier": "x" * 43}, redirect)
+
+    assert result["error"] == "invalid_grant" and "AADSTS501481" in result["error_description"]
 
 
 # -- the admin consent endpoint ----------------------------------------------------------------------
