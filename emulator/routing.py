@@ -16,6 +16,8 @@ from werkzeug.datastructures import Headers, MultiDict
 from emulator.entities import Principal
 from emulator.errors import bad_request, method_not_allowed
 
+JSON_TYPE = "application/json;odata.metadata=minimal;odata.streaming=true;IEEE754Compatible=false;charset=utf-8"
+"""What Graph types a JSON body with, in a plain response and in a ``$batch`` sub-response alike."""
 _KEY_SEGMENT = re.compile(r"""^([^(]+)\(['"]?([^'")]*)['"]?\)$""")
 
 

@@ -297,6 +297,16 @@ def test_next_refresh_can_fail_for_one_user(emulator, demo, make_app):
     assert (refresh(megan_app)["error"], refresh(megan_app)["error_codes"]) == ("invalid_grant", [53003])
 
 
+@pytest.mark.parametrize("code, named", [(700082, "was issued on 20"), (65001, "with ID '{client_id}'")])
+def test_injected_refresh_failures_fill_their_placeholders(emulator, demo, msal_app, code, named):
+    connect(emulator, msal_app, demo["users"]["megan"])
+    emulator.fail_next_refresh(code)
+
+    description = refresh(msal_app)["error_description"]
+
+    assert named.format(client_id=demo["client_id"]) in description and "''" not in description
+
+
 def test_token_endpoint_transient_faults(emulator, demo, msal_app):
     connect(emulator, msal_app, demo["users"]["megan"])
     emulator.fail_token_endpoint(429, retry_after=7)
