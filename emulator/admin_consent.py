@@ -66,7 +66,7 @@ class AdminConsentFlow:
         if not accept:
             return self._error(request.client, AadstsError(65004))
         self._directory.grant_consent(outcome.tenant.id, None, request.client.app.client_id, request.scopes.graph)
-        return redirect_to(request.client.redirect_uri, {
+        return redirect_to(request.client, {
             "admin_consent": "True", "tenant": outcome.tenant.id, "scope": request.scope,
             "state": request.client.state,
         })

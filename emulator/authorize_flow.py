@@ -19,7 +19,14 @@ AADSTS90095 description. Microsoft does not document what the app receives after
 treat it as "waiting for an admin", never as a grant.
 
 ``prompt=none`` always answers ``login_required``: the emulator keeps no browser session.
-Only ``response_mode=query`` is supported (what the service uses); others get AADSTS70007.
+``response_mode`` is ``query`` (what the service uses) or ``form_post`` (what msal recommends: the
+browser POSTs ``code`` and ``state`` to the redirect URI); ``fragment`` gets AADSTS70007, since no
+client of the emulator reads one.
+
+PKCE is verified whenever the app sends a ``code_challenge`` (S256 only; Entra also takes ``plain``),
+but not demanded: every app registered in the emulator is a confidential web client, and Entra
+requires PKCE only of single-page apps ("code_challenge: recommended / required for single page
+apps", https://learn.microsoft.com/entra/identity-platform/v2-oauth2-auth-code-flow#request-an-authorization-code).
 """
 
 from __future__ import annotations
@@ -37,6 +44,7 @@ from .tokens import TokenIssuer
 ENDPOINT = "/oauth2/v2.0/authorize"
 ACCEPT, CANCEL, REQUEST_APPROVAL, RETURN = "accept", "cancel", "request_approval", "return"
 PROMPTS_WITHOUT_EFFECT = ("login", "select_account", "create")
+RESPONSE_MODES = ("query", "form_post")
 
 
 @dataclass(frozen=True)
@@ -44,7 +52,7 @@ class AuthorizeRequest:
     authority: str
     client: Client
     scopes: Scopes
-    code_challenge: str
+    code_challenge: str | None
     nonce: str | None
     prompt: str | None
 
@@ -125,21 +133,20 @@ class AuthorizeFlow:
             raise AadstsError(900144, parameter="response_type")
         if response_type != "code":
             raise AadstsError(700051, response_type=response_type)
-        if params.get("response_mode", "query") != "query":
-            raise AadstsError(70007, detail=" The emulator redirects with response_mode=query only.")
+        if client.response_mode not in RESPONSE_MODES:
+            raise AadstsError(70007, detail=" The emulator answers with response_mode=query or form_post.")
         prompt = params.get("prompt") or None
         if prompt == "none":
             raise AadstsError(50058)
         if prompt not in (None, "consent", *PROMPTS_WITHOUT_EFFECT):
             raise AadstsError(901001, prompt=prompt)
-        if not params.get("code_challenge"):
-            raise AadstsError(9002325)
-        if params.get("code_challenge_method") != "S256":
+        challenge = params.get("code_challenge") or None
+        if challenge and params.get("code_challenge_method") != "S256":
             raise AadstsError(9002325, detail=" The emulator accepts code_challenge_method=S256 only.")
         if not params.get("scope"):
             raise AadstsError(900144, parameter="scope")
         scopes = parse_scopes(params["scope"], client.app.client_id, client.app.permissions)
-        return AuthorizeRequest(authority, client, scopes, params["code_challenge"], params.get("nonce"), prompt)
+        return AuthorizeRequest(authority, client, scopes, challenge, params.get("nonce"), prompt)
 
     def _code_redirect(self, request: AuthorizeRequest, user_id: str) -> Redirect:
         code = self._issuer.issue_code(
@@ -147,7 +154,7 @@ class AuthorizeFlow:
             user=self._directory.user(user_id), scopes=request.scopes, code_challenge=request.code_challenge,
             nonce=request.nonce,
         )
-        return redirect_to(request.client.redirect_uri,
+        return redirect_to(request.client,
                            {"code": code, "state": request.client.state, "session_state": str(uuid.uuid4())})
 
     def _error(self, client: Client, error: AadstsError) -> Redirect:

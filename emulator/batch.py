@@ -7,7 +7,10 @@ so they count against the mailbox's concurrency limit alongside the client's oth
 using ``dependsOn`` runs one request at a time, and a request whose dependency failed gets 424.
 Responses come back in completion order, not request order. A body that is not JSON (an attachment's
 ``$value``) comes back base64-encoded, as Graph's batching does
-(https://learn.microsoft.com/graph/json-batching).
+(https://learn.microsoft.com/graph/json-batching). A JSON sub-response is typed as a plain response
+is (``odata.metadata=minimal``, ``OData-Version: 4.0``); an item with an absolute URL gets its own 400,
+and the rest of the batch runs (Learn asks for relative URLs and documents nothing more; answering per
+item is what Graph does with any other bad item).
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 from werkzeug.datastructures import Headers, MultiDict
 
 from emulator.errors import bad_request, error_body
-from emulator.routing import NO_SCOPE, GraphRequest, GraphResponse
+from emulator.routing import JSON_TYPE, NO_SCOPE, GraphRequest, GraphResponse
 
 if TYPE_CHECKING:
     from emulator.graph import Graph
@@ -54,8 +57,6 @@ def _checked(items: list) -> list[dict]:
         if item["id"] in seen:
             raise bad_request(f"Batch request ids must be unique; '{item['id']}' is repeated.")
         seen.add(item["id"])
-        if "://" in item["url"]:
-            raise bad_request(f"Batch request urls must be relative: '{item['url']}'.")
         if "body" in item and not _header(item, "Content-Type"):
             raise bad_request(f"Batch request '{item['id']}' has a body but no Content-Type header.")
     for item in items:
@@ -87,8 +88,9 @@ def _sub_request(outer: GraphRequest, item: dict) -> GraphRequest:
     url = urlsplit(item["url"] if item["url"].startswith("/") else "/" + item["url"])
     body = item.get("body")
     raw = b"" if body is None else body.encode() if isinstance(body, str) else json.dumps(body).encode()
-    return GraphRequest(
-        method=item["method"].upper(), path=unquote(url.path), body=raw, principal=outer.principal,
+    return GraphRequest(  # an absolute URL keeps its scheme in the path, for _run to refuse
+        method=item["method"].upper(), path=item["url"] if "://" in item["url"] else unquote(url.path), body=raw,
+        principal=outer.principal,
         args=MultiDict(parse_qsl(url.query, keep_blank_values=True)),
         headers=Headers(list((item.get("headers") or {}).items())),
         request_id=str(uuid.uuid4()), client_request_id=outer.client_request_id,
@@ -98,6 +100,8 @@ def _sub_request(outer: GraphRequest, item: dict) -> GraphRequest:
 def _run(graph: Graph, request_id: str, sub: GraphRequest) -> dict:
     if sub.path.strip("/").lower() == "$batch":
         rv = graph.dispatch_error(sub, bad_request("A batch request cannot contain another batch."))
+    elif "://" in sub.path:
+        rv = graph.dispatch_error(sub, bad_request(f"Batch request urls must be relative: '{sub.path}'."))
     else:
         rv = graph.dispatch(sub)
     return _response(request_id, rv)
@@ -135,7 +139,7 @@ def _response(request_id: str, rv: GraphResponse) -> dict:
     if isinstance(rv.body, bytes):
         response["body"] = base64.b64encode(rv.body).decode()
     elif rv.body is not None:
-        headers["Content-Type"] = "application/json"
+        headers.update({"Content-Type": JSON_TYPE, "OData-Version": "4.0"})
         response["body"] = rv.body
     return response
 

@@ -19,6 +19,8 @@ from emulator.routing import SEND_MAIL, WRITE_MAIL, GraphRequest, GraphResponse
 if TYPE_CHECKING:
     from emulator.graph import Graph
 
+REPLY_PARAMETERS = ("comment", "message")
+
 
 def create_message(graph: Graph, request: GraphRequest, mailbox: Mailbox) -> GraphResponse:
     check_options(request, set())
@@ -38,7 +40,7 @@ def delete_message(graph: Graph, request: GraphRequest, mailbox: Mailbox) -> Gra
 
 
 def move_message(graph: Graph, request: GraphRequest, mailbox: Mailbox) -> GraphResponse:
-    destination = request.json().get("destinationId")
+    destination = request.parameters("destinationId").get("destinationId")
     if not isinstance(destination, str) or not destination:
         raise bad_request("The 'destinationId' parameter is required.", "ErrorInvalidRequest")
     message = graph.mail.move_message(mailbox, request.params["id"], destination)
@@ -46,12 +48,12 @@ def move_message(graph: Graph, request: GraphRequest, mailbox: Mailbox) -> Graph
 
 
 def create_reply(graph: Graph, request: GraphRequest, mailbox: Mailbox) -> GraphResponse:
-    draft = transport.create_reply(graph.mail, mailbox, request.params["id"], request.json())
+    draft = transport.create_reply(graph.mail, mailbox, request.params["id"], request.parameters(*REPLY_PARAMETERS))
     return _message(graph, request, mailbox, draft, 201)
 
 
 def reply(graph: Graph, request: GraphRequest, mailbox: Mailbox) -> GraphResponse:
-    transport.reply(graph.mail, mailbox, request.params["id"], request.json())
+    transport.reply(graph.mail, mailbox, request.params["id"], request.parameters(*REPLY_PARAMETERS))
     return GraphResponse(202)
 
 
@@ -66,7 +68,7 @@ def send_mail(graph: Graph, request: GraphRequest, mailbox: Mailbox) -> GraphRes
         mime = parse_mime(request.body)
         transport.send_mail(graph.mail, mailbox, mime.fields, mime=mime)
         return GraphResponse(202)
-    data = request.json()
+    data = request.parameters("message", "saveToSentItems")
     message, save = data.get("message"), data.get("saveToSentItems", True)
     if not isinstance(message, dict):
         raise bad_request("The 'message' parameter is required.", "ErrorInvalidRequest")

@@ -87,7 +87,8 @@ class AuthCode:
     user_id: str
     tenant_id: str
     scopes: Scopes
-    code_challenge: str
+    code_challenge: str | None
+    """None when the authorize request carried no PKCE challenge (a confidential client may omit it)."""
     nonce: str | None
     issued_at: datetime
     redeemed: bool = False

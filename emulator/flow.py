@@ -30,7 +30,20 @@ class AuthorizeError(Exception):
 
 @dataclass(frozen=True)
 class Redirect:
-    url: str
+    """Back to the app's ``uri`` with ``params``: in the query string, or (``form_post``) in a form the
+    browser POSTs there, as Entra does for ``response_mode=form_post``
+    (https://learn.microsoft.com/entra/identity-platform/v2-oauth2-auth-code-flow#successful-response)."""
+
+    uri: str
+    params: tuple[tuple[str, str], ...] = ()
+    form_post: bool = False
+
+    @property
+    def url(self) -> str:
+        """``uri`` with ``params`` added to its query string: where a query-mode browser goes."""
+        parts = urlsplit(self.uri)
+        query = parse_qsl(parts.query, keep_blank_values=True) + list(self.params)
+        return urlunsplit(parts._replace(query=urlencode(query)))
 
 
 @dataclass(frozen=True)
@@ -44,11 +57,12 @@ class Screen:
 
 @dataclass(frozen=True)
 class Client:
-    """The app, its validated redirect URI and the request's ``state``."""
+    """The app, its validated redirect URI, the request's ``state`` and how the answer travels."""
 
     app: App
     redirect_uri: str
     state: str | None
+    response_mode: str = "query"
 
 
 def resolve_client(directory: Directory, authority: str, params: Mapping[str, str]) -> Client:
@@ -63,7 +77,7 @@ def resolve_client(directory: Directory, authority: str, params: Mapping[str, st
     redirect_uri = params.get("redirect_uri", "")
     if redirect_uri not in app.redirect_uris:
         raise AuthorizeError(AadstsError(50011, redirect_uri=redirect_uri, client_id=client_id))
-    return Client(app, redirect_uri, params.get("state"))
+    return Client(app, redirect_uri, params.get("state"), params.get("response_mode") or "query")
 
 
 def resolve_tenant(directory: Directory, authority: str) -> Tenant | None:
@@ -96,19 +110,17 @@ def sign_in(directory: Directory, authority: str, user_id: str, client_id: str) 
     return user, directory.tenant(user.tenant_id)
 
 
-def redirect_to(uri: str, params: Mapping[str, str | None]) -> Redirect:
-    """``uri`` with ``params`` (None values left out) added to its query string."""
-    parts = urlsplit(uri)
-    query = parse_qsl(parts.query, keep_blank_values=True)
-    query += [(key, value) for key, value in params.items() if value is not None]
-    return Redirect(urlunsplit(parts._replace(query=urlencode(query))))
+def redirect_to(client: Client, params: Mapping[str, str | None]) -> Redirect:
+    """Back to the client's redirect URI with ``params`` (None values left out), in its response mode."""
+    return Redirect(client.redirect_uri, tuple((key, value) for key, value in params.items() if value is not None),
+                    form_post=client.response_mode == "form_post")
 
 
 def error_redirect(client: Client, error: AadstsError, base_url: str, now: datetime,
                    **extra: str) -> Redirect:
     """Send an error to the app: ``error``, ``error_description``, ``error_uri``, extras, ``state``."""
     params = {**redirect_error_params(error, Trace.new(now), base_url), **extra, "state": client.state}
-    return redirect_to(client.redirect_uri, params)
+    return redirect_to(client, params)
 
 
 def split_authority(url: str, endpoint: str) -> tuple[str, dict[str, str]]:

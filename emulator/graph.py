@@ -26,14 +26,13 @@ from emulator.entities import Principal
 from emulator.errors import GraphError, access_denied, bad_request, error_body
 from emulator.mail_limits import check_body
 from emulator.mailbox import Mailbox
-from emulator.routing import GraphRequest, GraphResponse, Router, split_path
+from emulator.routing import JSON_TYPE, GraphRequest, GraphResponse, Router, split_path
 
 if TYPE_CHECKING:
     from emulator.server import Emulator
 
 logger = logging.getLogger(__name__)
 
-JSON_TYPE = "application/json;odata.metadata=minimal;odata.streaming=true;IEEE754Compatible=false;charset=utf-8"
 _METHODS = ["GET", "POST", "PATCH", "PUT", "DELETE"]
 _WWW_AUTHENTICATE = ('Bearer realm="", authorization_uri="https://login.microsoftonline.com/common/oauth2/'
                      'authorize", client_id="00000003-0000-0000-c000-000000000000"')

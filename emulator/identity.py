@@ -107,20 +107,27 @@ def _interactive_step(directory: Directory, tenant: str, flow: AuthorizeFlow | A
     try:
         started = flow.begin(tenant, dict(parse_qsl(query, keep_blank_values=True)))
         if isinstance(started, Redirect):
-            return redirect(started.url)
+            return _answer(started)
         page = {"app": started.client.app, "request_query": query, "action_url": request.path}
         if request.method == "GET":
             return render_template("identity_sign_in.html", groups=_accounts_by_tenant(directory, tenant), **page)
         user_id, action = request.form.get("user", ""), request.form.get("action", "sign_in")
         outcome = flow.after_sign_in(started, user_id) if action == "sign_in" else press(started, user_id, action)
         if isinstance(outcome, Redirect):
-            return redirect(outcome.url)
+            return _answer(outcome)
         return render_template(f"identity_{outcome.name}.html", screen=outcome,
                                scopes=started.scopes.to_consent(), **page)
     except AuthorizeError as e:
         return _error_page(e.error.message)
     except ValueError as e:
         return _error_page(str(e))
+
+
+def _answer(outcome: Redirect) -> Response | str:
+    """A 302 to the app, or for ``response_mode=form_post`` a page whose form POSTs itself there."""
+    if outcome.form_post:
+        return render_template("identity_form_post.html", outcome=outcome)
+    return redirect(outcome.url)
 
 
 def _accounts_by_tenant(directory: Directory, tenant: str) -> list[tuple[str, list[User]]]:
@@ -148,7 +155,7 @@ def _discovery_document(base: str, tenant: str, issuer_tenant: str) -> dict:
         "token_endpoint": f"{base}/{tenant}/oauth2/v2.0/token",
         "token_endpoint_auth_methods_supported": ["client_secret_post", "private_key_jwt", "client_secret_basic"],
         "jwks_uri": f"{base}/{tenant}/discovery/v2.0/keys",
-        "response_modes_supported": ["query"],
+        "response_modes_supported": ["query", "form_post"],
         "subject_types_supported": ["pairwise"],
         "id_token_signing_alg_values_supported": ["RS256"],
         "response_types_supported": ["code"],

@@ -72,7 +72,9 @@ def list_folders(graph: Graph, request: GraphRequest, mailbox: Mailbox) -> Graph
 def get_folder(graph: Graph, request: GraphRequest, mailbox: Mailbox) -> GraphResponse:
     check_options(request, {"$select"})
     with mailbox.lock:
-        return GraphResponse(200, _folder(mailbox, mailbox.folder(request.params["folder"])))
+        folder = _folder(mailbox, mailbox.folder(request.params["folder"]))
+    context = f"{graph.root}/$metadata#users('{mailbox.user_id}')/mailFolders/$entity"
+    return GraphResponse(200, {"@odata.context": context, **folder})
 
 
 def folder_delta(graph: Graph, request: GraphRequest, mailbox: Mailbox) -> GraphResponse:
@@ -130,11 +132,13 @@ def _render(message: Message, request: GraphRequest, select: tuple[str, ...] | N
 
 
 def _folder(mailbox: Mailbox, folder: Folder) -> dict:
+    """A mailFolder's v1.0 properties (``sizeInBytes`` is beta only,
+    https://learn.microsoft.com/graph/api/resources/mailfolder)."""
     members = folder.members.values()
     return {
         "id": folder.id, "displayName": folder.display_name, "parentFolderId": mailbox.root_folder_id,
         "childFolderCount": 0, "unreadItemCount": sum(1 for m in members if not m.is_read),
-        "totalItemCount": len(folder.members), "sizeInBytes": 0, "isHidden": False,
+        "totalItemCount": len(folder.members), "isHidden": False,
     }
 
 

@@ -16,6 +16,8 @@ from werkzeug.datastructures import Headers, MultiDict
 from emulator.entities import Principal
 from emulator.errors import bad_request, method_not_allowed
 
+JSON_TYPE = "application/json;odata.metadata=minimal;odata.streaming=true;IEEE754Compatible=false;charset=utf-8"
+"""What Graph types a JSON body with, in a plain response and in a ``$batch`` sub-response alike."""
 _KEY_SEGMENT = re.compile(r"""^([^(]+)\(['"]?([^'")]*)['"]?\)$""")
 
 
@@ -46,6 +48,18 @@ class GraphRequest:
             raise bad_request("The request payload must be a JSON object.")
         return rv
 
+    def parameters(self, *names: str) -> dict:
+        """The body of an OData action call, with ``names`` matched case-insensitively.
+
+        Graph's metadata declares action parameters with capitals (``sendMail(Message,
+        SaveToSentItems)``, ``createReply(Comment, Message)``), which is what the SDK sends, while
+        Learn's examples write them in camelCase; Graph accepts both
+        (https://graph.microsoft.com/v1.0/$metadata, https://learn.microsoft.com/graph/api/user-sendmail).
+        Each parameter comes back under its name as given here; other members stay as sent.
+        """
+        canonical = {name.lower(): name for name in names}
+        return {canonical.get(key.lower(), key): value for key, value in self.json().items()}
+
     def prefer(self, name: str) -> str | None:
         """The value of one ``Prefer`` preference (case-insensitive name), unquoted."""
         for value in self.headers.getlist("Prefer"):
@@ -71,13 +85,21 @@ class GraphResponse:
 
 
 def split_path(path: str) -> list[str]:
-    """Path segments, with OData key syntax ``mailFolders('inbox')`` turned into ``mailFolders/inbox``."""
+    """Path segments, with OData key syntax ``mailFolders('inbox')`` turned into ``mailFolders/inbox``.
+
+    A call of a function without parameters, ``messages/delta()``, is the segment ``delta``: OData
+    addresses a function with parentheses, and Graph accepts the call with or without them (the
+    SDK's builders send ``delta()``; https://learn.microsoft.com/graph/api/message-delta shows it
+    without; OData URL conventions, "Addressing Functions",
+    https://docs.oasis-open.org/odata/odata/v4.01/odata-v4.01-part2-url-conventions.html#sec_AddressingFunctions).
+    """
     segments: list[str] = []
     for segment in path.strip("/").split("/"):
         if not segment:
             continue
         match = _KEY_SEGMENT.match(segment)
-        segments.extend(match.groups() if match else (segment,))
+        name, key = match.groups() if match else (segment, "")
+        segments.extend((name, key) if key else (name,))
     return segments
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import heapq
 import logging
+import secrets
 import threading
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -66,8 +67,10 @@ class Subscription:
 
     @property
     def duplicate_key(self) -> tuple:
-        return (self.application_id, self.creator_id, self.user_id, self.folder_id, self.change_types,
-                self.notification_url)
+        """What makes two subscriptions the same for Graph's 409: the app, the user, the resource and the
+        change types; not the notification URL ("already exists for the requested combination" of
+        changeType and resource, https://learn.microsoft.com/graph/api/subscription-post-subscriptions#response)."""
+        return (self.application_id, self.creator_id, self.user_id, self.folder_id, self.change_types)
 
     def to_graph(self) -> dict:
         return {
@@ -163,10 +166,8 @@ class SubscriptionService:
             if expires is not None:
                 subscription.expires = expires
                 heapq.heappush(self._expiries, (expires.timestamp(), subscription.id))
-            if notification_url is not None and subscription.id in self._subscriptions:
-                self._by_key.pop(subscription.duplicate_key, None)
+            if notification_url is not None:
                 subscription.notification_url = notification_url
-                self._by_key[subscription.duplicate_key] = subscription.id
         return subscription
 
     def delete(self, subscription: Subscription) -> None:
@@ -254,15 +255,24 @@ class SubscriptionService:
 
 
 def _notification(subscription: Subscription, event: ChangeEvent, change_type: str) -> dict:
+    """One change notification as in Learn's example for a message: an ``id`` of its own, and the
+    message addressed as ``users/{user id}@{tenant id}/messages/{id}`` in ``resource`` and, capitalised,
+    in ``resourceData``'s ``@odata.id``
+    (https://learn.microsoft.com/graph/change-notifications-delivery-webhooks#notification-payload).
+
+    A replay or a retry re-sends this same item, so its ``id`` stays the same, as Graph's does.
+    """
     message_id = event.immutable_id if subscription.immutable_ids else event.rest_id
-    resource = f"Users/{event.user_id}/Messages/{message_id}"
+    mailbox = f"{event.user_id}@{subscription.tenant_id}"
     return {
+        "id": secrets.token_urlsafe(12),
         "subscriptionId": subscription.id,
         "subscriptionExpirationDateTime": format_expiry(subscription.expires),
         "tenantId": subscription.tenant_id,
         "clientState": subscription.client_state,
         "changeType": change_type,
-        "resource": resource,
-        "resourceData": {"@odata.type": "#Microsoft.Graph.Message", "@odata.id": resource,
-                         "@odata.etag": event.etag, "id": message_id},
+        "resource": f"users/{mailbox}/messages/{message_id}",
+        "resourceData": {"@odata.type": "#Microsoft.Graph.Message",
+                         "@odata.id": f"Users/{mailbox}/Messages/{message_id}", "@odata.etag": event.etag,
+                         "id": message_id},
     }

@@ -16,13 +16,14 @@ from typing import Any
 from .aadsts import AadstsError
 from .client_assertions import JWT_BEARER, verify_client_assertion
 from .directory import Directory
-from .entities import App, AuthCode, RefreshToken, User
+from .entities import App, RefreshToken, User
 from .flow import GENERIC_TENANTS
 from .scopes import Scopes, parse_scopes
 from .signing import b64url_encode
 from .tokens import TokenIssuer
 
 CODE_LIFETIME = timedelta(minutes=10)
+ISSUED_FORMAT = "%Y-%m-%dT%H:%M:%S.0000000Z"
 
 
 class TokenGrants:
@@ -81,7 +82,8 @@ class TokenGrants:
         redirect_uri = form.get("redirect_uri", "")
         if redirect_uri != code.redirect_uri:
             raise AadstsError(500112, redirect_uri=redirect_uri, expected=code.redirect_uri)
-        _check_verifier(code, _required(form, "code_verifier"))
+        if code.code_challenge is not None:
+            _check_verifier(code.code_challenge, _required(form, "code_verifier"))
         scopes = self._requested(form, app, code.scopes)
         user = self._usable_user(code.user_id)
         self._check_consent(app, code.tenant_id, code.user_id, scopes)
@@ -98,7 +100,7 @@ class TokenGrants:
                               detail=" The refresh token was issued to a different client.")
         injected = self._directory.injected.take_refresh_failure(token.user_id)
         if injected:
-            raise injected
+            raise AadstsError(injected.code, **{**self._refresh_details(app, token), **injected.details})
         user = self._usable_user(token.user_id)
         self._check_refresh_token_alive(token, user.tokens_valid_from)
         scopes = self._requested(form, app, token.scopes)
@@ -107,11 +109,18 @@ class TokenGrants:
         return self._issuer.token_response(client_id=app.client_id, user=user, scopes=scopes, base_url=base_url,
                                            client_info=form.get("client_info") == "1")
 
+    def _refresh_details(self, app: App, token: RefreshToken) -> dict[str, str]:
+        """What an injected failure's text names (the app, the tenant, the token's issue time), so no
+        placeholder of the catalogue is left blank."""
+        user = self._directory.user(token.user_id)
+        return {"client_id": app.client_id, "tenant": token.tenant_id, "user": user.email,
+                "parameter": "refresh_token", "issued": token.issued_at.strftime(ISSUED_FORMAT)}
+
     def _check_refresh_token_alive(self, token: RefreshToken, valid_from: datetime | None) -> None:
         if valid_from and token.issued_at < valid_from:
             raise AadstsError(50173)
         if token.inactive or self._clock.now() - token.issued_at > self._directory.refresh_token_max_inactive:
-            raise AadstsError(700082, issued=token.issued_at.strftime("%Y-%m-%dT%H:%M:%S.0000000Z"))
+            raise AadstsError(700082, issued=token.issued_at.strftime(ISSUED_FORMAT))
         if token.rotated and self._directory.revoke_rotated_refresh_tokens:
             raise AadstsError(70000, parameter="refresh_token", detail=" The refresh token was already used.")
 
@@ -132,9 +141,11 @@ class TokenGrants:
             raise AadstsError(65001, client_id=app.client_id)
 
 
-def _check_verifier(code: AuthCode, verifier: str) -> None:
-    challenge = b64url_encode(hashlib.sha256(verifier.encode("ascii", "replace")).digest())
-    if not hmac.compare_digest(challenge.encode(), code.code_challenge.encode()):
+def _check_verifier(challenge: str, verifier: str) -> None:
+    """RFC 7636's S256 check; a code issued without a challenge has nothing to check (a ``code_verifier``
+    sent anyway is ignored: Entra documents nothing for that case)."""
+    computed = b64url_encode(hashlib.sha256(verifier.encode("ascii", "replace")).digest())
+    if not hmac.compare_digest(computed.encode(), challenge.encode()):
         raise AadstsError(501481)
 
 

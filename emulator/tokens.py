@@ -33,7 +33,7 @@ class TokenIssuer:
         self._clock = directory.clock
 
     def issue_code(self, *, client_id: str, redirect_uri: str, user: User, scopes: Scopes,
-                   code_challenge: str, nonce: str | None) -> str:
+                   code_challenge: str | None, nonce: str | None) -> str:
         code = AuthCode(secrets.token_urlsafe(48), client_id, redirect_uri, user.id, user.tenant_id, scopes,
                         code_challenge, nonce, self._clock.now())
         self._directory.add_code(code)

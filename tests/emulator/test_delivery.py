@@ -23,16 +23,19 @@ def deliver(emulator, user, subject="Hello", **fields):
 
 
 def test_new_message_notifies_created_then_updated_with_the_documented_payload(emulator, world, alice, receiver):
+    """Learn's example payload: https://learn.microsoft.com/graph/change-notifications-delivery-webhooks."""
     sub = subscribe(emulator, alice, receiver.url)
     message = deliver(emulator, alice)
     created, updated = receiver.wait_for(2)
     assert created["changeType"] == "created" and updated["changeType"] == "updated"
+    assert created.pop("id") != updated.pop("id")
+    mailbox = f"{alice.id}@{world.tenant_id}"
     assert created == {
         "subscriptionId": sub["id"], "subscriptionExpirationDateTime": sub["expirationDateTime"],
         "tenantId": world.tenant_id, "clientState": "state-1", "changeType": "created",
-        "resource": f"Users/{alice.id}/Messages/{message['id']}",
+        "resource": f"users/{mailbox}/messages/{message['id']}",
         "resourceData": {"@odata.type": "#Microsoft.Graph.Message",
-                         "@odata.id": f"Users/{alice.id}/Messages/{message['id']}",
+                         "@odata.id": f"Users/{mailbox}/Messages/{message['id']}",
                          "@odata.etag": message["@odata.etag"], "id": message["id"]},
     }
 
@@ -132,6 +135,7 @@ def test_replays_duplicate_notifications(emulator, alice, receiver):
     message = deliver(emulator, alice)
     items = receiver.wait_for(3)
     assert [i["resourceData"]["id"] for i in items] == [message["id"]] * 3
+    assert len({i["id"] for i in items}) == 1  # a replay is the same notification, id included
 
 
 def test_reordering_delays_and_drops(emulator, alice, receiver):

@@ -101,3 +101,13 @@ def test_unknown_or_invalidated_tokens_are_410(emulator, alice):
 def test_delta_needs_a_folder(alice):
     rv = alice.get("/me/messages/delta")
     assert rv.status_code == 400
+
+
+def test_delta_as_an_odata_function_call_with_parentheses(emulator, alice):
+    """The SDK's builders call ``.../messages/delta()``; its links keep working to the deltaLink."""
+    deliver(emulator, alice, "One")
+    items, delta_link, _ = round_of(alice, alice.root + INBOX_DELTA + "()")
+    assert [m["subject"] for m in items] == ["One"]
+    deliver(emulator, alice, "Two")
+    assert [m["subject"] for m in round_of(alice, delta_link)[0]] == ["Two"]
+    assert alice.get("/me/messages()").status_code == 200

@@ -173,3 +173,12 @@ def test_delete_goes_to_deleted_items_then_for_good(emulator, alice):
     assert alice.get(f"/me/messages/{immutable}").status_code == 404
     deletes = emulator.requests("DELETE", "/v1.0/me/messages/")
     assert [d["path"] for d in deletes[-2:]] == [f"/v1.0/me/messages/{sent['id']}", f"/v1.0/me/messages/{immutable}"]
+
+
+def test_a_folder_has_its_v1_properties_and_context(alice):
+    """``sizeInBytes`` is beta only (https://learn.microsoft.com/graph/api/resources/mailfolder)."""
+    folder = alice.get("/me/mailFolders/inbox").json()
+    assert folder["@odata.context"].endswith(f"/v1.0/$metadata#users('{alice.id}')/mailFolders/$entity")
+    assert set(folder) - {"@odata.context"} == {"id", "displayName", "parentFolderId", "childFolderCount",
+                                                 "unreadItemCount", "totalItemCount", "isHidden"}
+    assert all("sizeInBytes" not in f for f in alice.get("/me/mailFolders").json()["value"])

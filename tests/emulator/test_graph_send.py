@@ -127,3 +127,17 @@ def test_reply_takes_comment_or_message_but_not_both(emulator, alice):
     [sent] = emulator.mail.messages(alice.id, "sentitems")
     assert sent["subject"] == "RE: Ping" and sent["conversationId"] == original["conversationId"]
     assert emulator.mail.messages(alice.id, "drafts") == []
+
+
+def test_action_parameters_are_case_insensitive_as_in_graphs_metadata(emulator, alice, bob):
+    """The SDK sends ``sendMail(Message, SaveToSentItems)`` and ``createReply(Comment)`` with capitals."""
+    rv = alice.post("/me/sendMail", json={"SaveToSentItems": False, "Message": {
+        "subject": "Capitals", "toRecipients": [{"emailAddress": {"address": bob.email}}]}})
+    assert rv.status_code == 202, rv.text
+    assert emulator.mail.messages(alice.id, "sentitems") == []
+    [received] = emulator.mail.messages(bob.id, "inbox")
+
+    draft = bob.post(f"/me/messages/{received['id']}/createReply", json={"Comment": "Noted"}).json()
+    assert "<div>Noted</div>" in draft["body"]["content"]
+    moved = bob.post(f"/me/messages/{received['id']}/move", json={"DestinationId": "archive"})
+    assert moved.status_code == 201, moved.text

@@ -297,6 +297,16 @@ def test_next_refresh_can_fail_for_one_user(emulator, demo, make_app):
     assert (refresh(megan_app)["error"], refresh(megan_app)["error_codes"]) == ("invalid_grant", [53003])
 
 
+@pytest.mark.parametrize("code, named", [(700082, "was issued on 20"), (65001, "with ID '{client_id}'")])
+def test_injected_refresh_failures_fill_their_placeholders(emulator, demo, msal_app, code, named):
+    connect(emulator, msal_app, demo["users"]["megan"])
+    emulator.fail_next_refresh(code)
+
+    description = refresh(msal_app)["error_description"]
+
+    assert named.format(client_id=demo["client_id"]) in description and "''" not in description
+
+
 def test_token_endpoint_transient_faults(emulator, demo, msal_app):
     connect(emulator, msal_app, demo["users"]["megan"])
     emulator.fail_token_endpoint(429, retry_after=7)
@@ -469,8 +479,8 @@ def test_unknown_apps_and_unregistered_redirect_uris_are_never_redirected(emulat
 
 
 @pytest.mark.parametrize("change, error, code", [
-    ({"code_challenge": ""}, "invalid_request", 9002325),
     ({"code_challenge_method": "plain"}, "invalid_request", 9002325),
+    ({"response_mode": "fragment"}, "invalid_request", 70007),
     ({"prompt": "admin_consent"}, "invalid_request", 901001),
     ({"prompt": "none"}, "login_required", 50058),
     ({"scope": "Mail.Everything"}, "invalid_client", 650053),
@@ -485,6 +495,28 @@ def test_protocol_errors_go_back_to_the_app(emulator, demo, msal_app, change, er
 
     assert redirect["error"] == error and redirect["error_description"].startswith(f"AADSTS{code}:")
     assert redirect["state"] == flow["state"]
+
+
+def test_a_confidential_client_may_leave_out_pkce(emulator, demo, msal_app):
+    """Entra demands PKCE of single-page apps only
+    (https://learn.microsoft.com/entra/identity-platform/v2-oauth2-auth-code-flow#request-an-authorization-code)."""
+    flow = msal_app.initiate_auth_code_flow(SCOPES, redirect_uri=REDIRECT_URI)
+    parts = urlsplit(flow["auth_uri"])
+    params = {k: v for k, v in parse_qsl(parts.query) if not k.startswith("code_challenge")}
+    redirect = query(emulator.authorize(parts._replace(query=urlencode(params)).geturl(), demo["users"]["megan"]))
+
+    result = msal_app.acquire_token_by_auth_code_flow(flow, redirect)  # msal still sends its code_verifier
+
+    assert "access_token" in result, result
+
+
+def test_a_pkce_challenge_that_was_sent_is_verified(emulator, demo, msal_app):
+    flow = msal_app.initiate_auth_code_flow(SCOPES, redirect_uri=REDIRECT_URI)
+    redirect = query(emulator.authorize(flow["auth_uri"], demo["users"]["megan"]))
+
+    result = msal_app.acquire_token_by_auth_code_flow({**flow, "code_verifier": "x" * 43}, redirect)
+
+    assert result["error"] == "invalid_grant" and "AADSTS501481" in result["error_description"]
 
 
 # -- the admin consent endpoint ----------------------------------------------------------------------

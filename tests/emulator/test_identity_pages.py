@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import pytest
@@ -164,3 +165,27 @@ def test_error_lookup_page(emulator):
     page = requests.get(f"{emulator.base_url}/error?code=50173", verify=emulator.ca_file)
 
     assert page.status_code == 200 and "AADSTS50173" in page.text
+
+
+def test_form_post_answers_with_a_form_that_posts_code_and_state(emulator, demo):
+    """``response_mode=form_post``: a page that POSTs the answer to the redirect URI
+    (https://learn.microsoft.com/entra/identity-platform/v2-oauth2-auth-code-flow#successful-response)."""
+    browser = authorize_browser(emulator, demo, response_mode="form_post")
+    megan = demo["users"]["megan"]
+    assert browser.press(megan, "sign_in").status_code == 200
+
+    page = browser.press(megan, "accept")
+
+    assert page.status_code == 200 and page.headers["Content-Type"].startswith("text/html")
+    assert f'<form method="post" action="{REDIRECT_URI}">' in page.text
+    assert 'onload="document.forms[0].submit()"' in page.text
+    fields = dict(re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)">', page.text))
+    assert fields["state"] == "s1" and set(fields) == {"code", "state", "session_state"}
+    token = requests.post(f"{emulator.base_url}/organizations/oauth2/v2.0/token", verify=emulator.ca_file, data={
+        "grant_type": "authorization_code", "code": fields["code"], "redirect_uri": REDIRECT_URI,
+        "code_verifier": VERIFIER, "client_id": demo["client_id"], "client_secret": demo["client_secret"]})
+    assert token.status_code == 200, token.text
+
+    declined = authorize_browser(emulator, demo, response_mode="form_post", prompt="consent")
+    declined.press(megan, "sign_in")
+    assert 'name="error" value="access_denied"' in declined.press(megan, "cancel").text

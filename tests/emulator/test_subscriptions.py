@@ -15,6 +15,9 @@ def expiry(emulator, minutes: float) -> str:
     return (emulator.clock.now() + timedelta(minutes=minutes)).isoformat()
 
 
+INBOX = "/me/mailFolders('inbox')/messages"
+
+
 def subscribe(emulator, user, url, *, minutes=60, **fields):
     body = {"changeType": "created,updated", "notificationUrl": url, "resource": "/me/messages",
             "expirationDateTime": expiry(emulator, minutes), "clientState": "s3cret", **fields}
@@ -80,19 +83,21 @@ def test_expiry_is_raised_to_45_minutes_and_capped_with_an_error(emulator, alice
     rv = subscribe(emulator, alice, receiver.url, minutes=5)
     granted = emulator.subscriptions.get(rv.json()["id"]).expires - emulator.clock.now()
     assert timedelta(minutes=44) < granted <= timedelta(minutes=45)
-    rv = subscribe(emulator, alice, receiver.url + "?b", minutes=10_081)
+    rv = subscribe(emulator, alice, receiver.url, resource=INBOX, minutes=10_081)
     assert rv.status_code == 400
     assert rv.json()["error"]["message"] == "Subscription expiration can only be 10080 minutes in the future."
     emulator.subscriptions.config.max_expiration_minutes = 4230
-    rv = subscribe(emulator, alice, receiver.url + "?b", minutes=4320)
+    rv = subscribe(emulator, alice, receiver.url, resource=INBOX, minutes=4320)
     assert "4230 minutes" in rv.json()["error"]["message"]
-    assert subscribe(emulator, alice, receiver.url + "?b", minutes=4200).status_code == 201
+    assert subscribe(emulator, alice, receiver.url, resource=INBOX, minutes=4200).status_code == 201
 
 
 def test_duplicates_conflict(emulator, alice, receiver):
+    """Same changeType and resource: 409 even to another URL (Graph's "requested combination")."""
     assert subscribe(emulator, alice, receiver.url).status_code == 201
     rv = subscribe(emulator, alice, receiver.url)
     assert rv.status_code == 409
+    assert subscribe(emulator, alice, receiver.url + "?elsewhere").status_code == 409
     assert subscribe(emulator, alice, receiver.url, changeType="deleted").status_code == 201
 
 
