@@ -14,6 +14,8 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
+import orjson
+
 from app.core.queue import NewJob
 
 MAX_ITEMS = 1000
@@ -69,7 +71,7 @@ def accept(body: bytes, lookup: Callable[[str], KnownSubscription | None], now: 
 def parse_batch(body: bytes) -> list[Any]:
     """The ``value`` list of a delivery, or :class:`InvalidNotification`."""
     try:
-        document = json.loads(body)
+        document = _loads(body)
     except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: absurdly deep nesting
         raise InvalidNotification("malformed_json") from None
     if not isinstance(document, dict) or not isinstance(document.get("value"), list):
@@ -77,6 +79,17 @@ def parse_batch(body: bytes) -> list[Any]:
     if len(document["value"]) > MAX_ITEMS:
         raise InvalidNotification("too_many_items")
     return document["value"]
+
+
+def _loads(body: bytes) -> Any:
+    """The body's JSON: orjson, in half the standard parser's time on a 10-item batch (bench/findings.md,
+    "JSON on the acknowledgement path"). What orjson refuses and the standard parser takes (a lone
+    surrogate escaped in a string, an integer past 64 bits, NaN) is read by the latter, so one odd item
+    is still rejected alone (:func:`verify_item`) and the batch's other items are kept."""
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return json.loads(body)
 
 
 def _is_text(value: Any) -> bool:
@@ -103,7 +116,7 @@ def verify_item(item: Any, lookup: Callable[[str], KnownSubscription | None], wi
 
     ``window`` is :func:`replay_window` of the time the delivery arrived. Runs for every item of
     every delivery, so it checks types with ``type(...) is`` and reads each field once. Items come
-    from ``json.loads``: containers are exactly dict and list.
+    from :func:`_loads`: containers are exactly dict and list.
     """
     if type(item) is not dict:
         return "malformed_item"
