@@ -40,7 +40,7 @@ log = logging.getLogger(__name__)
 
 RETRY_DELAYS: tuple[float, ...] = (5, 300, 1800, 7200, 18000, 36000, 36000)
 TIMEOUT_SECONDS = 10.0
-LEASE_SECONDS = 30.0
+LEASE_SECONDS = 15.0  # as the jobs' (app.runtime): a killed process's claims lapse as soon; over one attempt's 10 s
 BATCH = 20
 POLL_SECONDS = 0.5  # how soon a new event goes out when the loop is idle
 MAX_ANSWER_BYTES = 64 * 1024  # read of the receiver's answer, so a kept-alive connection can be reused
