@@ -53,12 +53,23 @@ def connect_users(app, emulator: Emulator, mailboxes: list[Mailbox]) -> None:
     for mailbox in mailboxes:
         # Each user from their own address, as in life (one address would meet the sign-in rate limit).
         user = {"REMOTE_ADDR": str(ipaddress.IPv4Address((10 << 24) + uuid.UUID(mailbox.user_id).int % 2**24))}
-        page = client.get(f"/connect/outlook?record_id={record_id}", base_url=base_url, environ_base=user)
+        page_path = f"/connect/outlook?record_id={record_id}"
+        client = app.test_client()  # each person's own browser, cookies and all
+        # Only a signed-in person may connect: sign in first, then press the page's button.
+        started = client.get("/login", query_string={"next": page_path}, base_url=base_url, environ_base=user)
+        _through_emulator(client, emulator, started, mailbox, user)
+        page = client.get(page_path, base_url=base_url, environ_base=user)
         rv = client.post("/connect/outlook", data=connect_form(page.text), base_url=base_url, environ_base=user)
-        callback = emulator.authorize(rv.headers["Location"], mailbox.user_id)
-        rv = client.get(callback, environ_base=user)
-        if rv.status_code != 302:
-            raise RuntimeError(f"the sign-in callback answered {rv.status_code}")
+        _through_emulator(client, emulator, rv, mailbox, user)
+
+
+def _through_emulator(client, emulator: Emulator, started, mailbox: Mailbox, user: dict[str, str]) -> None:
+    """From the service's redirect to the authorize endpoint, through the emulator's decision, to the callback."""
+    if started.status_code != 302:
+        raise RuntimeError(f"the sign-in start answered {started.status_code}")
+    rv = client.get(emulator.authorize(started.headers["Location"], mailbox.user_id), environ_base=user)
+    if rv.status_code != 302:
+        raise RuntimeError(f"the sign-in callback answered {rv.status_code}")
 
 
 def seed_subscriptions(app, emulator: Emulator, client_id: str) -> int:
@@ -73,10 +84,12 @@ def seed_subscriptions(app, emulator: Emulator, client_id: str) -> int:
     for n in range(SUBSCRIPTIONS):
         connection = connections[n % len(connections)]
         subscription_id, client_state = str(uuid.uuid4()), secrets.token_urlsafe(48)
-        resource = f"/users/{connection['user_id']}/messages"
+        # A mailbox holds ~100 of them, each on a folder of its own: Graph refuses two subscriptions of one
+        # app to the same resource and change types (409), whatever their notification URLs.
+        resource = f"/users/{connection['user_id']}/mailFolders/bench-{n}/messages"
         emulator.subscriptions.add(Subscription(
             id=subscription_id, application_id=client_id, creator_id=connection["user_id"],
-            tenant_id=connection["tenant_id"], user_id=connection["user_id"], folder_id=None, resource=resource,
+            tenant_id=connection["tenant_id"], user_id=connection["user_id"], folder_id=f"bench-{n}", resource=resource,
             change_type=CHANGE_TYPE, notification_url=f"{base_url}/webhooks/graph?copy={n}",
             lifecycle_url=f"{base_url}/webhooks/graph/lifecycle", client_state=client_state, expires=expires,
             immutable_ids=True), validate=False)
