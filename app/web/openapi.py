@@ -38,14 +38,14 @@ ERROR_TEXTS = {403: "Not allowed: the connection is not the record's organizatio
                422: "A field is missing or invalid; the message names it."}
 
 
-def documented(summary: str, *, answers: Mapping[int, str | Schema | tuple[str, Schema]],
+def documented(summary: str, *, answers: Mapping[int, str | Schema | tuple[str, Schema] | None],
                takes: str | None = None, body: Schema | None = None, errors: Iterable[int] = (),
                query: Iterable[Schema] = (), headers: Iterable[Schema] = (), description: str = "",
                public: bool = False) -> Callable[[View], View]:
     """Describe an ``/api`` view for the OpenAPI document.
 
-    ``answers``: each success status with the schema name it answers (a JSON body), a raw schema, or
-    ``(media type, schema)`` for other bodies. ``takes``: the schema name of a JSON body; ``body``
+    ``answers``: each success status with the schema name it answers (a JSON body), a raw schema,
+    ``(media type, schema)`` for other bodies, or None for no body (204). ``takes``: the schema name of a JSON body; ``body``
     instead for another media type, as ``{media type: schema}``. ``errors``: the statuses it may answer
     beyond :data:`COMMON_ERRORS` (404 is implied by an id in the path). ``public``: no token needed.
     """
